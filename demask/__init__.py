@@ -1,0 +1,3 @@
+"""demask: masked-diffusion language models for code."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,42 @@
+"""The `demask` command: a small table of command modules, each a thin typed layer."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="demask",
+    help="Masked-diffusion language models for code: decode, execute, score, post-train.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+
+@app.callback()
+def _root() -> None:
+    """Masked-diffusion language models for code: decode, execute, score, post-train."""
+
+
+# Each module defines `register(app)`; the list is the whole command table.
+COMMAND_MODULES = ("generate", "evaluate", "train", "demo", "grpo", "info")
+
+for _name in COMMAND_MODULES:
+    try:
+        _module = importlib.import_module(f"demask.cli.{_name}")
+    except ModuleNotFoundError as exc:  # a command whose module has not landed yet
+        if exc.name != f"demask.cli.{_name}":
+            raise
+        continue
+    _module.register(app)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
