@@ -99,7 +99,8 @@ class ModelConfig:
                 "num_attention_heads", "num_key_value_heads", "head_dim", "max_position_embeddings",
                 "rms_norm_eps", "rope_theta", "tie_word_embeddings", "mask_token_id",
                 "pad_token_id", "eos_token_id", "bos_token_id", "model_type", "causal",
-                "shift_logits", "qkv_bias", "attention_bias", "embedding_size"}
+                "shift_logits", "qkv_bias", "attention_bias", "embedding_size", "rope_parameters",
+                "rope_scaling", "mlp_bias", "architectures", "hidden_act"}
         heads = raw["num_attention_heads"]
         # Qwen2 and Dream always carry q/k/v bias; LLaMA's is `attention_bias` (also o_proj,
         # which we do not support: refuse it rather than silently dropping weights).
@@ -109,6 +110,8 @@ class ModelConfig:
             qkv_bias = False
         else:
             qkv_bias = raw.get("qkv_bias", arch in ("qwen2", "dream"))
+        if raw.get("mlp_bias", False):
+            raise ValueError("configs with mlp_bias=true are not supported")
         default_causal = arch in ("qwen2", "llama")
         return cls(
             vocab_size=raw["vocab_size"],
@@ -120,7 +123,7 @@ class ModelConfig:
             head_dim=raw.get("head_dim"),
             max_position_embeddings=raw.get("max_position_embeddings", 2048),
             rms_norm_eps=raw.get("rms_norm_eps", 1e-6),
-            rope_theta=raw.get("rope_theta", 10000.0),
+            rope_theta=_rope_theta(raw),
             qkv_bias=qkv_bias,
             tie_word_embeddings=raw.get("tie_word_embeddings", False),
             embedding_size=raw.get("embedding_size"),
@@ -143,11 +146,14 @@ class ModelConfig:
         used = {"d_model", "n_heads", "n_kv_heads", "n_layers", "mlp_hidden_size", "rope_theta",
                 "rms_norm_eps", "vocab_size", "embedding_size", "weight_tying", "mask_token_id",
                 "eos_token_id", "pad_token_id", "max_sequence_length", "include_bias",
-                "include_qkv_bias", "model_type"}
+                "include_qkv_bias", "model_type", "architectures"}
         if raw.get("include_bias", False):
             raise ValueError("LLaDA configs with include_bias=true are not supported")
+        # OLMo's output head has `embedding_size` rows (>= vocab_size, padded for speed);
+        # logits over the padding rows are never a real token but keep the shapes exact.
+        head_rows = raw.get("embedding_size") or raw["vocab_size"]
         return cls(
-            vocab_size=raw["vocab_size"],
+            vocab_size=head_rows,
             hidden_size=hidden,
             intermediate_size=mlp,
             num_layers=raw["n_layers"],
@@ -158,7 +164,6 @@ class ModelConfig:
             rope_theta=raw.get("rope_theta", 10000.0),
             qkv_bias=bool(raw.get("include_qkv_bias", False)),
             tie_word_embeddings=bool(raw.get("weight_tying", False)),
-            embedding_size=raw.get("embedding_size"),
             causal=False,
             shift_logits=False,
             mask_token_id=raw.get("mask_token_id"),
@@ -197,6 +202,19 @@ class ModelConfig:
         if self.embedding_size is not None:
             out["embedding_size"] = self.embedding_size
         return out
+
+
+def _rope_theta(raw: dict[str, Any]) -> float:
+    """rope_theta from either the classic key or transformers 5's `rope_parameters`.
+
+    Only plain RoPE is implemented: a scaled variant (linear, dynamic, yarn, llama3) is refused
+    rather than silently run unscaled.
+    """
+    params = raw.get("rope_parameters") or raw.get("rope_scaling") or {}
+    kind = params.get("rope_type", params.get("type", "default"))
+    if kind not in ("default", None):
+        raise ValueError(f"rope scaling {kind!r} in config.json is not supported; only plain RoPE is")
+    return float(raw.get("rope_theta", params.get("rope_theta", 10000.0)))
 
 
 def _first(value: Any) -> Any:
