@@ -1,0 +1,103 @@
+"""Group-relative advantages: each completion's reward against the others of its group.
+
+A group is the G completions of one prompt. Rewards come flat, ``(N,)`` with N = groups * G
+and each group contiguous (rows ``g*G .. g*G+G-1``), or already shaped ``(groups, G)``; the
+result has the shape of the input.
+
+- ``loo`` (coupled-GRPO, DiffuCoder): leave-one-out baseline,
+  ``A_i = r_i - (sum_j r_j - r_i) / (G - 1)``, no std scaling. Identity:
+  ``A_loo = G / (G - 1) * (r_i - mean(r))``.
+- ``mean`` (Dr. GRPO; the unmasking-policy paper): ``A_i = r_i - mean(r)``.
+- ``mean_std`` (DeepSeekMath GRPO): ``A_i = (r_i - mean(r)) / (std(r) + eps)`` with the
+  unbiased (G - 1) standard deviation, as torch.std and TRL compute it.
+
+A group whose rewards are all equal gets zero advantages under every rule (no signal).
+Not covered: batch-level (rather than group-level) normalisation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from demask.training.registry import Registry
+
+AdvantageFn = Callable[..., torch.Tensor]
+
+
+def _grouped(rewards: torch.Tensor, group_size: int | None) -> torch.Tensor:
+    """(N,) or (groups, G) -> (groups, G), float."""
+    rewards = torch.as_tensor(rewards)
+    if not rewards.is_floating_point():
+        rewards = rewards.float()
+    if rewards.dim() == 2:
+        if group_size is not None and rewards.shape[1] != group_size:
+            raise ValueError(f"rewards of shape {tuple(rewards.shape)} hold groups of "
+                             f"{rewards.shape[1]}, but group_size={group_size}")
+        return rewards
+    if rewards.dim() != 1:
+        raise ValueError(f"rewards must be (N,) or (groups, G), got shape {tuple(rewards.shape)}")
+    if group_size is None or group_size <= 0:
+        raise ValueError(f"flat rewards need group_size > 0 (the G completions per prompt), "
+                         f"got {group_size}")
+    if rewards.numel() % group_size:
+        raise ValueError(f"{rewards.numel()} rewards do not split into groups of {group_size}; "
+                         "N must be a multiple of G")
+    return rewards.view(-1, group_size)
+
+
+def loo_advantages(rewards: torch.Tensor, group_size: int | None = None) -> torch.Tensor:
+    """Leave-one-out: ``A_i = r_i - (sum_j r_j - r_i) / (G - 1)``. Needs G >= 2.
+
+    >>> loo_advantages(torch.tensor([1.0, 2.0, 6.0]), 3).tolist()
+    [-3.0, -1.5, 4.5]
+    """
+    r = _grouped(rewards, group_size)
+    g = r.shape[1]
+    if g < 2:
+        raise ValueError("leave-one-out advantages need at least 2 completions per group "
+                         f"(got G={g}); use 'mean' or raise G")
+    total = r.sum(dim=1, keepdim=True)
+    return (r - (total - r) / (g - 1)).reshape(torch.as_tensor(rewards).shape)
+
+
+def mean_advantages(rewards: torch.Tensor, group_size: int | None = None) -> torch.Tensor:
+    """``A_i = r_i - mean_j r_j`` within each group.
+
+    >>> mean_advantages(torch.tensor([1.0, 3.0]), 2).tolist()
+    [-1.0, 1.0]
+    """
+    r = _grouped(rewards, group_size)
+    return (r - r.mean(dim=1, keepdim=True)).reshape(torch.as_tensor(rewards).shape)
+
+
+def mean_std_advantages(rewards: torch.Tensor, group_size: int | None = None,
+                        eps: float = 1e-4) -> torch.Tensor:
+    """``A_i = (r_i - mean) / (std + eps)``, unbiased std within each group. Needs G >= 2.
+
+    >>> mean_std_advantages(torch.tensor([1.0, 3.0]), 2, eps=0.0).tolist()
+    [-0.7071067690849304, 0.7071067690849304]
+    """
+    r = _grouped(rewards, group_size)
+    if r.shape[1] < 2:
+        raise ValueError(f"std scaling needs at least 2 completions per group (got G={r.shape[1]})")
+    centered = r - r.mean(dim=1, keepdim=True)
+    return (centered / (r.std(dim=1, keepdim=True) + eps)).reshape(torch.as_tensor(rewards).shape)
+
+
+ADVANTAGES: Registry[AdvantageFn] = Registry("advantage")
+ADVANTAGES.register("loo", "leave-one-out", "rloo")(loo_advantages)
+ADVANTAGES.register("mean")(mean_advantages)
+ADVANTAGES.register("mean_std")(mean_std_advantages)
+
+
+def get_advantage_fn(name: str) -> AdvantageFn:
+    """The advantage rule registered as ``name`` ("loo", "mean", "mean_std")."""
+    return ADVANTAGES.get(name)
+
+
+def compute_advantages(rewards: torch.Tensor, group_size: int | None = None,
+                       kind: str = "loo", **kwargs) -> torch.Tensor:
+    """Advantages by rule name ("loo", "mean", "mean_std"); see the module docstring."""
+    return get_advantage_fn(kind)(rewards, group_size, **kwargs)
