@@ -27,7 +27,9 @@ class Program:
     tests: separate snippets (e.g. one assert each); each gets its own verdict and the
         result's pass rate is the fraction that passed. An empty tuple means the program
         itself is the test (it passes if ``code`` runs to the end without an exception).
-    timeout_s: wall-clock limit for the whole program; None = the sandbox's default.
+    timeout_s: wall-clock limit for one run of the program (``code`` plus its tests); None =
+        the sandbox's default. After a test hangs, the remaining tests get a fresh run
+        (at most ``SandboxConfig.max_restarts`` of them).
     """
 
     code: str
