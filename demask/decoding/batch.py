@@ -1,0 +1,48 @@
+"""A batch of prompts of different lengths: left padding, attention mask, true positions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class PromptBatch:
+    tokens: torch.Tensor
+    """(B, P + L) long: left-padded prompts, then L copies of ``fill_id``."""
+    attention: torch.Tensor
+    """(B, P + L) bool: False on left padding only."""
+    positions: torch.Tensor
+    """(B, P + L) long: cumsum(attention) - 1, clamped at 0, so RoPE sees true positions."""
+    prompt_length: int
+    """P: the longest prompt; completions start at this column."""
+    has_padding: bool
+
+
+def build_batch(prompts: Sequence[Sequence[int]], gen_length: int, fill_id: int, pad_id: int,
+                device: torch.device | str = "cpu", max_length: int | None = None) -> PromptBatch:
+    """Left-pad ``prompts`` and append ``gen_length`` positions holding ``fill_id``."""
+    if len(prompts) == 0:
+        raise ValueError("no prompts given: pass a list of token-id lists")
+    lengths = [len(p) for p in prompts]
+    if min(lengths) == 0:
+        raise ValueError(f"prompt {lengths.index(0)} is empty; every prompt needs at least one "
+                         "token (a shifted model predicts the first completion token from it)")
+    p = max(lengths)
+    total = p + gen_length
+    if max_length is not None and total > max_length:
+        raise ValueError(
+            f"the longest prompt ({p} tokens) plus gen_length ({gen_length}) is {total} tokens, "
+            f"more than the model's context of {max_length}; shorten the prompt or gen_length")
+    b = len(prompts)
+    tokens = torch.full((b, total), fill_id, dtype=torch.long)
+    tokens[:, :p] = pad_id
+    attention = torch.ones(b, total, dtype=torch.bool)
+    for i, prompt in enumerate(prompts):  # building the batch, not the hot path
+        tokens[i, p - len(prompt):p] = torch.as_tensor(list(prompt), dtype=torch.long)
+        attention[i, :p - len(prompt)] = False
+    positions = (attention.long().cumsum(-1) - 1).clamp(min=0)
+    return PromptBatch(tokens.to(device), attention.to(device), positions.to(device), p,
+                       has_padding=min(lengths) != p)

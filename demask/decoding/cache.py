@@ -1,0 +1,76 @@
+"""One step's forward pass under a cache mode: which slice runs, and which logits come back.
+
+Modes (Fast-dLLM; the cache is refreshed by one full forward at the start of each block,
+which is also that step's prediction):
+
+- ``none``: the whole sequence every step (the plain loop).
+- ``prefix``: later steps run [block start, end of sequence) against the keys/values of
+  everything left of the block, as computed at the block's refresh.
+- ``dual``: later steps run only the block; the keys/values both left and right of it
+  (the masked suffix) come from the refresh.
+
+For a shifted model the prediction for token a sits at position a - 1, so a slice that
+must predict [a, b) runs from a - 1 (re-writing the K/V of a - 1 is harmless: the refresh
+computed it from the same committed token). Whatever runs, the caller gets logits aligned
+with completion positions: ``logits[:, j]`` predicts completion index ``window_start + j``.
+
+What is approximate: with ``prefix``/``dual``, K/V outside the running slice are those of
+the refresh, not of the current tokens, so outputs may differ from ``none`` (Fast-dLLM's
+trade). Rows that still decode while others wait run against a gathered copy of the cache.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+
+class StepForward:
+    """Runs the model for one decoding step of block decoding."""
+
+    def __init__(self, model: torch.nn.Module, mode: str, prompt_length: int, total_length: int) -> None:
+        self.model, self.mode = model, mode
+        self.shifted = bool(model.config.shift_logits)
+        self.p, self.t = prompt_length, total_length
+        self.cache = model.new_cache(total_length) if mode != "none" else None
+
+    def __call__(self, x: torch.Tensor, attn: torch.Tensor | None, pos: torch.Tensor,
+                 lo: int, hi: int, refresh: bool, rows: torch.Tensor | None = None,
+                 ) -> tuple[torch.Tensor, int]:
+        """Logits (A', W, V) for completion indices [window_start, ...) and window_start.
+
+        x, attn, pos: (A, T) for the active rows; rows: indices of the rows to run (None:
+        all). [lo, hi): the current block in completion indices.
+        """
+        if rows is not None:
+            x, pos = x[rows], pos[rows]
+            attn = None if attn is None else attn[rows]
+        p, shift = self.p, int(self.shifted)
+        if self.cache is None or refresh:
+            if refresh and rows is not None:
+                raise RuntimeError("a cache refresh must run every active row")
+            logits = self.model(x, attention_mask=attn, position_ids=pos, cache=self.cache,
+                                cache_start=0)  # (A, T, V)
+            return logits[:, p - shift:self.t - shift], 0
+        cache = self.cache if rows is None else _gather(self.cache, rows)
+        a = p + lo - shift  # first absolute position to run
+        b = self.t if self.mode == "prefix" else p + hi
+        logits = self.model(x[:, a:b], attention_mask=attn, position_ids=pos[:, a:b],
+                            cache=cache, cache_start=a)  # (A', b - a, V)
+        # Row j of the slice predicts absolute position a + j + shift = p + lo + j.
+        return logits[:, :b - a - shift] if shift else logits, lo
+
+    def select_rows(self, keep: torch.Tensor) -> None:
+        """Drop finished rows from the cache (keep: (A,) bool or indices)."""
+        if self.cache is not None:
+            self.cache.select_rows(keep)
+
+
+def _gather(cache, rows: torch.Tensor):
+    """A copy of ``cache`` holding only ``rows`` (writes to it do not reach the original:
+    every position a step writes is re-written by the next step or the next refresh)."""
+    sub = copy.copy(cache)
+    sub.k = [None if t is None else t[rows] for t in cache.k]
+    sub.v = [None if t is None else t[rows] for t in cache.v]
+    return sub

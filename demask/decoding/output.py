@@ -1,0 +1,42 @@
+"""What generate() returns, and the end-of-completion rule shared by both decoders."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from demask.decoding.trace import Trace
+
+
+@dataclass
+class DecodeOutput:
+    completions: list[list[int]]
+    """Per prompt, the completion cut before its first end token (EOS or pad)."""
+    nfe: list[int]
+    """Per prompt, the forward passes it took part in."""
+    tokens: torch.Tensor
+    """(B, P + L): left-padded prompts and full completions (end-filled after an early stop)."""
+    prompt_length: int
+    """P: the column where completions start in ``tokens``."""
+    trace: Trace | None = None
+
+
+def end_token_ids(model_config) -> list[int]:
+    """The ids that end a completion: EOS and pad, where the model defines them."""
+    ids = [model_config.eos_token_id, model_config.pad_token_id]
+    return sorted({i for i in ids if i is not None})
+
+
+def cut_completions(completions: torch.Tensor, end_ids: Sequence[int]) -> list[list[int]]:
+    """(B, L) -> lists cut before the first end token."""
+    rows = completions.tolist()
+    if not end_ids:
+        return rows
+    ends = set(end_ids)
+    out = []
+    for row in rows:
+        cut = next((i for i, t in enumerate(row) if t in ends), len(row))
+        out.append(row[:cut])
+    return out

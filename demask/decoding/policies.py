@@ -1,0 +1,390 @@
+"""Unmasking policies: which masked positions of the current block to commit at a step.
+
+A policy sees one :class:`StepState` (the current block of every row still decoding) and
+returns a :class:`Selection`. Two kinds:
+
+- fixed-budget (``adaptive = False``): score every masked position and commit the
+  ``state.counts`` best, counts coming from a schedule (see schedules.py); with
+  ``alg_temp`` the positions are instead sampled without replacement from
+  ``softmax(score / alg_temp)`` (Gumbel-top-k, the same law as Dream's multinomial).
+- adaptive (``adaptive = True``): the policy decides how many (threshold, factor,
+  entropy-bound, learned); every one of them commits at least one position a step (the
+  learned one only when ``force_nonempty``), and everything left when ``state.force_all``.
+
+Names follow the anchors, their names are aliases: ``origin`` -> random,
+``low_confidence``/``maskgit_plus`` -> confidence, ``topk_margin`` -> margin.
+
+Departures: ``random`` commits exactly the schedule's count of uniformly chosen positions
+(LLaDA's "random" remasking); Dream's ``origin`` draws a Bernoulli(1 - s/t) per position,
+which commits the same number on average but not exactly. Ties in a score are broken
+towards the left (stable sort).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, ClassVar
+
+import torch
+
+from demask.decoding.registry import Registry
+from demask.decoding.sampling import gumbel_noise
+
+if TYPE_CHECKING:
+    from demask.decoding.config import DecodeConfig
+
+POLICIES: Registry["UnmaskingPolicy"] = Registry("unmasking policy")
+
+
+@dataclass(eq=False)
+class StepState:
+    """One step, restricted to the current block: A rows still decoding, S block positions."""
+
+    tokens: torch.Tensor
+    """(A, S) long: the value each position would take (argmax or sampled)."""
+    probs: torch.Tensor
+    """(A, S, V) float32: the distribution ``tokens`` were drawn from."""
+    masked: torch.Tensor
+    """(A, S) bool: positions still masked. Policies commit only among these."""
+    step: int
+    """Index of this step within the block (0-based)."""
+    nfe: torch.Tensor
+    """(A,) long: forward passes the row has taken part in, this step's included."""
+    gen_length: int
+    block_start: int
+    """Completion index of the block's first position."""
+    counts: torch.Tensor | None = None
+    """(A,) long: how many to commit (fixed-budget policies; None for adaptive ones)."""
+    force_all: bool = False
+    """Commit everything still masked (an adaptive policy reached the block's step cap)."""
+    generator: torch.Generator | None = None
+    completion_masked: torch.Tensor | None = None
+    """(A, L) bool over the whole completion (only for policies with ``sees_completion``)."""
+    completion_confidence: torch.Tensor | None = None
+    """(A, L) float: top-1 probability of the untempered logits, from the latest forward
+    that covered each position (only for policies with ``sees_completion``)."""
+
+    @cached_property
+    def confidence(self) -> torch.Tensor:
+        """(A, S): probability of the chosen token."""
+        return self.probs.gather(-1, self.tokens.unsqueeze(-1)).squeeze(-1)
+
+    @cached_property
+    def margin(self) -> torch.Tensor:
+        """(A, S): p(top-1) - p(top-2)."""
+        top2 = self.probs.topk(2, dim=-1).values
+        return top2[..., 0] - top2[..., 1]
+
+    @cached_property
+    def neg_entropy(self) -> torch.Tensor:
+        """(A, S): sum_v p log p (0 log 0 = 0); higher is surer."""
+        return torch.special.xlogy(self.probs, self.probs).sum(-1)
+
+
+@dataclass
+class Selection:
+    commit: torch.Tensor
+    """(A, S) bool: positions to commit now (a subset of ``state.masked``)."""
+    scores: torch.Tensor
+    """(A, S) float: what the policy ranked by (recorded in traces)."""
+    info: dict[str, torch.Tensor] = field(default_factory=dict)
+    """Extra per-step tensors for traces (the learned policy's log-probs)."""
+
+
+class UnmaskingPolicy(ABC):
+    """Interface: ``select(state) -> Selection``."""
+
+    name: ClassVar[str]
+    adaptive: ClassVar[bool] = False
+    sees_completion: ClassVar[bool] = False
+    """True: the loop fills ``completion_masked`` / ``completion_confidence``."""
+
+    @classmethod
+    def from_config(cls, config: "DecodeConfig") -> "UnmaskingPolicy":
+        return cls()
+
+    @abstractmethod
+    def select(self, state: StepState) -> Selection:
+        ...
+
+
+def commit_top(key: torch.Tensor, counts: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+    """(A, S) bool: the ``counts[a]`` masked positions of row a with the highest key.
+
+    Unmasked positions never win, whatever their key; ties go to the leftmost position.
+    """
+    lowest = torch.finfo(key.dtype).min
+    key = torch.where(masked, key.clamp(min=lowest), float("-inf"))
+    order = key.argsort(dim=-1, descending=True, stable=True)  # (A, S)
+    ranks = torch.arange(key.shape[-1], device=key.device)
+    take = ranks < counts.unsqueeze(-1)  # (A, S) in sorted order
+    return torch.zeros_like(masked).scatter(-1, order, take) & masked
+
+
+class ScoredPolicy(UnmaskingPolicy):
+    """Fixed budget: commit the ``state.counts`` best-scored masked positions."""
+
+    def __init__(self, alg_temp: float | None = None) -> None:
+        self.alg_temp = alg_temp
+
+    @classmethod
+    def from_config(cls, config: "DecodeConfig") -> "UnmaskingPolicy":
+        return cls(alg_temp=config.alg_temp)
+
+    @abstractmethod
+    def score(self, state: StepState) -> torch.Tensor:
+        """(A, S) float: higher = commit sooner."""
+
+    def select(self, state: StepState) -> Selection:
+        scores = self.score(state)
+        key = scores
+        if self.alg_temp is not None:
+            # Gumbel-top-k on score / alg_temp samples positions without replacement from
+            # softmax(score / alg_temp), Dream's `alg_temp` multinomial.
+            key = scores.double() / self.alg_temp + gumbel_noise(
+                scores.shape, state.generator, scores.device)
+        return Selection(commit_top(key, state.counts, state.masked), scores)
+
+
+@POLICIES.register("random", "origin")
+class RandomPolicy(ScoredPolicy):
+    """Uniformly random positions (the schedule sets how many). ``alg_temp`` is moot."""
+
+    def score(self, state: StepState) -> torch.Tensor:
+        gen_device = state.generator.device if state.generator is not None else torch.device("cpu")
+        u = torch.rand(state.masked.shape, generator=state.generator, device=gen_device)
+        return u.to(state.masked.device)
+
+    def select(self, state: StepState) -> Selection:
+        scores = self.score(state)
+        return Selection(commit_top(scores, state.counts, state.masked), scores)
+
+
+@POLICIES.register("confidence", "low-confidence", "maskgit-plus")
+class ConfidencePolicy(ScoredPolicy):
+    """Probability of the chosen token (LLaDA low_confidence, Dream maskgit_plus)."""
+
+    def score(self, state: StepState) -> torch.Tensor:
+        return state.confidence
+
+
+@POLICIES.register("margin", "topk-margin")
+class MarginPolicy(ScoredPolicy):
+    """p(top-1) - p(top-2) (Dream topk_margin)."""
+
+    def score(self, state: StepState) -> torch.Tensor:
+        return state.margin
+
+
+@POLICIES.register("entropy", "neg-entropy")
+class EntropyPolicy(ScoredPolicy):
+    """Negative entropy sum p log p (Dream/DiffuCoder entropy)."""
+
+    def score(self, state: StepState) -> torch.Tensor:
+        return state.neg_entropy
+
+
+@POLICIES.register("left-to-right", "l2r", "ltr", "autoregressive")
+class LeftToRightPolicy(ScoredPolicy):
+    """The leftmost masked positions first: autoregressive order inside the schedule."""
+
+    def score(self, state: StepState) -> torch.Tensor:
+        a, s = state.masked.shape
+        return -torch.arange(s, device=state.masked.device, dtype=torch.float32).expand(a, s)
+
+
+def _at_least_top1(commit: torch.Tensor, key: torch.Tensor, masked: torch.Tensor,
+                   force_all: bool) -> torch.Tensor:
+    """Add each row's best masked position (rows with any masked), or all of them at the cap."""
+    if force_all:
+        return masked.clone()
+    lowest = torch.finfo(key.dtype).min
+    best = torch.where(masked, key.clamp(min=lowest), float("-inf")).argmax(-1, keepdim=True)
+    top1 = torch.zeros_like(masked).scatter(-1, best, True) & masked
+    return (commit | top1) & masked
+
+
+@POLICIES.register("threshold", "confidence-threshold")
+class ThresholdPolicy(UnmaskingPolicy):
+    """Fast-dLLM: every masked position whose confidence >= tau, and at least the top-1."""
+
+    adaptive = True
+
+    def __init__(self, threshold: float = 0.9) -> None:
+        self.threshold = threshold
+
+    @classmethod
+    def from_config(cls, config: "DecodeConfig") -> "UnmaskingPolicy":
+        return cls(config.threshold)
+
+    def select(self, state: StepState) -> Selection:
+        conf = state.confidence
+        commit = state.masked & (conf >= self.threshold)
+        return Selection(_at_least_top1(commit, conf, state.masked, state.force_all), conf)
+
+
+def _count_prefix(ok_sorted: torch.Tensor, n_masked: torch.Tensor) -> torch.Tensor:
+    """(A,) long: length of the leading run of True in each sorted row, at least 1, at most n."""
+    run = ok_sorted.long().cumprod(-1).sum(-1)
+    return torch.minimum(run.clamp(min=1), n_masked)
+
+
+@POLICIES.register("factor", "confidence-factor")
+class FactorPolicy(UnmaskingPolicy):
+    """Fast-dLLM factor rule: sort confidences c_1 >= c_2 >= ...; commit the n-th while
+    (n + 1)(1 - c_n) < f; always the top-1. (Fast-dLLM's loop also commits the last
+    candidate when only it fails the test; here the rule holds for every n.)"""
+
+    adaptive = True
+
+    def __init__(self, factor: float = 1.0) -> None:
+        self.factor = factor
+
+    @classmethod
+    def from_config(cls, config: "DecodeConfig") -> "UnmaskingPolicy":
+        return cls(config.factor)
+
+    def select(self, state: StepState) -> Selection:
+        conf = state.confidence
+        if state.force_all:
+            return Selection(state.masked.clone(), conf)
+        sorted_conf = torch.where(state.masked, conf, -1.0).sort(-1, descending=True).values
+        n = torch.arange(1, conf.shape[-1] + 1, device=conf.device, dtype=conf.dtype)
+        ok = (n + 1) * (1 - sorted_conf) < self.factor
+        counts = _count_prefix(ok, state.masked.sum(-1))
+        return Selection(commit_top(conf, counts, state.masked), conf)
+
+
+@POLICIES.register("entropy-bound", "eb", "eb-sampler")
+class EntropyBoundPolicy(UnmaskingPolicy):
+    """EB-sampler: sort masked positions by entropy H ascending; commit the k lowest while
+    sum(H_1..H_k) - max(H_1..H_k) <= gamma (so at least one)."""
+
+    adaptive = True
+
+    def __init__(self, gamma: float = 0.1) -> None:
+        self.gamma = gamma
+
+    @classmethod
+    def from_config(cls, config: "DecodeConfig") -> "UnmaskingPolicy":
+        return cls(config.gamma)
+
+    def select(self, state: StepState) -> Selection:
+        score = state.neg_entropy  # -H
+        if state.force_all:
+            return Selection(state.masked.clone(), score)
+        h_sorted = torch.where(state.masked, -score, float("inf")).sort(-1).values
+        # Sorted ascending, the max of the first k is the k-th; masked-out entries are inf -> fail.
+        ok = (h_sorted.cumsum(-1) - h_sorted) <= self.gamma
+        counts = _count_prefix(ok, state.masked.sum(-1))
+        return Selection(commit_top(score, counts, state.masked), score)
+
+
+@dataclass
+class PolicyFeatures:
+    """What a learned unmasking policy sees (arXiv 2512.09106), over the whole completion."""
+
+    masked: torch.Tensor
+    """(A, L) bool: still masked."""
+    confidence: torch.Tensor
+    """(A, L) float: the model's top-1 probability (untempered logits)."""
+    time: torch.Tensor
+    """(A,) float: t = NFE so far (this step's forward included) / L."""
+    position: torch.Tensor
+    """(L,) long: completion index of each position."""
+    block: torch.Tensor
+    """(L,) bool: inside the current block."""
+
+
+@POLICIES.register("learned")
+class LearnedPolicy(UnmaskingPolicy):
+    """A callable ``fn(PolicyFeatures) -> (A, L) commit probabilities`` decides.
+
+    Each masked position of the current block is committed by an independent Bernoulli of
+    probability ``clamp(beta * p)`` (``beta`` is the test-time speed knob of the paper).
+    ``deterministic`` commits where p >= 0.5 instead of sampling. With ``force_nonempty``
+    (evaluation) a row that selects nothing commits its highest-p masked position; without
+    it (RL rollouts) an empty step is allowed and the block's step cap (block length)
+    ends the block by committing the rest.
+
+    ``Selection.info`` (kept in traces) carries what a policy-gradient trainer needs:
+    ``probs`` (A, L), ``action`` (A, L) the sampled action before forcing, ``logprob``
+    (A,) = sum of Bernoulli log-likelihoods of the action over the block's masked
+    positions, ``forced`` (A,), and the features ``masked``, ``confidence``, ``time``;
+    decode with ``DecodeConfig(trace=True)`` and read them with ``trace.policy_info(key)``.
+    Not covered: the policy network itself (training/ builds it).
+    """
+
+    adaptive = True
+    sees_completion = True
+
+    def __init__(self, fn: Callable[[PolicyFeatures], torch.Tensor], beta: float = 1.0,
+                 force_nonempty: bool = True, deterministic: bool = False) -> None:
+        if beta <= 0:
+            raise ValueError(f"beta must be > 0, got {beta}")
+        self.fn, self.beta = fn, beta
+        self.force_nonempty, self.deterministic = force_nonempty, deterministic
+
+    @classmethod
+    def from_config(cls, config: "DecodeConfig") -> "UnmaskingPolicy":
+        raise ValueError("the learned policy needs its network: pass "
+                         "DecodeConfig(policy=LearnedPolicy(fn)) instead of the name 'learned'")
+
+    def select(self, state: StepState) -> Selection:
+        masked_all = state.completion_masked
+        a, length = masked_all.shape
+        s = state.masked.shape[-1]
+        lo, hi = state.block_start, state.block_start + s
+        position = torch.arange(length, device=masked_all.device)
+        features = PolicyFeatures(
+            masked=masked_all, confidence=state.completion_confidence,
+            time=state.nfe.float() / state.gen_length, position=position,
+            block=(position >= lo) & (position < hi))
+        with torch.no_grad():
+            p_all = self.fn(features).float()
+        if p_all.shape != (a, length):
+            raise ValueError(f"learned policy returned shape {tuple(p_all.shape)}, expected {(a, length)}")
+        p = (p_all[:, lo:hi] * self.beta).clamp(0.0, 1.0)  # (A, S)
+        if self.deterministic:
+            action = p >= 0.5
+        else:
+            gen_device = state.generator.device if state.generator is not None else torch.device("cpu")
+            u = torch.rand(p.shape, generator=state.generator, device=gen_device).to(p.device)
+            action = u < p
+        action &= state.masked
+        eps = 1e-12
+        ll = torch.where(action, (p + eps).log(), (1 - p + eps).log())
+        logprob = torch.where(state.masked, ll, 0.0).sum(-1)
+        commit = action
+        empty = ~(action.any(-1)) & state.masked.any(-1)
+        if state.force_all:
+            commit = state.masked.clone()
+        elif self.force_nonempty:
+            commit = _at_least_top1(torch.zeros_like(action), p, state.masked, False)
+            commit = torch.where(empty.unsqueeze(-1), commit, action)
+        full_action = torch.zeros_like(masked_all)
+        full_action[:, lo:hi] = action
+        info = {"probs": p_all, "action": full_action, "logprob": logprob,
+                "forced": empty if self.force_nonempty else torch.zeros_like(empty),
+                "masked": masked_all, "confidence": state.completion_confidence,
+                "time": features.time}
+        return Selection(commit, p, info)
+
+
+def policy_class(name: str) -> type[UnmaskingPolicy]:
+    return POLICIES.get(name)
+
+
+def make_policy(config: "DecodeConfig") -> UnmaskingPolicy:
+    """The policy instance a config asks for (an instance in the config is used as is)."""
+    if isinstance(config.policy, UnmaskingPolicy):
+        return config.policy
+    return policy_class(config.policy).from_config(config)
+
+
+def policy_names() -> list[str]:
+    return POLICIES.names()
+
