@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 from demask.evaluation.samples import SampleOutput, Sampler
@@ -39,8 +40,12 @@ def _device_of(model: Any):
         return torch.device("cpu")
 
 
-def decoding_sampler(model: Any, tokenizer: Any, decode_config: Any, *, batched: bool = True) -> Sampler:
-    """A sampler that decodes with ``demask.decoding.generate`` (imported on first call)."""
+def decoding_sampler(model: Any, tokenizer: Any, decode_config: Any, *, batched: bool = True,
+                     observe: Callable[[Any], None] | None = None) -> Sampler:
+    """A sampler that decodes with ``demask.decoding.generate`` (imported on first call).
+
+    observe: called with each ``DecodeOutput`` (e.g. to read its trace for AR-ness).
+    """
 
     def sample(prompts: list[str], seeds: list[int]) -> list[SampleOutput]:
         import torch
@@ -59,6 +64,8 @@ def decoding_sampler(model: Any, tokenizer: Any, decode_config: Any, *, batched:
             out = generate(model, [tokenizer.encode(prompts[i]) for i in rows], decode_config,
                            generator=generator)
             share = (time.perf_counter() - start) / len(rows)
+            if observe is not None:
+                observe(out)
             for j, i in enumerate(rows):
                 ids = list(out.completions[j])
                 outputs[i] = SampleOutput(completion=tokenizer.decode(ids), nfe=int(out.nfe[j]),

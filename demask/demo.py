@@ -1,0 +1,141 @@
+"""`demask demo`: the shipped tiny models on held-out TinyCode, one row per decoding policy.
+
+For each policy the held-out split is decoded, executed in the sandbox and scored through the
+ordinary evaluation pipeline (so every samples file can be re-scored by another harness), and
+the decoding traces give the global AR-ness of the order each policy chose.
+
+Not covered: sampling at temperature > 0 (every row decodes greedily, one sample per task, so
+pass@1 is exact for that decoder rather than an estimate).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+SHIPPED = {"diffusion": ASSETS / "tinycode-mdm", "autoregressive": ASSETS / "tinycode-ar"}
+
+
+@dataclass(frozen=True)
+class DemoPolicy:
+    """One row of the demo table: a name, the model it decodes, and its decoding settings."""
+
+    name: str
+    decode: dict[str, Any]
+    model: str = "diffusion"  # a key of SHIPPED (or of the models passed to run_demo)
+
+
+def default_policies(gen_length: int) -> list[DemoPolicy]:
+    """The rows `demask demo` shows; gen_length is the models' completion length."""
+    block = gen_length // 3 if gen_length % 3 == 0 else gen_length
+    one = dict(gen_length=gen_length, steps=gen_length)
+    return [
+        DemoPolicy("confidence", {**one, "policy": "confidence"}),
+        DemoPolicy("entropy", {**one, "policy": "entropy"}),
+        DemoPolicy("margin", {**one, "policy": "margin"}),
+        DemoPolicy("random", {**one, "policy": "random"}),
+        DemoPolicy("left-to-right", {**one, "policy": "left-to-right"}),
+        DemoPolicy("confidence, 2 tokens/step", dict(gen_length=gen_length, steps=gen_length // 2,
+                                                     policy="confidence")),
+        DemoPolicy("threshold 0.9, dual cache", dict(gen_length=gen_length, block_length=block,
+                                                     policy="threshold", threshold=0.9, cache="dual")),
+        DemoPolicy("autoregressive model", dict(gen_length=gen_length, cache="prefix"),
+                   model="autoregressive"),
+    ]
+
+
+@dataclass
+class DemoRow:
+    policy: str
+    pass_at_1: float
+    nfe_per_token: float
+    tokens_per_s: float
+    global_ar_ness: float
+    samples_file: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"policy": self.policy, "pass_at_1": self.pass_at_1, "nfe_per_token": self.nfe_per_token,
+                "tokens_per_s": self.tokens_per_s, "global_ar_ness": self.global_ar_ness,
+                "samples_file": self.samples_file, **self.extra}
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")
+
+
+def heldout_tasks(model_dir: Path) -> list:
+    """The held-out TinyCode split the model at ``model_dir`` was trained against.
+
+    The recipe saved beside the weights names the TinyCode settings; the test split depends
+    only on them (not on the size of the training split)."""
+    from demask.training.recipe import load_recipe
+    from demask.training.sources import build_source
+
+    recipe_file = model_dir / "recipe.yaml"
+    if not recipe_file.is_file():
+        raise FileNotFoundError(f"{recipe_file} is missing: the demo reads the TinyCode settings from "
+                                "the recipe saved with the model")
+    return build_source(load_recipe(recipe_file).data).eval_tasks()
+
+
+def run_demo(models: dict[str, Any], tasks: list, out_dir: Path, policies: list[DemoPolicy], *,
+             workers: int | None = None, batch_size: int = 64, log: Any = None) -> list[DemoRow]:
+    """Evaluate every policy; ``models`` maps a DemoPolicy.model key to (model, tokenizer).
+
+    Writes ``out_dir/tasks.jsonl``, one samples/results pair per policy, and
+    ``out_dir/results.json``. Rows whose model is not in ``models`` are skipped.
+    """
+    import torch
+
+    from demask.analysis import trace_arness
+    from demask.decoding import DecodeConfig
+    from demask.evaluation import evaluate
+    from demask.evaluation.sampler import decoding_sampler
+    from demask.execution import Sandbox, SandboxConfig
+    from demask.tasks.jsonl import write_tasks_jsonl
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_tasks_jsonl(out_dir / "tasks.jsonl", tasks)
+    rows: list[DemoRow] = []
+    with Sandbox(SandboxConfig(workers=workers, timeout_s=3.0)) as sandbox, torch.inference_mode():
+        for spec in policies:
+            if spec.model not in models:
+                continue
+            model, tokenizer = models[spec.model]
+            config = DecodeConfig(**{**spec.decode, "trace": True, "temperature": 0.0})
+            arness: list[float] = []
+
+            def observe(output, sink=arness):
+                sink.extend(v for v in trace_arness(output.trace)["global"] if not math.isnan(v))
+
+            sampler = decoding_sampler(model, tokenizer, config, observe=observe)
+            folder = out_dir / _slug(spec.name)
+            start = time.perf_counter()
+            result = evaluate(tasks, sampler, 1, folder, sandbox, batch_size=batch_size, progress=False,
+                              run_info={"policy": spec.name, "decode": spec.decode, "model": spec.model})
+            arness_file = folder / "global_ar_ness.json"
+            if arness:
+                arness_file.write_text(json.dumps(arness) + "\n")
+            elif arness_file.is_file():  # a resumed run decoded nothing new
+                arness = json.loads(arness_file.read_text())
+            gen = result.get("generation") or {}
+            row = DemoRow(
+                policy=spec.name,
+                pass_at_1=result["pass_at_k"].get("pass@1", float("nan")),
+                nfe_per_token=gen.get("nfe_per_token") or float("nan"),
+                tokens_per_s=gen.get("tokens_per_second") or float("nan"),
+                global_ar_ness=sum(arness) / len(arness) if arness else float("nan"),
+                samples_file=str(folder / "samples.jsonl"),
+                extra={"seconds": round(time.perf_counter() - start, 2)})
+            rows.append(row)
+            if log is not None:
+                log(row)
+    (out_dir / "results.json").write_text(json.dumps(
+        {"policies": [r.as_json() for r in rows], "num_tasks": len(tasks)}, indent=1) + "\n")
+    return rows
