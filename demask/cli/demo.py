@@ -15,14 +15,15 @@ def demo(
     max_tasks: Annotated[Optional[int], typer.Option(help="Evaluate only the first N held-out tasks.")] = None,
     policy: Annotated[Optional[list[str]], typer.Option(help="Only the rows with these names (repeatable).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Sandbox worker processes (default: CPU count).")] = None,
-    threads: Annotated[int, typer.Option(help="torch CPU threads for decoding.")] = 1,
+    threads: Annotated[int, typer.Option(help="torch CPU threads for decoding (1 keeps the cores free for the sandbox's workers).")] = 1,
+    dtype: Annotated[str, typer.Option(help="Weights' dtype for decoding: auto (bf16 where the CPU has native bf16, else fp32), float32 or bfloat16.")] = "auto",
 ) -> None:
     """Evaluate the shipped tiny models on held-out TinyCode with several decoding policies."""
     import torch
     from rich.console import Console
     from rich.table import Table
 
-    from demask.demo import SHIPPED, default_policies, heldout_tasks, run_demo
+    from demask.demo import SHIPPED, default_policies, heldout_tasks, inference_dtype, run_demo
     from demask.model import load_pretrained
 
     console = Console()
@@ -34,7 +35,8 @@ def demo(
     if missing:
         raise typer.BadParameter(f"no shipped model at {', '.join(missing)}; run `demask demo --train` "
                                  "to train them (or reinstall demask)")
-    models = {key: load_pretrained(d, dtype="float32") for key, d in dirs.items()}
+    dtype = inference_dtype() if dtype == "auto" else dtype
+    models = {key: load_pretrained(d, dtype=dtype) for key, d in dirs.items()}
     tasks = heldout_tasks(dirs["diffusion"])
     if max_tasks is not None:
         tasks = tasks[:max_tasks]
@@ -47,7 +49,7 @@ def demo(
             raise typer.BadParameter(f"unknown policy row(s) {unknown}; choose from {sorted(known)}")
         policies = [p for p in policies if p.name in policy]
     out_dir = out or Path(tempfile.mkdtemp(prefix="demask-demo-"))
-    console.print(f"held-out TinyCode: {len(tasks)} tasks; writing to {out_dir}")
+    console.print(f"held-out TinyCode: {len(tasks)} tasks; weights in {dtype}; writing to {out_dir}")
     rows = run_demo(models, tasks, out_dir, policies, workers=workers,
                     log=lambda r: console.print(f"  {r.policy:<28} pass@1 {r.pass_at_1:.3f}  "
                                                 f"({r.extra['seconds']:.0f} s)"))

@@ -174,7 +174,15 @@ class TinyCodeSource(_SFTSource):
         return tinycode_corpus(self.splits)
 
     def eval_tasks(self) -> list[Task]:
-        return list(self.splits.test)
+        if self._splits is not None:
+            return list(self._splits.test)
+        # The held-out split does not depend on n_train: skip generating the training split.
+        import dataclasses
+
+        from demask.tasks.tinycode import TinyCodeConfig, build_tinycode
+
+        config = dataclass_from_options(TinyCodeConfig, self.recipe.options, "data.options")
+        return list(build_tinycode(dataclasses.replace(config, n_train=0)).test)
 
 
 @DATA_SOURCES.register("jsonl")
