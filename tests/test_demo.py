@@ -1,0 +1,67 @@
+"""`demask demo` on the shipped models: the files it promises, re-scorable by another harness."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from demask.cli.main import app
+from demask.demo import SHIPPED, DemoPolicy, default_policies, heldout_tasks, run_demo
+from demask.evaluation.check import check_samples
+from demask.execution import Sandbox, SandboxConfig
+from demask.model import load_pretrained
+from demask.tasks.jsonl import read_tasks_jsonl
+
+pytestmark = pytest.mark.skipif(not (SHIPPED["diffusion"] / "config.json").is_file(),
+                                reason="the shipped TinyCode model is not installed")
+
+
+@pytest.fixture(scope="module")
+def tasks():
+    return heldout_tasks(SHIPPED["diffusion"])[:6]
+
+
+def test_demo_writes_rescorable_results(tmp_path, tasks):
+    model = load_pretrained(SHIPPED["diffusion"], dtype="bfloat16")
+    policies = [p for p in default_policies(48) if p.name in ("confidence", "left-to-right")]
+    rows = run_demo({"diffusion": model}, tasks, tmp_path, policies, workers=1)
+    assert [r.policy for r in rows] == ["confidence", "left-to-right"]
+    results = json.loads((tmp_path / "results.json").read_text())
+    for entry in results["policies"]:
+        assert set(entry) >= {"policy", "pass_at_1", "nfe_per_token", "tokens_per_s",
+                              "global_ar_ness", "samples_file"}
+        assert 0.0 <= entry["pass_at_1"] <= 1.0 and entry["nfe_per_token"] > 0
+    ltr = results["policies"][1]
+    assert ltr["global_ar_ness"] == 1.0  # left to right commits the leftmost masked position
+    # Another harness (here: check-samples over the exported tasks) gives the same pass@1.
+    exported = read_tasks_jsonl(tmp_path / "tasks.jsonl")
+    assert [t.task_id for t in exported] == [t.task_id for t in tasks]
+    with Sandbox(SandboxConfig(workers=1)) as sandbox:
+        for entry in results["policies"]:
+            rescored = check_samples(exported, entry["samples_file"], sandbox)
+            assert rescored["pass_at_k"]["pass@1"] == pytest.approx(entry["pass_at_1"])
+
+
+def test_demo_skips_rows_of_models_not_given(tmp_path, tasks):
+    model = load_pretrained(SHIPPED["diffusion"], dtype="bfloat16")
+    only_ar = [DemoPolicy("ar", dict(gen_length=48), model="autoregressive")]
+    assert run_demo({"diffusion": model}, tasks[:1], tmp_path, only_ar, workers=1) == []
+
+
+@pytest.mark.skipif(not (SHIPPED["autoregressive"] / "config.json").is_file(),
+                    reason="the shipped autoregressive model is not installed")
+def test_demo_command(tmp_path):
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--max-tasks", "3",
+                                      "--policy", "threshold 0.9", "--policy", "autoregressive model"])
+    assert result.exit_code == 0, result.output
+    names = [p["policy"] for p in json.loads((tmp_path / "results.json").read_text())["policies"]]
+    assert names == ["threshold 0.9", "autoregressive model"]
+    assert "pass@1" in result.output
+
+
+@pytest.mark.skipif(not (SHIPPED["autoregressive"] / "config.json").is_file(),
+                    reason="the shipped autoregressive model is not installed")
+def test_demo_command_rejects_unknown_row(tmp_path):
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--policy", "bogus"])
+    assert result.exit_code != 0
+    assert "unknown policy row" in result.output
