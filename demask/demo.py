@@ -123,7 +123,8 @@ def run_demo(models: dict[str, Any], tasks: list, out_dir: Path, policies: list[
     out_dir.mkdir(parents=True, exist_ok=True)
     write_tasks_jsonl(out_dir / "tasks.jsonl", tasks)
     rows: list[DemoRow] = []
-    with Sandbox(SandboxConfig(workers=workers, timeout_s=3.0)) as sandbox, torch.inference_mode():
+    sandbox_config = SandboxConfig(timeout_s=3.0) if workers is None else SandboxConfig(workers=workers, timeout_s=3.0)
+    with Sandbox(sandbox_config) as sandbox, torch.inference_mode():
         for spec in policies:
             if spec.model not in models:
                 continue
