@@ -44,12 +44,16 @@ def test_shipped_recipe_loads_and_round_trips(path, tmp_path):
     assert recipe.model.causal == (recipe.train.objective == "autoregressive")
 
 
-def test_tinycode_recipes_differ_only_in_the_model_kind():
+def test_tinycode_recipes_differ_only_in_the_model_kind_and_length():
+    """The AR twin: same backbone, data, tokenizer and optimiser; causal attention, the
+    next-token objective, and a shorter run (it converges in fewer steps)."""
     mdm = load_recipe(ROOT / "recipes/tinycode/sft.yaml")
     ar = load_recipe(ROOT / "recipes/tinycode/sft_ar.yaml")
     assert dataclasses.replace(ar.model, causal=False) == mdm.model
     assert ar.data == mdm.data and ar.tokenizer == mdm.tokenizer
-    assert ar.train.replace(objective=mdm.train.objective, out_dir=mdm.train.out_dir) == mdm.train
+    assert (ar.train.max_steps, mdm.train.max_steps) == (1200, 3000)
+    assert ar.train.replace(objective=mdm.train.objective, out_dir=mdm.train.out_dir,
+                            max_steps=mdm.train.max_steps, eval_every=mdm.train.eval_every) == mdm.train
 
 
 def _write(tmp_path, text: str) -> Path:
