@@ -1,7 +1,5 @@
-"""RL post-training pieces: rewards, log-prob estimators, advantages and the GRPO loss.
-
-Pure parts of coupled-GRPO (DiffuCoder) and its baselines; the rollout/update loop that
-strings them together lives with the training loop. See docs/grpo.md.
+"""RL post-training: rewards, log-prob estimators, advantages, the GRPO loss, rollouts and
+the coupled-GRPO trainer (:func:`train_grpo`, ``demask grpo``). See docs/grpo.md.
 """
 
 from demask.training.rl.advantages import (
@@ -19,6 +17,14 @@ from demask.training.rl.estimators import (
     get_estimator,
     register_estimator,
 )
+from demask.training.rl.grpo import (
+    GRPOConfig,
+    GRPORecipe,
+    GRPOResult,
+    load_grpo_recipe,
+    run_grpo_recipe,
+    train_grpo,
+)
 from demask.training.rl.grpo_loss import GRPOLossConfig, grpo_loss, k3_kl, tokens_through_first_end
 from demask.training.rl.rewards import (
     RewardBreakdown,
@@ -33,9 +39,12 @@ from demask.training.rl.rewards import (
     register_reward,
     reward_names,
 )
+from demask.training.rl.rollouts import DecodingRollouts, RolloutBatch, RolloutFn
 
 __all__ = [
-    "ADVANTAGES", "GRPOLossConfig", "LogProbEstimator", "MaskPlan", "RewardBreakdown", "RewardFn",
+    "ADVANTAGES", "DecodingRollouts", "GRPOConfig", "GRPOLossConfig", "GRPORecipe", "GRPOResult",
+    "LogProbEstimator", "MaskPlan", "RewardBreakdown", "RewardFn", "RolloutBatch", "RolloutFn",
+    "load_grpo_recipe", "run_grpo_recipe", "train_grpo",
     "code_reward", "combine", "compute_advantages", "compute_rewards", "estimator_names",
     "extract_code_block", "format_reward_body", "format_reward_chat", "get_advantage_fn",
     "get_estimator", "get_reward", "grpo_loss", "k3_kl", "loo_advantages", "mean_advantages",
