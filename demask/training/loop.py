@@ -221,8 +221,10 @@ def train(config: TrainConfig, model: Transformer, data: ExampleData, *,
                 log.write(done, last_metrics)
                 row = {**row, **last_metrics}
             if out is not None and _due(done, config.save_every, config.max_steps):
-                last_ckpt = _save(out, done, config, model, wrapped, strategy, optimizer, tokenizer,
-                                  extra_files, info, len(data), per_epoch)
+                data_state = {"n_examples": len(data), "epoch": done // per_epoch,
+                              "step_in_epoch": done % per_epoch}
+                last_ckpt = save_train_state(out, done, config, wrapped, strategy, optimizer, tokenizer,
+                                             extra_files, info, {"data": data_state})
             paused_s += time.perf_counter() - t_pause
             bar.update(1)
             for cb in callbacks:
@@ -257,9 +259,12 @@ def _evaluate(callbacks: Sequence[Callback], step: int, wrapped: nn.Module, stra
     return metrics
 
 
-def _save(out: Path, step: int, config: TrainConfig, model: Transformer, wrapped: nn.Module,
-          strategy: Strategy, optimizer: torch.optim.Optimizer, tokenizer: Tokenizer | None,
-          extra_files: dict[str, str] | None, info: DistInfo, n_examples: int, per_epoch: int) -> Path:
+def save_train_state(out: Path, step: int, config: TrainConfig, wrapped: nn.Module, strategy: Strategy,
+                     optimizer: torch.optim.Optimizer, tokenizer: Tokenizer | None,
+                     extra_files: dict[str, str] | None, info: DistInfo, extra_state: dict[str, Any]) -> Path:
+    """Write checkpoint ``step`` (model, optimizer, schedule, RNG, config) on every rank's
+    behalf; ``extra_state`` holds what a trainer needs to resume its data order (and, for
+    GRPO, its reference model). Collective: every rank must call it."""
     model_state = strategy.model_state(wrapped)  # collective
     optimizer_state = strategy.optimizer_state(wrapped, optimizer)  # collective
     path = None
@@ -270,12 +275,12 @@ def _save(out: Path, step: int, config: TrainConfig, model: Transformer, wrapped
             "scheduler": {"kind": "warmup-cosine", "lr": config.lr, "warmup_steps": config.warmup_steps,
                           "max_steps": config.max_steps, "min_lr_ratio": config.min_lr_ratio},
             "rng": rng_state(),
-            "data": {"n_examples": n_examples, "epoch": step // per_epoch, "step_in_epoch": step % per_epoch},
             "config": asdict(config),
             "world_size": info.world_size,
+            **extra_state,
         }
-        path = save_checkpoint(out, step, model.config, model_state, trainer_state, tokenizer,
-                               extra_files, keep=config.keep_checkpoints)
+        path = save_checkpoint(out, step, strategy.unwrap(wrapped).config, model_state, trainer_state,
+                               tokenizer, extra_files, keep=config.keep_checkpoints)
     barrier(info)
     return path or checkpoint_dir(out, step)
 

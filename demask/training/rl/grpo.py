@@ -48,7 +48,7 @@ import copy
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,15 +60,13 @@ from demask.tasks.base import Task
 from demask.training.checkpointing import (
     latest_checkpoint,
     load_trainer_state,
-    rng_state,
-    save_checkpoint,
     seed_everything,
     set_rng_state,
 )
 from demask.training.config import TrainConfig, lr_at
-from demask.training.distributed import all_reduce_mean, barrier, build_strategy, init_distributed
+from demask.training.distributed import all_reduce_mean, build_strategy, init_distributed
 from demask.training.logs import MetricsLog
-from demask.training.loop import Callback, _evaluate, _progress, make_optimizer
+from demask.training.loop import Callback, _evaluate, _progress, make_optimizer, save_train_state
 from demask.training.order import _mix, global_batch_indices
 from demask.training.recipe import EvalRecipe
 from demask.training.rl.advantages import ADVANTAGES, compute_advantages
@@ -454,34 +452,20 @@ def _check_resumable(saved: dict[str, Any], train: TrainConfig, config: GRPOConf
 def _save(out: Path, step: int, train: TrainConfig, config: GRPOConfig, wrapped: nn.Module, strategy,
           optimizer: torch.optim.Optimizer, reference: nn.Module | None, tokenizer: Any,
           extra_files: dict[str, str] | None, info, n_tasks: int) -> Path:
-    from demask.training.checkpointing import checkpoint_dir
     from demask.training.recipe import to_dict
 
-    model_state = strategy.model_state(wrapped)  # collective
-    optimizer_state = strategy.optimizer_state(wrapped, optimizer)  # collective
-    path = None
-    if info.is_main:
-        trainer_state = {
-            "step": step,
-            "optimizer": optimizer_state,
-            "scheduler": {"kind": "warmup-cosine", "lr": train.lr, "warmup_steps": train.warmup_steps,
-                          "max_steps": train.max_steps, "min_lr_ratio": train.min_lr_ratio},
-            "rng": rng_state(),
-            "data": {"n_tasks": n_tasks, "round": step // config.inner_iterations},
-            "config": asdict(train),
-            "grpo": to_dict(config),
-            "reference": ({k: v.detach().cpu() for k, v in reference.state_dict().items()}
-                          if reference is not None else None),
-            "world_size": info.world_size,
-        }
-        model = strategy.unwrap(wrapped)
-        path = save_checkpoint(out, step, model.config, model_state, trainer_state, tokenizer,
-                               extra_files, keep=train.keep_checkpoints)
-    barrier(info)
-    return path or checkpoint_dir(out, step)
+    extra = {
+        "data": {"n_tasks": n_tasks, "round": step // config.inner_iterations},
+        "grpo": to_dict(config),
+        "reference": ({k: v.detach().cpu() for k, v in reference.state_dict().items()}
+                      if reference is not None else None),
+    }
+    return save_train_state(out, step, train, wrapped, strategy, optimizer, tokenizer, extra_files,
+                            info, extra)
 
 
 # ---------------------------------------------------------------------- recipes
+
 @dataclass
 class GRPORecipe:
     """A GRPO run as YAML (``demask grpo --recipe``); each block is a dataclass.
