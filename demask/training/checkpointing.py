@@ -152,3 +152,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
+
+
+def require_unchanged(before: dict[str, Any], now: Any, keys: tuple[str, ...], prefix: str = "") -> None:
+    """Refuse a resume whose settings ``keys`` differ from the checkpoint's (``before``):
+    a changed seed, batch or schedule would replay different data or noise."""
+    for key in keys:
+        if before.get(key) != getattr(now, key):
+            raise ValueError(f"cannot resume: the checkpoint was trained with {prefix}{key}="
+                             f"{before.get(key)!r}, this run has {prefix}{key}={getattr(now, key)!r}; "
+                             "use the same value or a new out_dir")

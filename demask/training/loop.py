@@ -39,6 +39,7 @@ from demask.training.checkpointing import (
     checkpoint_dir,
     latest_checkpoint,
     load_trainer_state,
+    require_unchanged,
     rng_state,
     save_checkpoint,
     seed_everything,
@@ -111,12 +112,7 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
 
 def _check_resumable(saved: dict[str, Any], config: TrainConfig, n_examples: int) -> None:
     """Refuse a resume that would replay different data or noise."""
-    before = saved["config"]
-    for key in ("seed", "global_batch_size", "objective"):
-        if before.get(key) != getattr(config, key):
-            raise ValueError(f"cannot resume: the checkpoint was trained with {key}={before.get(key)!r}, "
-                             f"this run has {key}={getattr(config, key)!r}; use the same value or a "
-                             "new out_dir")
+    require_unchanged(saved["config"], config, ("seed", "global_batch_size", "objective"))
     if saved["data"]["n_examples"] != n_examples:
         raise ValueError(f"cannot resume: the checkpoint's data set had {saved['data']['n_examples']} "
                          f"examples, this one has {n_examples}; the data order would differ")

@@ -60,6 +60,7 @@ from demask.tasks.base import Task
 from demask.training.checkpointing import (
     latest_checkpoint,
     load_trainer_state,
+    require_unchanged,
     seed_everything,
     set_rng_state,
 )
@@ -433,17 +434,9 @@ def _to(batch: RolloutBatch, device: torch.device) -> RolloutBatch:
 
 def _check_resumable(saved: dict[str, Any], train: TrainConfig, config: GRPOConfig, n_tasks: int) -> None:
     """Refuse a resume that would replay different prompts, rollouts or masks."""
-    before_train, before = saved["config"], saved.get("grpo", {})
-    for key in ("seed", "max_steps"):
-        if before_train.get(key) != getattr(train, key):
-            raise ValueError(f"cannot resume: the checkpoint was trained with train.{key}="
-                             f"{before_train.get(key)!r}, this run has {getattr(train, key)!r}; use the "
-                             "same value or a new out_dir")
-    for key in ("group_size", "prompts_per_step", "inner_iterations", "estimator"):
-        if before.get(key) != getattr(config, key):
-            raise ValueError(f"cannot resume: the checkpoint was trained with grpo.{key}="
-                             f"{before.get(key)!r}, this run has {getattr(config, key)!r}; use the "
-                             "same value or a new out_dir")
+    require_unchanged(saved["config"], train, ("seed", "max_steps"), prefix="train.")
+    require_unchanged(saved.get("grpo", {}), config,
+                      ("group_size", "prompts_per_step", "inner_iterations", "estimator"), prefix="grpo.")
     if saved["data"]["n_tasks"] != n_tasks:
         raise ValueError(f"cannot resume: the checkpoint saw {saved['data']['n_tasks']} tasks, this run "
                          f"has {n_tasks}; the prompt order would differ")
