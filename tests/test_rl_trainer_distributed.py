@@ -54,7 +54,11 @@ WORKER = textwrap.dedent('''
                         distributed=strategy, out_dir=out, log_every=2)
     grpo = GRPOConfig(group_size=4, prompts_per_step=4, inner_iterations=2, estimator="full_mask")
     train_grpo(grpo, train, model, tasks, rollout_fn=rollouts, reward_fn=reward)
-    print("SEEN", sorted(seen))
+    # one file per rank: two ranks printing to one pipe can interleave their lines
+    import os
+    rank = os.environ.get("RANK", "0")
+    with open(f"{out}-seen-{rank}.txt", "w") as f:
+        f.write(repr(sorted(seen)))
     if strategy != "none":
         import torch.distributed as dist
         dist.destroy_process_group()
@@ -82,7 +86,7 @@ def _run(tmp_path, strategy: str, nproc: int):
                str(script), strategy, str(out)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    seen = [line for line in proc.stdout.splitlines() if line.startswith("SEEN")]
+    seen = [ast.literal_eval(p.read_text()) for p in sorted(tmp_path.glob(f"{out.name}-seen-*.txt"))]
     return load_file(str(out / "checkpoint-0000004" / "model.safetensors")), seen
 
 
@@ -92,8 +96,8 @@ def test_ddp_two_processes_split_the_prompts_and_match_one(tmp_path):
     two, seen_two = _run(tmp_path, "ddp", 2)
     assert len(seen_one) == 1 and len(seen_two) == 2
     # each process rolled out a different half of the prompts; together, the single run's
-    halves = [sorted(ast.literal_eval(s[len("SEEN "):])) for s in seen_two]
+    halves = seen_two
     assert not set(halves[0]) & set(halves[1])
-    assert sorted(halves[0] + halves[1]) == sorted(ast.literal_eval(seen_one[0][len("SEEN "):]))
+    assert sorted(halves[0] + halves[1]) == sorted(seen_one[0])
     for name in one:
         torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-5)
