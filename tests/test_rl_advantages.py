@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from demask.training.rl.advantages import (
+    select_groups,
     compute_advantages,
     get_advantage_fn,
     loo_advantages,
@@ -73,3 +74,19 @@ def test_shape_and_name_errors():
     assert get_advantage_fn("RLOO") is loo_advantages
     assert compute_advantages(torch.tensor([0.0, 1.0]), 2, "loo").dtype == torch.float32
     assert compute_advantages(torch.tensor([0, 1]), 2, "mean").tolist() == [-0.5, 0.5]
+
+
+def test_select_groups_puts_groups_whose_rewards_differ_first():
+    # groups of 3: uniform, varied, uniform, varied, varied
+    r = torch.tensor([1., 1., 1., 0., 2., 2., 0., 0., 0., 3., 3., 1., 0., 0., 0.5])
+    assert select_groups(r, 3, 2) == [1, 3]
+    assert select_groups(r, 3, 3) == [1, 3, 4]
+    assert select_groups(r, 3, 5) == [1, 3, 4, 0, 2]  # then the uniform ones, in order
+    assert select_groups(r, 3, 2, informative_first=False) == [0, 1]
+    assert select_groups(r.view(5, 3), None, 1) == [1]
+
+
+@pytest.mark.parametrize("keep", [0, 6])
+def test_select_groups_refuses_a_count_outside_the_groups(keep):
+    with pytest.raises(ValueError, match=r"keep=.* \[1, 5\]"):
+        select_groups(torch.zeros(15), 3, keep)

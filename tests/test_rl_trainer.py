@@ -233,6 +233,8 @@ def test_reference_is_resynced_every_n_updates():
     (dict(advantage="loo", group_size=1), "group_size"),
     (dict(ref_mixup=0.0), "ref_mixup"),
     (dict(epsilon=1.5), "epsilon"),
+    (dict(oversample=2), "filter_groups"),
+    (dict(oversample=0), "oversample"),
 ])
 def test_config_errors_name_the_problem(bad, match):
     with pytest.raises(ValueError, match=match):
@@ -252,3 +254,47 @@ def test_time_budget_stops_after_a_round_and_saves_it(tmp_path):
     assert res.step == 2  # one round of mu = 2 updates
     assert res.checkpoint is not None and res.checkpoint.name == "checkpoint-0000002"
     assert res.metrics["reward_mean"] == pytest.approx(1.25)  # logged as a last round
+
+
+class HalfUniformRollouts:
+    """Task tN's group is all GOOD for even N, alternating GOOD/BAD for odd N."""
+
+    def __init__(self):
+        self.rolled: list[str] = []
+
+    def __call__(self, model, round_tasks, group_size, generator):
+        rows, texts = [], []
+        for t in round_tasks:
+            self.rolled.append(t.task_id)
+            for j in range(group_size):
+                good = int(t.task_id[1:]) % 2 == 0 or j % 2 == 0
+                rows.append(PROMPT + (GOOD if good else BAD))
+                texts.append("good" if good else "bad")
+        ids = torch.tensor(rows)
+        return RolloutBatch(ids, torch.ones_like(ids, dtype=torch.bool), len(PROMPT), texts, [3] * len(rows))
+
+
+class RowCounter(CoupledEstimator):
+    def __init__(self):
+        super().__init__()
+        self.rows: set[int] = set()
+
+    def log_probs(self, model, input_ids, attention_mask, prompt, seed):
+        self.rows.add(input_ids.shape[0])
+        return super().log_probs(model, input_ids, attention_mask, prompt, seed)
+
+
+def test_filter_groups_trains_on_the_oversampled_groups_whose_rewards_differ():
+    rollouts, est = HalfUniformRollouts(), RowCounter()
+    res = train_grpo(grpo(prompts_per_step=2, oversample=4, filter_groups=True), train_cfg(),
+                     tiny_model(), tasks(8), rollout_fn=rollouts, reward_fn=reward_for("good"),
+                     estimator=est)
+    assert len(rollouts.rolled) == 8  # 4 x 2 prompts rolled out ...
+    assert est.rows == {2 * 4}  # ... 2 groups of 4 trained on ...
+    assert res.metrics["informative_groups"] == 0.5
+    assert res.metrics["nonzero_adv"] == 1.0  # ... the two whose rewards differ
+    # without the filter, the first prompts_per_step groups: here one uniform, one not
+    plain, est = HalfUniformRollouts(), RowCounter()
+    res = train_grpo(grpo(prompts_per_step=8), train_cfg(), tiny_model(), tasks(8), rollout_fn=plain,
+                     reward_fn=reward_for("good"), estimator=est)
+    assert est.rows == {8 * 4} and res.metrics["nonzero_adv"] == 0.5

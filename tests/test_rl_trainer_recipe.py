@@ -16,10 +16,11 @@ from demask.training.rl.grpo import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPES = [ROOT / "recipes/tinycode/coupled_grpo.yaml", ROOT / "recipes/diffucoder-7b/coupled_grpo.yaml"]
+RECIPES = [ROOT / "recipes/tinycode/coupled_grpo.yaml", ROOT / "recipes/tinycode/grpo_estimators.yaml",
+           ROOT / "recipes/diffucoder-7b/coupled_grpo.yaml"]
 
 
-@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.parent.name)
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_shipped_recipes_load_and_round_trip(path, tmp_path):
     recipe = load_grpo_recipe(path)
     assert recipe.grpo.estimator == "coupled" and recipe.grpo.advantage == "loo"
@@ -32,7 +33,7 @@ def test_shipped_recipes_load_and_round_trip(path, tmp_path):
 
 
 def test_paper_recipe_has_the_paper_settings():
-    r = load_grpo_recipe(RECIPES[1])
+    r = load_grpo_recipe(RECIPES[-1])
     assert (r.grpo.group_size, r.grpo.rollout.temperature, r.grpo.rollout.gen_length) == (10, 1.2, 256)
     assert (r.training.lr, r.training.beta2, r.training.grad_clip, r.training.weight_decay) == (1e-6, 0.99, 0.2, 0.1)
     assert (r.grpo.ref_sync_every, r.grpo.ref_mixup, r.grpo.inner_iterations) == (64, 0.6, 2)

@@ -101,3 +101,26 @@ def compute_advantages(rewards: torch.Tensor, group_size: int | None = None,
                        kind: str = "loo", **kwargs) -> torch.Tensor:
     """Advantages by rule name ("loo", "mean", "mean_std"); see the module docstring."""
     return get_advantage_fn(kind)(rewards, group_size, **kwargs)
+
+
+def select_groups(rewards: torch.Tensor, group_size: int, keep: int, *,
+                  informative_first: bool = True) -> list[int]:
+    """Which ``keep`` groups of a round to train on (DAPO's dynamic sampling, without the
+    re-sampling loop): groups whose rewards differ (they carry a gradient) first, in order,
+    then the uniform ones, in order, so that every round trains on the same number of groups
+    (fixed compute; DDP processes stay in step). ``informative_first=False``: the first
+    ``keep`` groups.
+
+    >>> select_groups(torch.tensor([1., 1., 0., 1., 2., 2., 0., 3.]), 2, 2)
+    [1, 3]
+    >>> select_groups(torch.tensor([1., 1., 0., 1.]), 2, 2)
+    [1, 0]
+    """
+    r = _grouped(rewards, group_size)
+    if not 1 <= keep <= r.shape[0]:
+        raise ValueError(f"keep={keep} groups must lie in [1, {r.shape[0]}] (the groups rolled out)")
+    order = list(range(r.shape[0]))
+    if informative_first:
+        varied = (r != r[:, :1]).any(dim=1).tolist()
+        order = [g for g in order if varied[g]] + [g for g in order if not varied[g]]
+    return order[:keep]

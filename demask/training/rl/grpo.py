@@ -2,9 +2,11 @@
 
 One *round* (DiffuCoder, arXiv 2506.20639, section 4; docs/grpo.md)::
 
-    prompts   = prompts_per_step tasks, a function of (seed, round)       (order.py)
+    prompts   = oversample * prompts_per_step tasks, from (seed, round)   (order.py)
     rollouts  = G completions per prompt, decoding.generate                (rollouts.py)
     rewards   = 2.0 * code + 0.5 * format by default, in the sandbox       (rewards.py)
+    groups    = all, or with oversample/filter_groups the prompts_per_step groups whose
+                rewards differ first, out of oversample * prompts_per_step   (advantages.py)
     A         = leave-one-out by default ("mean", "mean_std" by name)      (advantages.py)
     for i < mu:                       mask seed s_i, fresh per iteration, shared by
         logp     = estimator(policy)        the current, old and reference log-probs
@@ -37,8 +39,8 @@ normalises its loss by its own number of counted tokens (the global token mean w
 process counts the same number).
 
 Not covered: FSDP (the reference model and the rollouts want a whole model per process),
-reward models, dynamic sampling (dropping groups with equal rewards), rollout buffers
-reused across rounds, TraceRL's trajectory-aware scoring.
+reward models, DAPO's re-sampling until enough groups differ (``filter_groups`` chooses
+among the groups of one oversampled round instead), rollout buffers reused across rounds, TraceRL's trajectory-aware scoring.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ from demask.training.logs import MetricsLog
 from demask.training.loop import Callback, _evaluate, _progress, make_optimizer, save_train_state
 from demask.training.order import _mix, global_batch_indices
 from demask.training.recipe import EvalRecipe
-from demask.training.rl.advantages import ADVANTAGES, compute_advantages
+from demask.training.rl.advantages import ADVANTAGES, compute_advantages, select_groups
 from demask.training.rl.estimators import ESTIMATORS, LogProbEstimator, get_estimator
 from demask.training.rl.grpo_loss import GRPOLossConfig, grpo_loss, tokens_through_first_end
 from demask.training.rl.rewards import REWARDS, RewardFn, get_reward
@@ -93,7 +95,15 @@ class GRPOConfig:
     group_size: int = 10
     """G: completions sampled per prompt (paper: 10)."""
     prompts_per_step: int = 8
-    """Prompts per round, summed over processes (a multiple of the number of processes)."""
+    """Prompts (groups) trained on per round, summed over processes (a multiple of the number
+    of processes)."""
+    oversample: int = 1
+    """Roll out ``oversample * prompts_per_step`` prompts a round and train on
+    ``prompts_per_step`` of their groups, chosen by ``filter_groups`` (needs it when > 1)."""
+    filter_groups: bool = False
+    """Train on the groups whose rewards differ first (DAPO's dynamic sampling without its
+    re-sampling loop; uniform groups have zero advantage and fill up only when too few
+    differ): the loss's forward/backward passes go where the gradient is."""
     inner_iterations: int = 2
     """mu: optimizer updates on one round's rollouts, each with a fresh mask seed (paper: 2)."""
     estimator: str = "coupled"
@@ -132,12 +142,15 @@ class GRPOConfig:
     schedule still follows max_steps."""
 
     def __post_init__(self) -> None:
-        for name in ("group_size", "prompts_per_step", "inner_iterations"):
+        for name in ("group_size", "prompts_per_step", "inner_iterations", "oversample"):
             if getattr(self, name) < 1:
                 raise ValueError(f"grpo.{name} must be at least 1, got {getattr(self, name)}")
         if self.advantage in ("loo", "mean_std") and self.group_size < 2:
             raise ValueError(f"grpo.advantage={self.advantage!r} needs group_size >= 2, got "
                              f"{self.group_size}; raise group_size or use 'mean'")
+        if self.oversample > 1 and not self.filter_groups:
+            raise ValueError(f"grpo.oversample={self.oversample} rolls out more groups than are trained "
+                             "on; set grpo.filter_groups: true to choose them (or oversample: 1)")
         ESTIMATORS.get(self.estimator)  # "did you mean" for a misspelt name
         ADVANTAGES.get(self.advantage)
         REWARDS.get(self.reward)
@@ -224,8 +237,9 @@ def train_grpo(config: GRPOConfig, train: TrainConfig, policy: nn.Module, tasks:
     if train.max_steps % mu:
         raise ValueError(f"train.max_steps={train.max_steps} is not a multiple of grpo.inner_iterations"
                          f"={mu} (a round makes {mu} updates); use {train.max_steps - train.max_steps % mu + mu}")
-    if len(tasks) < config.prompts_per_step:
-        raise ValueError(f"{len(tasks)} tasks, fewer than prompts_per_step={config.prompts_per_step}")
+    if len(tasks) < config.prompts_per_step * config.oversample:
+        raise ValueError(f"{len(tasks)} tasks, fewer than the {config.prompts_per_step * config.oversample} "
+                         f"prompts a round rolls out (prompts_per_step x oversample)")
     info = init_distributed(train.device)
     if train.distributed == "fsdp":
         raise ValueError("GRPO runs ddp or none: rollouts and the reference need a whole model per process")
@@ -293,14 +307,16 @@ def train_grpo(config: GRPOConfig, train: TrainConfig, policy: nn.Module, tasks:
     amp = (torch.autocast(info.device.type, dtype=torch.bfloat16) if train.precision == "bf16"
            else contextlib.nullcontext())
     bar = _progress(train, info, start)
-    share = rank_slice(config.prompts_per_step, info.rank, info.world_size)
+    n_rolled = config.prompts_per_step * config.oversample
+    share = rank_slice(n_rolled, info.rank, info.world_size)
+    keep = config.prompts_per_step // info.world_size
     loss_cfg = config.loss_config
     done, last_ckpt, last_row, eval_metrics = start, ckpt, {}, {}
     run_t0 = time.perf_counter()
     try:
         for round_index in range(start // mu, train.max_steps // mu):
             r_t0 = time.perf_counter()
-            picked = global_batch_indices(len(tasks), config.prompts_per_step, train.seed, round_index)
+            picked = global_batch_indices(len(tasks), n_rolled, train.seed, round_index)
             round_tasks = [tasks[int(i)] for i in picked[share]]
             gen = torch.Generator(device=info.device).manual_seed(rollout_seed(train.seed, round_index, info.rank))
             with torch.no_grad(), amp:  # bf16 runs decode their rollouts in bf16 too
@@ -310,6 +326,11 @@ def train_grpo(config: GRPOConfig, train: TrainConfig, policy: nn.Module, tasks:
             group_tasks = [t for t in round_tasks for _ in range(G)]
             scored = reward(batch.completions, group_tasks, sandbox)
             rewards = torch.tensor([s.total for s in scored], dtype=torch.float32)
+            informative = float((rewards.view(-1, G) != rewards.view(-1, G)[:, :1]).any(1).float().mean())
+            if keep < len(round_tasks) or config.filter_groups:
+                groups = select_groups(rewards, G, keep, informative_first=config.filter_groups)
+                rows = [g * G + j for g in groups for j in range(G)]
+                batch, rewards = batch.select(rows), rewards[rows]
             advantages = compute_advantages(rewards, G, config.advantage).to(info.device)
             token_mask = tokens_through_first_end(batch.completion_ids, end_ids)  # (N, L)
             micro = _micro_slices(len(batch), config.micro_batch_size)
@@ -368,12 +389,13 @@ def train_grpo(config: GRPOConfig, train: TrainConfig, policy: nn.Module, tasks:
                     float(rewards.mean()), _pass_rate(scored), _mean(s.format for s in scored),
                     sums["loss"], sums["kl"], sums["clip_fraction"], sums["ratio"], sums["grad_norm"],
                     _mean(batch.nfe), float(token_mask.sum(1).float().mean()),
-                    float((advantages != 0).float().mean()), time.perf_counter() - r_t0, t_roll,
+                    float((advantages != 0).float().mean()), informative, time.perf_counter() - r_t0,
+                    t_roll,
                 ], dtype=torch.float64)
                 stats = all_reduce_mean(local.to(info.device), info).cpu().tolist()
                 keys = ("reward_mean", "pass_rate", "format_mean", "loss", "kl", "clip_fraction",
                         "ratio_mean", "grad_norm", "nfe_mean", "completion_tokens", "nonzero_adv",
-                        "round_s", "rollout_s")
+                        "informative_groups", "round_s", "rollout_s")
                 row = {"lr": lr, **dict(zip(keys, stats)), "elapsed_s": time.perf_counter() - run_t0}
                 log_file.write(done, row)
                 last_row = row
@@ -436,7 +458,8 @@ def _check_resumable(saved: dict[str, Any], train: TrainConfig, config: GRPOConf
     """Refuse a resume that would replay different prompts, rollouts or masks."""
     require_unchanged(saved["config"], train, ("seed", "max_steps"), prefix="train.")
     require_unchanged(saved.get("grpo", {}), config,
-                      ("group_size", "prompts_per_step", "inner_iterations", "estimator"), prefix="grpo.")
+                      ("group_size", "prompts_per_step", "inner_iterations", "estimator", "oversample",
+                       "filter_groups"), prefix="grpo.")
     if saved["data"]["n_tasks"] != n_tasks:
         raise ValueError(f"cannot resume: the checkpoint saw {saved['data']['n_tasks']} tasks, this run "
                          f"has {n_tasks}; the prompt order would differ")

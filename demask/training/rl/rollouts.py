@@ -71,6 +71,12 @@ class RolloutBatch:
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
+    def select(self, rows: Sequence[int]) -> "RolloutBatch":
+        """The rows ``rows``, in that order (prompt_length unchanged)."""
+        idx = torch.as_tensor(list(rows), dtype=torch.long, device=self.input_ids.device)
+        return RolloutBatch(self.input_ids[idx], self.attention_mask[idx], self.prompt_length,
+                            [self.completions[i] for i in rows], [self.nfe[i] for i in rows])
+
 
 class RolloutFn(Protocol):
     """What the trainer calls for a round's rollouts: ``G`` completions for each task, rows
