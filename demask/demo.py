@@ -19,6 +19,9 @@ from typing import Any
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 SHIPPED = {"diffusion": ASSETS / "tinycode-mdm", "autoregressive": ASSETS / "tinycode-ar"}
+# A GRPO-trained model ships here only when it beats the SFT one on the demo's decoder (none
+# does yet: docs/grpo.md); `demask demo --grpo DIR` adds the row for any checkpoint.
+GRPO_SHIPPED = ASSETS / "tinycode-grpo"
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ def default_policies(gen_length: int) -> list[DemoPolicy]:
                                                          threshold=0.9)),
         DemoPolicy("autoregressive model", dict(gen_length=gen_length, cache="prefix"),
                    model="autoregressive"),
+        DemoPolicy("coupled-GRPO model, confidence", {**one, "policy": "confidence"}, model="grpo"),
     ]
 
 

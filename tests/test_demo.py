@@ -65,3 +65,25 @@ def test_demo_command_rejects_unknown_row(tmp_path):
     result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--policy", "bogus"])
     assert result.exit_code != 0
     assert "unknown policy row" in result.output
+
+
+@pytest.mark.skipif(not (SHIPPED["autoregressive"] / "config.json").is_file(),
+                    reason="the shipped autoregressive model is not installed")
+def test_demo_grpo_row_decodes_the_given_checkpoint(tmp_path):
+    # the SFT model stands in for a GRPO checkpoint: its row must equal the confidence row
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--max-tasks", "4",
+                                      "--grpo", str(SHIPPED["diffusion"]), "--policy", "confidence",
+                                      "--policy", "coupled-GRPO model, confidence"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "results.json").read_text())["policies"]
+    assert [r["policy"] for r in rows] == ["confidence", "coupled-GRPO model, confidence"]
+    assert rows[0]["pass_at_1"] == rows[1]["pass_at_1"]
+    first = [json.loads(line)["completion"] for line in open(rows[0]["samples_file"])]
+    second = [json.loads(line)["completion"] for line in open(rows[1]["samples_file"])]
+    assert first == second
+
+
+def test_demo_grpo_option_names_a_missing_checkpoint(tmp_path):
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--grpo", "no-such-dir"])
+    assert result.exit_code != 0
+    assert "no config.json" in result.output

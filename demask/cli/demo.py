@@ -17,13 +17,14 @@ def demo(
     workers: Annotated[Optional[int], typer.Option(help="Sandbox worker processes (default: CPU count).")] = None,
     threads: Annotated[int, typer.Option(help="torch CPU threads for decoding (1 keeps the cores free for the sandbox's workers).")] = 1,
     dtype: Annotated[str, typer.Option(help="Weights' dtype for decoding: auto (bf16 where the CPU has native bf16, else fp32), float32 or bfloat16.")] = "auto",
+    grpo: Annotated[Optional[Path], typer.Option(help="A GRPO-trained checkpoint (demask grpo's output) for the 'coupled-GRPO model' row (default: the shipped one, if any; the row is skipped without one).")] = None,
 ) -> None:
     """Evaluate the shipped tiny models on held-out TinyCode with several decoding policies."""
     import torch
     from rich.console import Console
     from rich.table import Table
 
-    from demask.demo import SHIPPED, default_policies, heldout_tasks, inference_dtype, run_demo
+    from demask.demo import GRPO_SHIPPED, SHIPPED, default_policies, heldout_tasks, inference_dtype, run_demo
     from demask.model import load_pretrained
 
     console = Console()
@@ -35,6 +36,13 @@ def demo(
     if missing:
         raise typer.BadParameter(f"no shipped model at {', '.join(missing)}; run `demask demo --train` "
                                  "to train them (or reinstall demask)")
+    if grpo is not None:
+        if not (grpo / "config.json").is_file():
+            raise typer.BadParameter(f"--grpo {grpo}: no config.json there; pass a checkpoint directory "
+                                     "written by `demask grpo` (e.g. runs/tinycode-grpo/latest)")
+        dirs["grpo"] = grpo
+    elif (GRPO_SHIPPED / "config.json").is_file():
+        dirs["grpo"] = GRPO_SHIPPED
     dtype = inference_dtype() if dtype == "auto" else dtype
     models = {key: load_pretrained(d, dtype=dtype) for key, d in dirs.items()}
     tasks = heldout_tasks(dirs["diffusion"])
