@@ -139,6 +139,27 @@ def run_one(args, estimator: str, seed: int, tasks, out: Path) -> dict:
     return row
 
 
+def claim(run_dir: Path) -> bool:
+    """Claim a run for this process (``run_dir/claim.pid``); False if a live process other
+    than this one holds it. A claim left by a dead process is taken over (resume)."""
+    import os
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    f = run_dir / "claim.pid"
+    try:
+        pid = int(f.read_text())
+    except (OSError, ValueError):
+        pid = None
+    if pid is not None and pid != os.getpid():
+        try:
+            os.kill(pid, 0)
+            return False
+        except ProcessLookupError:
+            pass
+    f.write_text(str(os.getpid()))
+    return True
+
+
 def finished_runs(out: Path) -> list[dict]:
     """The result.json of every finished (estimator, seed) run under ``out``, in PASSES order."""
     rows = [json.loads(f.read_text()) for f in out.glob("*-s*/result.json")]
@@ -210,6 +231,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true",
                    help="smoke configuration: 4 updates, G=4, 4 prompts, 32 tasks, 4 samples")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--reverse", action="store_true",
+                   help="take the runs last first (a second process helping with the same grid)")
     args = p.parse_args(argv)
     args.task_options = {}
     if args.quick:
@@ -243,14 +266,19 @@ def main(argv: list[str] | None = None) -> None:
     for est in estimators:
         if est not in PASSES:
             raise SystemExit(f"unknown estimator {est!r}; choose from {sorted(PASSES)}")
-    for est in estimators:
-        for seed in range(args.seeds):
-            row = run_one(args, est, seed, tasks, out / f"{est}-s{seed}")
-            print(f"{est} seed {seed}:", {m: round(row[m], 4) for m in metrics})
-            # every finished run under --out, also those of another process working on other
-            # estimators (two processes share a 2-core machine better than one)
-            rows = finished_runs(out)
-            write_report(summarize(rows, baseline, metrics), rows, metrics, Path(args.docs), args)
+    grid = [(est, seed) for est in estimators for seed in range(args.seeds)]
+    for est, seed in (reversed(grid) if args.reverse else grid):
+        run_dir = out / f"{est}-s{seed}"
+        if not (run_dir / "result.json").is_file() and not claim(run_dir):
+            print(f"{est} seed {seed}: another process is on it; skipped")
+            continue
+        row = run_one(args, est, seed, tasks, run_dir)
+        (run_dir / "claim.pid").unlink(missing_ok=True)
+        print(f"{est} seed {seed}:", {m: round(row[m], 4) for m in metrics})
+        # every finished run under --out, also those of other processes (two processes share
+        # a 2-core machine better than one: --estimators split, or --reverse on the same ones)
+        rows = finished_runs(out)
+        write_report(summarize(rows, baseline, metrics), rows, metrics, Path(args.docs), args)
     print(f"wrote {args.docs}.md / .json / .png")
 
 
