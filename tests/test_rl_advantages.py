@@ -6,12 +6,13 @@ import pytest
 import torch
 
 from demask.training.rl.advantages import (
-    select_groups,
     compute_advantages,
     get_advantage_fn,
     loo_advantages,
     mean_advantages,
     mean_std_advantages,
+    select_groups,
+    varied_groups,
 )
 
 
@@ -90,3 +91,9 @@ def test_select_groups_puts_groups_whose_rewards_differ_first():
 def test_select_groups_refuses_a_count_outside_the_groups(keep):
     with pytest.raises(ValueError, match=r"keep=.* \[1, 5\]"):
         select_groups(torch.zeros(15), 3, keep)
+
+
+def test_varied_groups_marks_groups_with_different_rewards():
+    r = torch.tensor([[1., 1., 1.], [0., 2., 2.], [0., 0., 0.], [3., 3., 1.]])
+    assert varied_groups(r).tolist() == [False, True, False, True]
+    assert varied_groups(r.flatten(), 3).tolist() == [False, True, False, True]

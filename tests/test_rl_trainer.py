@@ -293,6 +293,9 @@ def test_filter_groups_trains_on_the_oversampled_groups_whose_rewards_differ():
     assert est.rows == {2 * 4}  # ... 2 groups of 4 trained on ...
     assert res.metrics["informative_groups"] == 0.5
     assert res.metrics["nonzero_adv"] == 1.0  # ... the two whose rewards differ
+    # the round's reward and pass rate cover all 32 rollouts (4 all-good groups, 4 half-good)
+    assert res.metrics["pass_rate"] == pytest.approx(0.75)
+    assert res.metrics["reward_mean"] == pytest.approx(2.5 * 0.75)
     # without the filter, the first prompts_per_step groups: here one uniform, one not
     plain, est = HalfUniformRollouts(), RowCounter()
     res = train_grpo(grpo(prompts_per_step=8), train_cfg(), tiny_model(), tasks(8), rollout_fn=plain,

@@ -5,11 +5,12 @@ the coupled-GRPO trainer (:func:`train_grpo`, ``demask grpo``). See docs/grpo.md
 from demask.training.rl.advantages import (
     ADVANTAGES,
     compute_advantages,
-    select_groups,
     get_advantage_fn,
     loo_advantages,
     mean_advantages,
     mean_std_advantages,
+    select_groups,
+    varied_groups,
 )
 from demask.training.rl.estimators import (
     LogProbEstimator,
@@ -46,9 +47,9 @@ __all__ = [
     "ADVANTAGES", "DecodingRollouts", "GRPOConfig", "GRPOLossConfig", "GRPORecipe", "GRPOResult",
     "LogProbEstimator", "MaskPlan", "RewardBreakdown", "RewardFn", "RolloutBatch", "RolloutFn",
     "load_grpo_recipe", "run_grpo_recipe", "train_grpo",
-    "code_reward", "combine", "compute_advantages", "select_groups", "compute_rewards", "estimator_names",
+    "code_reward", "combine", "compute_advantages", "compute_rewards", "estimator_names",
     "extract_code_block", "format_reward_body", "format_reward_chat", "get_advantage_fn",
     "get_estimator", "get_reward", "grpo_loss", "k3_kl", "loo_advantages", "mean_advantages",
     "mean_std_advantages", "register_estimator", "register_reward", "reward_names",
-    "tokens_through_first_end",
+    "select_groups", "tokens_through_first_end", "varied_groups",
 ]

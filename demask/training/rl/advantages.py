@@ -116,11 +116,21 @@ def select_groups(rewards: torch.Tensor, group_size: int, keep: int, *,
     >>> select_groups(torch.tensor([1., 1., 0., 1.]), 2, 2)
     [1, 0]
     """
-    r = _grouped(rewards, group_size)
-    if not 1 <= keep <= r.shape[0]:
-        raise ValueError(f"keep={keep} groups must lie in [1, {r.shape[0]}] (the groups rolled out)")
-    order = list(range(r.shape[0]))
+    n = _grouped(rewards, group_size).shape[0]
+    if not 1 <= keep <= n:
+        raise ValueError(f"keep={keep} groups must lie in [1, {n}] (the groups rolled out)")
+    order = list(range(n))
     if informative_first:
-        varied = (r != r[:, :1]).any(dim=1).tolist()
+        varied = varied_groups(rewards, group_size).tolist()
         order = [g for g in order if varied[g]] + [g for g in order if not varied[g]]
     return order[:keep]
+
+
+def varied_groups(rewards: torch.Tensor, group_size: int | None = None) -> torch.Tensor:
+    """(groups,) bool: whether a group's rewards are not all equal (it has a gradient).
+
+    >>> varied_groups(torch.tensor([1., 1., 0., 1.]), 2).tolist()
+    [False, True]
+    """
+    r = _grouped(rewards, group_size)
+    return (r != r[:, :1]).any(dim=1)

@@ -40,7 +40,8 @@ process counts the same number).
 
 Not covered: FSDP (the reference model and the rollouts want a whole model per process),
 reward models, DAPO's re-sampling until enough groups differ (``filter_groups`` chooses
-among the groups of one oversampled round instead), rollout buffers reused across rounds, TraceRL's trajectory-aware scoring.
+among the groups of one oversampled round instead), rollout buffers reused across rounds,
+TraceRL's trajectory-aware scoring.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ from demask.training.logs import MetricsLog
 from demask.training.loop import Callback, _evaluate, _progress, make_optimizer, save_train_state
 from demask.training.order import _mix, global_batch_indices
 from demask.training.recipe import EvalRecipe
-from demask.training.rl.advantages import ADVANTAGES, compute_advantages, select_groups
+from demask.training.rl.advantages import ADVANTAGES, compute_advantages, select_groups, varied_groups
 from demask.training.rl.estimators import ESTIMATORS, LogProbEstimator, get_estimator
 from demask.training.rl.grpo_loss import GRPOLossConfig, grpo_loss, tokens_through_first_end
 from demask.training.rl.rewards import REWARDS, RewardFn, get_reward
@@ -326,7 +327,9 @@ def train_grpo(config: GRPOConfig, train: TrainConfig, policy: nn.Module, tasks:
             group_tasks = [t for t in round_tasks for _ in range(G)]
             scored = reward(batch.completions, group_tasks, sandbox)
             rewards = torch.tensor([s.total for s in scored], dtype=torch.float32)
-            informative = float((rewards.view(-1, G) != rewards.view(-1, G)[:, :1]).any(1).float().mean())
+            # the round's figures cover every rollout; the loss, the groups kept below
+            rolled = {"reward_mean": float(rewards.mean()), "nfe_mean": _mean(batch.nfe),
+                      "informative": float(varied_groups(rewards, G).float().mean())}
             if keep < len(round_tasks) or config.filter_groups:
                 groups = select_groups(rewards, G, keep, informative_first=config.filter_groups)
                 rows = [g * G + j for g in groups for j in range(G)]
@@ -386,10 +389,10 @@ def train_grpo(config: GRPOConfig, train: TrainConfig, policy: nn.Module, tasks:
             row = {}
             if _crossed(prev, done, train.log_every, last):
                 local = torch.tensor([
-                    float(rewards.mean()), _pass_rate(scored), _mean(s.format for s in scored),
+                    rolled["reward_mean"], _pass_rate(scored), _mean(s.format for s in scored),
                     sums["loss"], sums["kl"], sums["clip_fraction"], sums["ratio"], sums["grad_norm"],
-                    _mean(batch.nfe), float(token_mask.sum(1).float().mean()),
-                    float((advantages != 0).float().mean()), informative, time.perf_counter() - r_t0,
+                    rolled["nfe_mean"], float(token_mask.sum(1).float().mean()),
+                    float((advantages != 0).float().mean()), rolled["informative"], time.perf_counter() - r_t0,
                     t_roll,
                 ], dtype=torch.float64)
                 stats = all_reduce_mean(local.to(info.device), info).cpu().tolist()
