@@ -186,6 +186,11 @@ def write_report(table: dict, rows: list[dict], metrics: list[str], docs: Path, 
              "Held-out TinyCode (all tasks unless --eval-tasks), from the shipped SFT model; mean "
              "and 95% t-interval over seeds. pass@1_greedy and global_ar_ness: greedy confidence "
              f"decoding, 48 steps in 2 blocks of 24, dual cache (the demo's decoder); pass@k_t1: temperature 1.0, {args.samples} samples per task.",
+             "", f"Budget per run: {sorted({r['updates'] for r in rows})} optimizer updates with "
+             f"`{Path(args.recipe).relative_to(ROOT) if Path(args.recipe).is_relative_to(ROOT) else args.recipe}`"
+             f"{' (--match-passes: 1-pass estimators get 3x the inner iterations)' if args.match_passes else ''}. "
+             "Plot: docs/grpo_estimators.png (dots: seeds; red: mean and 95% interval; dashed: "
+             "the SFT model).",
              "" if not args.quick else "\n**Quick configuration: a smoke run, not a result.**", "",
              head, "|" + "---|" * (3 + len(metrics))]
     for name, cells in table.items():
@@ -202,14 +207,19 @@ def write_report(table: dict, rows: list[dict], metrics: list[str], docs: Path, 
     except ImportError:
         return
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.2), squeeze=False)
-    names = list(table)
+    names = [n for n in table if n != "sft"]
     for ax, m in zip(axes[0], metrics):
-        means = [table[n][m]["mean"] for n in names]
-        errs = [table[n][m]["ci95"] for n in names]
-        ax.bar(range(len(names)), means, yerr=errs, capsize=3,
-               color=["grey"] + ["C0"] * (len(names) - 1))
+        # the SFT model as a line, each seed as a dot, mean and 95% interval as a bar
+        ax.axhline(table["sft"][m]["mean"], color="grey", linestyle="--", label="SFT model")
+        for x, name in enumerate(names):
+            seeds = [r[m] for r in rows if r["estimator"] == name]
+            ax.scatter([x] * len(seeds), seeds, color="C0", alpha=0.5, s=14)
+            ax.errorbar(x + 0.15, table[name][m]["mean"], yerr=table[name][m]["ci95"], fmt="o",
+                        color="C3", capsize=3)
         ax.set_xticks(range(len(names)), names, rotation=30)
+        ax.set_xlim(-0.5, len(names) - 0.3)
         ax.set_title(m)
+    axes[0][0].legend(loc="lower left", fontsize=7)
     fig.tight_layout()
     fig.savefig(docs.with_suffix(".png"), dpi=110)
     plt.close(fig)
