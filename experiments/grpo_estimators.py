@@ -25,6 +25,11 @@ the grid can be spread over several sessions. The summary is rewritten after eac
     .venv/bin/python experiments/grpo_estimators.py --quick             # minutes: a smoke run
     .venv/bin/python experiments/grpo_estimators.py --estimators coupled --seeds 1
 
+Two processes share a 2-core machine better than one (one torch thread each): split the
+estimators (``--estimators coupled,decoupled`` beside ``--estimators full_mask,d1``), or run
+the same ones with ``--reverse``; a run is claimed by its process (``claim.pid``) so that two
+processes never work on one run, and the report gathers every finished run under ``--out``.
+
 Not covered: estimators' wall-clock cost (the machine is shared; we count forward passes),
 the autoregressive baseline (it needs the AR twin model and its own recipe).
 """
