@@ -87,3 +87,10 @@ def test_demo_grpo_option_names_a_missing_checkpoint(tmp_path):
     result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--grpo", "no-such-dir"])
     assert result.exit_code != 0
     assert "no config.json" in result.output
+
+
+def test_demo_grpo_row_without_a_checkpoint_is_refused(tmp_path):
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--policy",
+                                      "coupled-GRPO model, confidence"])
+    assert result.exit_code != 0
+    assert "--grpo" in result.output

@@ -56,6 +56,9 @@ def demo(
         if unknown:
             raise typer.BadParameter(f"unknown policy row(s) {unknown}; choose from {sorted(known)}")
         policies = [p for p in policies if p.name in policy]
+        if any(p.model == "grpo" for p in policies) and "grpo" not in dirs:
+            raise typer.BadParameter("the 'coupled-GRPO model, confidence' row needs a GRPO checkpoint: "
+                                     "pass --grpo DIR (a `demask grpo` output directory's checkpoint)")
     out_dir = out or Path(tempfile.mkdtemp(prefix="demask-demo-"))
     console.print(f"held-out TinyCode: {len(tasks)} tasks; weights in {dtype}; writing to {out_dir}")
     rows = run_demo(models, tasks, out_dir, policies, workers=workers,
