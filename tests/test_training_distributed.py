@@ -3,14 +3,11 @@ the same global batch: DDP, and FSDP2 (fully_shard) on the CPU."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
+from distributed_launch import launch
 from safetensors.torch import load_file
 
 WORKER = textwrap.dedent('''
@@ -50,27 +47,11 @@ WORKER = textwrap.dedent('''
 ''')
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _run(tmp_path, strategy: str, nproc: int, mode: str = "straight"):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     out = tmp_path / f"{strategy}-{nproc}"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(key, None)
-    if nproc == 1:
-        cmd = [sys.executable, str(script), strategy, str(out), mode]
-    else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-               str(script), strategy, str(out), mode]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    launch(script, [strategy, str(out), mode], nproc)
     final = out / "checkpoint-0000004" / "model.safetensors"
     return (load_file(str(final)) if final.is_file() else None), out
 

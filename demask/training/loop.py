@@ -118,6 +118,27 @@ def _check_resumable(saved: dict[str, Any], config: TrainConfig, n_examples: int
                          f"examples, this one has {n_examples}; the data order would differ")
 
 
+def start_run(config: TrainConfig, resume: bool, *, refuse_fsdp: str | None = None):
+    """What every trainer does first: the process group and strategy, torch threads, and the
+    output folder. Returns ``(info, strategy, out, checkpoint)``, the checkpoint to resume
+    from (None: a fresh start). A fresh start over an existing run is refused, as is resume
+    without an output folder; ``refuse_fsdp``: the error for a trainer that cannot shard."""
+    info = init_distributed(config.device)
+    if refuse_fsdp is not None and config.distributed == "fsdp":
+        raise ValueError(refuse_fsdp)
+    strategy = build_strategy(config.distributed, info)
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    out = Path(config.out_dir) if config.out_dir else None
+    if resume and out is None:
+        raise ValueError("resume=True needs train.out_dir (where the checkpoints are)")
+    latest = latest_checkpoint(out) if out is not None else None
+    if not resume and latest is not None:
+        raise ValueError(f"{out} already holds checkpoints of a run; resume it (resume=True, --resume) "
+                         "or choose another out_dir")
+    return info, strategy, out, latest if resume else None
+
+
 def train(config: TrainConfig, model: Transformer, data: ExampleData, *,
           tokenizer: Tokenizer | None = None, callbacks: Sequence[Callback] = (),
           resume: bool = False, extra_files: dict[str, str] | None = None) -> TrainResult:
@@ -127,23 +148,13 @@ def train(config: TrainConfig, model: Transformer, data: ExampleData, *,
     resume: continue from the newest checkpoint in ``config.out_dir`` (a fresh start if
         there is none).
     """
-    info = init_distributed(config.device)
-    strategy = build_strategy(config.distributed, info)
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
-    out = Path(config.out_dir) if config.out_dir else None
-    if resume and out is None:
-        raise ValueError("resume=True needs config.out_dir (where the checkpoints are)")
+    info, strategy, out, ckpt = start_run(config, resume)
     seed_everything(config.seed)
     objective = build_objective(config.objective, model.config, config.mask_eps)
     micro, accum = config.micro_batches(info.world_size)
     per_epoch = steps_per_epoch(len(data), config.global_batch_size)
 
     start, saved = 0, None
-    ckpt = latest_checkpoint(out) if resume else None
-    if not resume and out is not None and latest_checkpoint(out) is not None:
-        raise ValueError(f"{out} already holds checkpoints of a run; resume it (resume=True, --resume) "
-                         "or choose another out_dir")
     if ckpt is not None:
         saved = load_trainer_state(ckpt)
         _check_resumable(saved, config, len(data))

@@ -61,16 +61,22 @@ from torch import nn
 from demask.decoding.config import DecodeConfig
 from demask.tasks.base import Task
 from demask.training.checkpointing import (
-    latest_checkpoint,
     load_trainer_state,
     require_unchanged,
     seed_everything,
     set_rng_state,
 )
 from demask.training.config import TrainConfig, lr_at
-from demask.training.distributed import all_reduce_mean, build_strategy, init_distributed
+from demask.training.distributed import all_reduce_mean
 from demask.training.logs import MetricsLog
-from demask.training.loop import Callback, _evaluate, _progress, make_optimizer, save_train_state
+from demask.training.loop import (
+    Callback,
+    _evaluate,
+    _progress,
+    make_optimizer,
+    save_train_state,
+    start_run,
+)
 from demask.training.order import _mix, global_batch_indices
 from demask.training.recipe import EvalRecipe
 from demask.training.rl.advantages import ADVANTAGES, compute_advantages, select_groups, varied_groups
@@ -241,18 +247,9 @@ def train_grpo(config: GRPOConfig, train: TrainConfig, policy: nn.Module, tasks:
     if len(tasks) < config.prompts_per_step * config.oversample:
         raise ValueError(f"{len(tasks)} tasks, fewer than the {config.prompts_per_step * config.oversample} "
                          f"prompts a round rolls out (prompts_per_step x oversample)")
-    info = init_distributed(train.device)
-    if train.distributed == "fsdp":
-        raise ValueError("GRPO runs ddp or none: rollouts and the reference need a whole model per process")
-    strategy = build_strategy(train.distributed, info)
-    if train.num_threads:
-        torch.set_num_threads(train.num_threads)
-    out = Path(train.out_dir) if train.out_dir else None
-    if resume and out is None:
-        raise ValueError("resume=True needs train.out_dir (where the checkpoints are)")
-    if not resume and out is not None and latest_checkpoint(out) is not None:
-        raise ValueError(f"{out} already holds checkpoints of a run; resume it (--resume) or choose "
-                         "another out_dir")
+    info, strategy, out, ckpt = start_run(
+        train, resume, refuse_fsdp="GRPO runs ddp or none: rollouts and the reference need a whole "
+                                   "model per process")
     seed_everything(train.seed)
     est = estimator if estimator is not None else config.build_estimator()
     reward = reward_fn if reward_fn is not None else config.build_reward()
@@ -271,7 +268,7 @@ def train_grpo(config: GRPOConfig, train: TrainConfig, policy: nn.Module, tasks:
         reference = copy.deepcopy(policy)
     if config.beta == 0:
         reference = None
-    start, ckpt = 0, latest_checkpoint(out) if resume else None
+    start = 0
     saved = None
     if ckpt is not None:
         from demask.model import load_model
