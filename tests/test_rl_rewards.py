@@ -168,6 +168,34 @@ def test_pass_rate_reward_runs_everything_and_format_reward_needs_no_sandbox():
     assert [r.total for r in fmt] == [0.0, 1.0]
 
 
+def test_shuffled_reward_permutes_within_each_task_group_only():
+    """The control reward: each group keeps its multiset of rewards, the permutation differs
+    between batches and is the same for the same batch (resume)."""
+    import dataclasses
+
+    t0, t1 = _task(), dataclasses.replace(_task(), task_id="t/1")
+    completions = [f"    return [x + {k} for x in xs]  # c{k}\n" for k in range(8)]
+    script = {f"# c{k}": ExecutionResult(P if k % 4 == 0 else F, 2 - (k % 4 != 0), 2,
+                                         [P, P] if k % 4 == 0 else [F, P]) for k in range(8)}
+    tasks = [t0] * 4 + [t1] * 4
+    plain = [r.total for r in R.get_reward("code_format")(completions, tasks, FakeSandbox(script))]
+    assert plain == [2.5, 1.5, 1.5, 1.5] * 2
+    shuffled = R.get_reward("shuffled_code_format", seed=3)
+    seen = set()
+    for k in range(12):
+        batch = completions[k % 8:] + completions[:k % 8] if k < 8 else completions
+        want = [r.total for r in R.get_reward("code_format")(batch, tasks, FakeSandbox(script))]
+        got = [r.total for r in shuffled(batch, tasks, FakeSandbox(script))]
+        assert sorted(got[:4]) == sorted(want[:4]) and sorted(got[4:]) == sorted(want[4:])
+        assert got == [r.total for r in shuffled(batch, tasks, FakeSandbox(script))]
+        seen.add(tuple(got))
+    assert len(seen) > 1  # the 2.5 moves around between batches
+    other_seed = R.get_reward("shuffled_code_format", seed=4)
+    assert any([r.total for r in other_seed(c, tasks, FakeSandbox(script))] !=
+               [r.total for r in shuffled(c, tasks, FakeSandbox(script))]
+               for c in (completions, completions[::-1], completions[1:] + completions[:1]))
+
+
 def test_compute_rewards_errors():
     task = _task()
     with pytest.raises(ValueError, match="2 completions but 1 tasks"):

@@ -17,6 +17,7 @@ from demask.training.rl.grpo import (
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = [ROOT / "recipes/tinycode/coupled_grpo.yaml", ROOT / "recipes/tinycode/grpo_estimators.yaml",
+           ROOT / "recipes/tinycode/grpo_fresh.yaml",
            ROOT / "recipes/diffucoder-7b/coupled_grpo.yaml"]
 
 

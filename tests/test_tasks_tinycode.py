@@ -15,6 +15,7 @@ from demask.tasks.tinycode import (
     PRIMITIVES,
     TINYCODE_VERSION,
     TinyCodeConfig,
+    build_fresh,
     build_tinycode,
     check_function,
     tinycode_corpus,
@@ -355,10 +356,51 @@ def test_identical_in_another_process_with_another_hash_seed():
 def test_registered_as_a_benchmark_with_config_options():
     registry = pytest.importorskip("demask.tasks.registry")
     bench = registry.get_benchmark("tinycode")
-    assert bench.version == TINYCODE_VERSION and set(bench.splits) == {"train", "test"}
+    assert bench.version == TINYCODE_VERSION and set(bench.splits) == {"train", "test", "fresh"}
     options = {"seed": 5, **SMALL, "compositions_per_depth": [3, 6, 10]}  # YAML gives lists
     test = registry.load_tasks("tinycode:test", **options)
     train = registry.load_tasks("tinycode:train", **options)
     direct = build_tinycode(TinyCodeConfig(seed=5, **SMALL))
     assert test == direct.test and train == direct.train
     assert registry.load_tasks("tinycode", **options) == test  # the default split is test
+    fresh = registry.load_tasks("tinycode:fresh", n_fresh=12, **options)
+    assert fresh == build_fresh(TinyCodeConfig(seed=5, **SMALL), 12)
+
+
+def test_fresh_compositions_are_in_neither_split_and_their_tasks_are_sound():
+    cfg = TinyCodeConfig(seed=2, **SMALL)
+    splits = build_tinycode(cfg)
+    fresh = build_fresh(cfg, 40)
+    assert len(fresh) == 40 and len({t.task_id for t in fresh}) == 40
+    assert all(t.task_id.startswith(f"TinyCode/{TINYCODE_VERSION}/fresh/") for t in fresh)
+    comps = [tuple(t.meta["composition"]) for t in fresh]
+    assert len(set(comps)) == 40  # one instance per composition
+    assert not set(comps) & set(splits.compositions_train + splits.compositions_test)
+    assert {t.meta["split"] for t in fresh} == {"fresh"}
+    assert all(_passes(t, t.canonical_solution) for t in fresh)
+    assert build_fresh(cfg, 40) == fresh  # deterministic
+
+
+def test_fresh_tasks_follow_the_tiers_weights_and_spill_over_from_small_tiers():
+    """SMALL weighs depths 1-3 as 3 : 6 : 10 in each family, so the depth-3 tiers get at
+    least 10/19 of the tasks (more if a smaller tier runs out and spills over)."""
+    cfg = TinyCodeConfig(seed=2, **SMALL)
+    fresh = build_fresh(cfg, 160)
+    assert len(fresh) == 160
+    by_depth = collections.Counter(t.meta["depth"] for t in fresh)
+    assert by_depth[3] >= 160 * 10 // 19  # at least its share of all three depths' weight
+    one_tier = TinyCodeConfig(seed=2, families=("str",), compositions_per_depth=(3, 90, 0),
+                              n_train=50, test_per_composition=1)
+    # str has 14 x 7 = 98 depth-2 compositions, 90 of them drawn (some dropped): asking for
+    # more than the rest of them gives what there is, not an endless loop.
+    few = build_fresh(one_tier, 50)
+    assert 0 < len(few) < 50 and {t.meta["depth"] for t in few} <= {1, 2}
+
+
+def test_fresh_refuses_a_bad_count_and_a_benchmark_that_uses_everything():
+    with pytest.raises(ValueError, match="n_tasks=0"):
+        build_fresh(TinyCodeConfig(**SMALL), 0)
+    everything = TinyCodeConfig(families=("int",), max_depth=1, compositions_per_depth=(50,),
+                                n_train=10, test_per_composition=1)
+    with pytest.raises(ValueError, match="no fresh ones are left"):
+        build_fresh(everything, 5)

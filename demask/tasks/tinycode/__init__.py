@@ -15,6 +15,7 @@ from demask.tasks.tinycode.generator import (
     Composition,
     TinyCodeConfig,
     TinyCodeSplits,
+    build_fresh,
     build_tinycode,
     select_compositions,
     split_compositions,
@@ -23,7 +24,8 @@ from demask.tasks.tinycode.primitives import ConstKind, Primitive
 
 __all__ = [
     "BENCHMARKS", "BENCHMARK_NAME", "TINYCODE_VERSION", "Composition", "ConstKind", "FAMILIES",
-    "Family", "PRIMITIVES", "Primitive", "TinyCodeConfig", "TinyCodeSplits", "build_tinycode",
+    "Family", "PRIMITIVES", "Primitive", "TinyCodeConfig", "TinyCodeSplits", "build_fresh",
+    "build_tinycode",
     "cached_build", "check_function", "humaneval_row", "select_compositions",
     "split_compositions", "tinycode_corpus", "write_tasks_jsonl", "write_test_jsonl",
 ]

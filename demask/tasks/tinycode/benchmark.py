@@ -3,7 +3,8 @@
 The registry (demask.tasks.registry) collects ``BENCHMARKS`` from this package. Keyword
 arguments of ``load_tasks`` are TinyCodeConfig fields (``load_tasks("tinycode:train",
 n_train=2000, seed=1)``); a build is cached per config, so loading both splits of one config
-generates once. Not covered: evicting the cache (at most a few configs are built per run).
+generates once. ``tinycode:fresh`` (option ``n_fresh``, default 2000) holds tasks of
+compositions that are in neither split, for post-training. Not covered: evicting the cache (at most a few configs are built per run).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from demask.tasks.tinycode.generator import (
     TINYCODE_VERSION,
     TinyCodeConfig,
     TinyCodeSplits,
+    build_fresh,
     build_tinycode,
 )
 
@@ -27,14 +29,25 @@ def cached_build(config: TinyCodeConfig) -> TinyCodeSplits:
     return build_tinycode(config)
 
 
+@functools.lru_cache(maxsize=4)
+def cached_fresh(config: TinyCodeConfig, n_tasks: int) -> tuple[Task, ...]:
+    """build_fresh, memoised on the config and the number of tasks."""
+    return tuple(build_fresh(config, n_tasks))
+
+
 def _load(split: str | None, **options: Any) -> list[Task]:
+    n_fresh = options.pop("n_fresh", 2000)
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
-    splits = cached_build(TinyCodeConfig(**fields))
+    config = TinyCodeConfig(**fields)
+    if split == "fresh":
+        return list(cached_fresh(config, int(n_fresh)))
+    splits = cached_build(config)
     return list(splits.train if split == "train" else splits.test)
 
 
 BENCHMARKS = (
-    Benchmark("tinycode", TINYCODE_VERSION, _load, splits=("train", "test"), default_split="test",
+    Benchmark("tinycode", TINYCODE_VERSION, _load, splits=("train", "test", "fresh"), default_split="test",
               description="TinyCode: seeded compositional Python function tasks; the test "
-                          "split holds compositions never seen in training"),
+                          "split holds compositions never seen in training; fresh: compositions in "
+                          "neither, for post-training"),
 )

@@ -440,3 +440,52 @@ def build_tinycode(config: TinyCodeConfig | None = None) -> TinyCodeSplits:
     train = [_render(inst, comp, "train", i, cfg, rng) for i, (inst, comp, rng) in
              enumerate(train_raw)]
     return TinyCodeSplits(cfg, train, test, comps_train, comps_test, dropped)
+
+
+def build_fresh(config: TinyCodeConfig | None = None, n_tasks: int = 2000) -> list[Task]:
+    """``n_tasks`` tasks of *fresh* compositions: ones the benchmark did not select, so
+    neither a training nor a held-out composition (split name ``fresh``, one instance per
+    composition). For post-training on prompts the SFT model has not seen the like of
+    (reinforcement learning from test results wants prompts it sometimes fails) while the
+    held-out split stays unseen. Tasks are spread over the (family, depth) tiers in
+    proportion to ``compositions_per_depth`` (what a small tier cannot give goes to the
+    next); tiers whose every composition the benchmark already uses (depth 1) give none.
+    Fewer than ``n_tasks`` only if the fresh compositions run out. Deterministic in the
+    config and ``n_tasks``."""
+    cfg = config or TinyCodeConfig()
+    if n_tasks < 1:
+        raise ValueError(f"n_tasks={n_tasks} must be >= 1")
+    used, dropped = select_compositions(cfg)
+    taken = set(used) | set(dropped)
+    pools: list[list[Composition]] = []
+    weights: list[int] = []
+    for fam_name in cfg.families:
+        for depth, cap in zip(range(1, cfg.max_depth + 1), cfg.compositions_per_depth):
+            pool = [c for c in _all_compositions(FAMILIES[fam_name], depth) if c not in taken]
+            if pool and cap:
+                _rng(cfg, "fresh", fam_name, depth).shuffle(pool)
+                pools.append(pool)
+                weights.append(cap)
+    if not pools:
+        raise ValueError(f"the benchmark (compositions_per_depth={cfg.compositions_per_depth})"
+                         " uses every composition there is: no fresh ones are left")
+    quotas = [n_tasks * w // sum(weights) for w in weights]
+    for i in range(n_tasks - sum(quotas)):
+        quotas[i % len(quotas)] += 1
+    raw = []
+    rest = [iter(pool) for pool in pools]
+    for _ in range(2):  # the second pass spends what small tiers could not give on the others
+        for tier, quota in enumerate(quotas):
+            for comp in rest[tier]:
+                if quota == 0:
+                    break
+                made = _instances(comp, 1, "fresh", cfg, set())
+                raw += made
+                quota -= len(made)
+            quotas[tier] = 0
+            if tier + 1 < len(quotas):
+                quotas[tier + 1] += quota
+        quotas[0] = n_tasks - len(raw)
+    _rng(cfg, "fresh-order").shuffle(raw)
+    return [_render(inst, comp, "fresh", i, cfg, rng) for i, (inst, comp, rng) in
+            enumerate(raw)]

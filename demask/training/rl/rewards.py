@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import hashlib
+import random
 import re
 import warnings
 from abc import ABC, abstractmethod
@@ -324,3 +326,37 @@ class FormatReward(CodeFormatReward):
         super().__post_init__()
         if self.w_code != 0:
             raise ValueError("FormatReward has no code term; use 'code_format' for w_code > 0")
+
+
+@register_reward("shuffled_code_format")
+@dataclass
+class ShuffledCodeFormatReward(CodeFormatReward):
+    """A control, not a reward to train with: ``code_format`` computed as usual, then permuted
+    at random among the completions of the same task in the batch (a GRPO group). Every group
+    keeps its rewards, hence the same advantages, uniform groups and filtering, but which
+    completion gets which is chance: a run with it measures what GRPO's updates do to a model
+    when the reward carries no information about the completions.
+
+    The permutation is seeded by ``seed`` and the batch's completions and task ids, so a
+    resumed run draws the same ones.
+    """
+
+    seed: int = 0
+
+    def __call__(self, completions, tasks, sandbox=None):
+        scored = super().__call__(completions, tasks, sandbox)
+        digest = hashlib.sha256(repr((self.seed, list(completions),
+                                      [t.task_id for t in tasks])).encode()).digest()
+        rng = random.Random(digest)
+        out = list(scored)
+        start = 0
+        while start < len(tasks):  # runs of one task: the groups
+            end = start + 1
+            while end < len(tasks) and tasks[end].task_id == tasks[start].task_id:
+                end += 1
+            order = list(range(start, end))
+            rng.shuffle(order)
+            for i, j in zip(range(start, end), order):
+                out[i] = scored[j]
+            start = end
+        return out
