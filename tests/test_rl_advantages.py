@@ -9,6 +9,7 @@ from demask.training.rl.advantages import (
     compute_advantages,
     get_advantage_fn,
     loo_advantages,
+    loo_positive_advantages,
     mean_advantages,
     mean_std_advantages,
     select_groups,
@@ -30,6 +31,14 @@ def test_loo_coupled_grpo_rewards():
     torch.testing.assert_close(loo_advantages(r, 4), torch.tensor(expected))
 
 
+def test_loo_positive_by_hand():
+    # the groups of test_loo_by_hand: [-3, -1.5, 4.5] and [-1.5, -1.5, 3] -> negatives to 0
+    r = torch.tensor([1.0, 2.0, 6.0, 0.0, 0.0, 3.0])
+    assert loo_positive_advantages(r, 3).tolist() == [0.0, 0.0, 4.5, 0.0, 0.0, 3.0]
+    torch.testing.assert_close(compute_advantages(torch.tensor([2.5, 0.5, 0.0, 1.5]), 4, "loo_positive"),
+                               torch.tensor([2.5 - 2.0 / 3, 0.0, 0.0, 0.5]))
+
+
 def test_mean_and_mean_std_by_hand():
     r = torch.tensor([[1.0, 3.0, 5.0], [2.0, 2.0, 8.0]])  # already (groups, G)
     assert mean_advantages(r).tolist() == [[-2.0, 0.0, 2.0], [-2.0, -2.0, 4.0]]
@@ -49,7 +58,7 @@ def test_loo_equals_scaled_mean_baseline(g):
 
 def test_equal_rewards_give_zero_advantages():
     r = torch.full((8,), 2.5)
-    for kind in ("loo", "mean", "mean_std"):
+    for kind in ("loo", "mean", "mean_std", "loo_positive"):
         assert compute_advantages(r, 4, kind).abs().max().item() == 0.0
 
 

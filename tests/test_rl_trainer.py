@@ -164,6 +164,30 @@ def test_rewarded_completion_becomes_more_likely(rewarded, winner, loser):
     assert lose1 < lose0 - 0.1, (lose0, lose1)
 
 
+def pad_fill_logp(model) -> float:
+    """Fully masked log-prob of GOOD's two pads after its end token."""
+    ids = torch.tensor([PROMPT + GOOD])
+    with torch.no_grad():
+        lp = get_estimator("full_mask").log_probs(model, ids, torch.ones_like(ids, dtype=torch.bool),
+                                                  len(PROMPT), 0)
+    return float(lp[0, GOOD.index(EOS) + 1:].sum())
+
+
+def test_loss_tokens_all_also_trains_the_pad_fill_after_the_end():
+    """Rewarding GOOD: with loss_tokens 'all' the pads after its end token are targets and
+    become likelier, by far more than when only the tokens through the end are scored, and
+    a completion's counted tokens (the log's completion_tokens) stay those through its end."""
+    gains = {}
+    for mode in ("through_end", "all"):
+        model = tiny_model()
+        before = pad_fill_logp(model)
+        res = train_grpo(grpo(beta=0.0, loss_tokens=mode), train_cfg(max_steps=6), model, tasks(),
+                         rollout_fn=ScriptedRollouts(), reward_fn=reward_for("good"))
+        gains[mode] = pad_fill_logp(model) - before
+        assert res.metrics["completion_tokens"] == pytest.approx(5.0)
+    assert gains["all"] > 0.5 and gains["all"] > gains["through_end"] + 0.5, gains
+
+
 def test_micro_batches_give_the_same_update_as_one_batch():
     # full_mask is deterministic, so splitting the batch changes only the summation order
     a, b = tiny_model(), tiny_model()
@@ -235,6 +259,7 @@ def test_reference_is_resynced_every_n_updates():
     (dict(epsilon=1.5), "epsilon"),
     (dict(oversample=2), "filter_groups"),
     (dict(oversample=0), "oversample"),
+    (dict(loss_tokens="everything"), "through_end"),
 ])
 def test_config_errors_name_the_problem(bad, match):
     with pytest.raises(ValueError, match=match):

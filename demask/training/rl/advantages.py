@@ -10,6 +10,10 @@ result has the shape of the input.
 - ``mean`` (Dr. GRPO; the unmasking-policy paper): ``A_i = r_i - mean(r)``.
 - ``mean_std`` (DeepSeekMath GRPO): ``A_i = (r_i - mean(r)) / (std(r) + eps)`` with the
   unbiased (G - 1) standard deviation, as torch.std and TRL compute it.
+- ``loo_positive`` (an ablation of ours): the positive part of ``loo``, ``max(A_loo, 0)``.
+  Completions better than the rest of their group are pushed up as in ``loo``; worse ones
+  are not pushed down, so the update is a reward-weighted fit of the group's better
+  completions (rejection-sampling fine-tuning through the same estimator and clipped loss).
 
 A group whose rewards are all equal gets zero advantages under every rule (no signal).
 Not covered: batch-level (rather than group-level) normalisation.
@@ -86,20 +90,31 @@ def mean_std_advantages(rewards: torch.Tensor, group_size: int | None = None,
     return (centered / (r.std(dim=1, keepdim=True) + eps)).reshape(torch.as_tensor(rewards).shape)
 
 
+def loo_positive_advantages(rewards: torch.Tensor, group_size: int | None = None) -> torch.Tensor:
+    """``max(A_loo, 0)``: leave-one-out advantages with the negative ones set to 0.
+
+    >>> loo_positive_advantages(torch.tensor([1.0, 2.0, 6.0]), 3).tolist()
+    [0.0, 0.0, 4.5]
+    """
+    return loo_advantages(rewards, group_size).clamp_min(0.0)
+
+
 ADVANTAGES: Registry[AdvantageFn] = Registry("advantage")
 ADVANTAGES.register("loo", "leave-one-out", "rloo")(loo_advantages)
 ADVANTAGES.register("mean")(mean_advantages)
 ADVANTAGES.register("mean_std")(mean_std_advantages)
+ADVANTAGES.register("loo_positive")(loo_positive_advantages)
 
 
 def get_advantage_fn(name: str) -> AdvantageFn:
-    """The advantage rule registered as ``name`` ("loo", "mean", "mean_std")."""
+    """The advantage rule registered as ``name`` ("loo", "mean", "mean_std", "loo_positive")."""
     return ADVANTAGES.get(name)
 
 
 def compute_advantages(rewards: torch.Tensor, group_size: int | None = None,
                        kind: str = "loo", **kwargs) -> torch.Tensor:
-    """Advantages by rule name ("loo", "mean", "mean_std"); see the module docstring."""
+    """Advantages by rule name ("loo", "mean", "mean_std", "loo_positive"); see the module
+    docstring."""
     return get_advantage_fn(kind)(rewards, group_size, **kwargs)
 
 

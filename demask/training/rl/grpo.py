@@ -95,6 +95,10 @@ def paper_rollout() -> DecodeConfig:
     return DecodeConfig(gen_length=256, steps=256, policy="entropy", temperature=1.2, top_p=0.95)
 
 
+LOSS_TOKENS = ("through_end", "all")
+"""Values of GRPOConfig.loss_tokens."""
+
+
 @dataclass
 class GRPOConfig:
     """Settings of :func:`train_grpo` beyond the optimizer's (those are a TrainConfig)."""
@@ -118,7 +122,15 @@ class GRPOConfig:
     estimator_options: dict[str, Any] = field(default_factory=dict)
     """Fields of the estimator (coupled: t_min, t_max, max_rows; d1: p_mask_prompt)."""
     advantage: str = "loo"
-    """Group baseline: loo (leave-one-out, paper), mean, mean_std."""
+    """Group baseline: loo (leave-one-out, paper), mean, mean_std, loo_positive (loo without
+    its negative part: an ablation)."""
+    loss_tokens: str = "through_end"
+    """Completion positions the loss averages over: ``through_end`` (paper: up to and including
+    each completion's first end token) or ``all`` (every completion position, the pad fill
+    after the end token too, as the SFT masked-diffusion objective scores them: a masked
+    diffusion model decides where a completion ends by predicting pad at the later positions,
+    and ``through_end`` never trains those predictions; see docs/grpo.md, "Fresh
+    compositions")."""
     epsilon: float = 0.5
     """PPO clip range (paper: 0.5)."""
     epsilon_high: float | None = None
@@ -155,6 +167,9 @@ class GRPOConfig:
         if self.advantage in ("loo", "mean_std") and self.group_size < 2:
             raise ValueError(f"grpo.advantage={self.advantage!r} needs group_size >= 2, got "
                              f"{self.group_size}; raise group_size or use 'mean'")
+        if self.loss_tokens not in LOSS_TOKENS:
+            raise ValueError(f"grpo.loss_tokens={self.loss_tokens!r} is not one of {LOSS_TOKENS}; "
+                             "'through_end' is the paper's, 'all' also scores the pad fill")
         if self.oversample > 1 and not self.filter_groups:
             raise ValueError(f"grpo.oversample={self.oversample} rolls out more groups than are trained "
                              "on; set grpo.filter_groups: true to choose them (or oversample: 1)")
@@ -332,7 +347,8 @@ def train_grpo(config: GRPOConfig, train: TrainConfig, policy: nn.Module, tasks:
                 rows = [g * G + j for g in groups for j in range(G)]
                 batch, rewards = batch.select(rows), rewards[rows]
             advantages = compute_advantages(rewards, G, config.advantage).to(info.device)
-            token_mask = tokens_through_first_end(batch.completion_ids, end_ids)  # (N, L)
+            through_end = tokens_through_first_end(batch.completion_ids, end_ids)  # (N, L)
+            token_mask = through_end if config.loss_tokens == "through_end" else torch.ones_like(through_end)
             micro = _micro_slices(len(batch), config.micro_batch_size)
             total_tokens = float(token_mask.sum())
             seeds = [[mask_seed(train.seed, round_index, i, info.rank, m) for m in range(len(micro))]
@@ -388,7 +404,7 @@ def train_grpo(config: GRPOConfig, train: TrainConfig, policy: nn.Module, tasks:
                 local = torch.tensor([
                     rolled["reward_mean"], _pass_rate(scored), _mean(s.format for s in scored),
                     sums["loss"], sums["kl"], sums["clip_fraction"], sums["ratio"], sums["grad_norm"],
-                    rolled["nfe_mean"], float(token_mask.sum(1).float().mean()),
+                    rolled["nfe_mean"], float(through_end.sum(1).float().mean()),
                     float((advantages != 0).float().mean()), rolled["informative"], time.perf_counter() - r_t0,
                     t_roll,
                 ], dtype=torch.float64)
