@@ -13,6 +13,7 @@ from demask.training.rl.grpo import (
     dump_grpo_recipe,
     load_grpo_recipe,
     override_grpo_recipe,
+    set_recipe_fields,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +56,37 @@ def test_overrides():
     assert r.training.warmup_steps <= 4
 
 
+def test_set_recipe_fields_reads_dotted_keys_and_yaml_values():
+    base = load_grpo_recipe(RECIPES[0])
+    r = set_recipe_fields(base, ["grpo.advantage=loo_positive", "training.lr=1e-4",
+                                 "grpo.rollout.policy=confidence", "grpo.rollout.temperature=0.8",
+                                 "grpo.loss_tokens=all", "eval=null",
+                                 "task_options={n_fresh: 50}", "tasks=tinycode:fresh"])
+    assert (r.grpo.advantage, r.training.lr, r.grpo.loss_tokens, r.eval) == ("loo_positive", 1e-4, "all", None)
+    assert (r.grpo.rollout.policy, r.grpo.rollout.temperature) == ("confidence", 0.8)
+    assert (r.tasks, r.task_options) == ("tinycode:fresh", {"n_fresh": 50})
+    assert r.grpo.rollout.gen_length == base.grpo.rollout.gen_length  # the rest untouched
+    assert set_recipe_fields(base, []) == base
+
+
+@pytest.mark.parametrize("setting, match", [
+    ("grpo.advantage", "KEY=VALUE"),
+    ("grpo..beta=1", "KEY=VALUE"),
+    ("grpo.advantge=loo", "advantge.*advantage"),
+    ("grop.beta=0.1", "grop.*grpo"),
+    ("training.lr.x=1", "is a value"),
+    ("grpo.loss_tokens=everything", "through_end"),
+])
+def test_set_recipe_fields_names_what_is_wrong(setting, match):
+    with pytest.raises(ValueError, match=match):
+        set_recipe_fields(load_grpo_recipe(RECIPES[0]), [setting])
+
+
+def test_cli_set_errors_exit_2_with_the_message():
+    result = CliRunner().invoke(app, ["grpo", "--recipe", str(RECIPES[0]), "--set", "grpo.betta=0"])
+    assert result.exit_code == 2 and "beta" in result.output
+
+
 def test_cli_rejects_a_misspelt_estimator():
     result = CliRunner().invoke(app, ["grpo", "--recipe", str(RECIPES[0]), "--estimator", "copled"])
     assert result.exit_code == 2
@@ -64,7 +96,7 @@ def test_cli_rejects_a_misspelt_estimator():
 def test_cli_help_lists_the_options():
     result = CliRunner().invoke(app, ["grpo", "--help"])
     assert result.exit_code == 0
-    for flag in ("--recipe", "--out", "--max-steps", "--estimator", "--seed", "--resume"):
+    for flag in ("--recipe", "--out", "--max-steps", "--estimator", "--seed", "--set", "--resume"):
         assert flag in result.output
 
 

@@ -2,6 +2,7 @@
 
     demask grpo --recipe recipes/tinycode/coupled_grpo.yaml [--out DIR] [--max-steps N]
                 [--estimator NAME] [--seed S] [--max-seconds T] [--resume]
+                [--set grpo.advantage=loo_positive --set training.lr=1e-4 ...]
     torchrun --nproc_per_node 2 -m demask.cli.main grpo --recipe ...
 
 The command only parses and prints: the work is
@@ -32,16 +33,27 @@ def grpo_command(
     max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="Stop after the first "
                                                 "round past this wall time (saved as a last "
                                                 "round); overrides grpo.max_seconds."),
+    settings: Optional[list[str]] = typer.Option(None, "--set", help="Any recipe field, "
+                                                 "KEY=VALUE with a dotted KEY (repeatable), "
+                                                 "e.g. --set grpo.loss_tokens=all --set "
+                                                 "training.lr=1e-4; applied before the options "
+                                                 "above."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in "
                                 "the output directory (a fresh start if none)."),
     plot: bool = typer.Option(False, "--plot", help="Write grpo_log.png at the end (matplotlib)."),
 ) -> None:
     """Post-train a checkpoint with GRPO and test-execution rewards (see docs/grpo.md)."""
     from demask.training.logs import plot_log
-    from demask.training.rl.grpo import load_grpo_recipe, override_grpo_recipe, run_grpo_recipe
+    from demask.training.rl.grpo import (
+        load_grpo_recipe,
+        override_grpo_recipe,
+        run_grpo_recipe,
+        set_recipe_fields,
+    )
 
     try:
-        loaded = override_grpo_recipe(load_grpo_recipe(recipe), out_dir=out, max_steps=max_steps,
+        loaded = set_recipe_fields(load_grpo_recipe(recipe), settings or [])
+        loaded = override_grpo_recipe(loaded, out_dir=out, max_steps=max_steps,
                                       estimator=estimator, seed=seed, max_seconds=max_seconds)
         result = run_grpo_recipe(loaded, resume=resume, log=typer.echo)
     except (ValueError, FileNotFoundError, KeyError) as exc:

@@ -79,6 +79,7 @@ from demask.training.loop import (
 )
 from demask.training.order import _mix, global_batch_indices
 from demask.training.recipe import EvalRecipe
+from demask.training.registry import did_you_mean
 from demask.training.rl.advantages import ADVANTAGES, compute_advantages, select_groups, varied_groups
 from demask.training.rl.estimators import ESTIMATORS, LogProbEstimator, get_estimator
 from demask.training.rl.grpo_loss import GRPOLossConfig, grpo_loss, tokens_through_first_end
@@ -574,6 +575,39 @@ def override_grpo_recipe(recipe: GRPORecipe, *, out_dir: str | None = None, max_
     if max_seconds is not None:
         grpo = grpo.replace(max_seconds=max_seconds)
     return dataclasses.replace(recipe, training=train.replace(**changes) if changes else train, grpo=grpo)
+
+
+def set_recipe_fields(recipe: GRPORecipe, settings: Sequence[str]) -> GRPORecipe:
+    """A copy with ``KEY=VALUE`` settings applied, KEY a dotted path into the recipe
+    (``grpo.advantage=loo_positive``, ``training.lr=1e-4``, ``grpo.rollout.policy=confidence``)
+    and VALUE read as YAML (``null``, numbers, ``{a: 1}``). The result is checked like a loaded
+    recipe: a misspelt key is named with the closest known one."""
+    import yaml
+
+    from demask.training.recipe import from_dict, to_dict
+
+    raw = to_dict(recipe)
+    for item in settings:
+        key, sep, value = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise ValueError(f"setting {item!r} is not KEY=VALUE with a dotted KEY, e.g. "
+                             "grpo.advantage=loo or training.lr=1e-4")
+        node = raw
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None and part not in node:
+                raise ValueError(f"setting {item!r}: the recipe has no block "
+                                 f"{'.'.join(parts[:depth + 1])!r}{did_you_mean(part, node)}")
+            if not isinstance(child, dict):
+                raise ValueError(f"setting {item!r}: {'.'.join(parts[:depth + 1])} is a value, "
+                                 "not a block; set it directly")
+            node = child
+        node[parts[-1]] = yaml.safe_load(value)
+    try:
+        return from_dict(GRPORecipe, raw)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"settings {list(settings)}: {exc}") from None
 
 
 def eval_callbacks(recipe: GRPORecipe, tokenizer: Any, gen_length: int) -> list[Callback]:
