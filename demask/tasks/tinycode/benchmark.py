@@ -4,7 +4,8 @@ The registry (demask.tasks.registry) collects ``BENCHMARKS`` from this package. 
 arguments of ``load_tasks`` are TinyCodeConfig fields (``load_tasks("tinycode:train",
 n_train=2000, seed=1)``); a build is cached per config, so loading both splits of one config
 generates once. ``tinycode:fresh`` (option ``n_fresh``, default 2000) holds tasks of
-compositions that are in neither split, for post-training. Not covered: evicting the cache (at most a few configs are built per run).
+compositions that are in neither split, for post-training. Not covered: evicting the cache
+(at most a few configs are built per run).
 """
 
 from __future__ import annotations

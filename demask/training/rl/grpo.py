@@ -165,7 +165,7 @@ class GRPOConfig:
         for name in ("group_size", "prompts_per_step", "inner_iterations", "oversample"):
             if getattr(self, name) < 1:
                 raise ValueError(f"grpo.{name} must be at least 1, got {getattr(self, name)}")
-        if self.advantage in ("loo", "mean_std") and self.group_size < 2:
+        if self.advantage in ("loo", "mean_std", "loo_positive") and self.group_size < 2:
             raise ValueError(f"grpo.advantage={self.advantage!r} needs group_size >= 2, got "
                              f"{self.group_size}; raise group_size or use 'mean'")
         if self.loss_tokens not in LOSS_TOKENS:
