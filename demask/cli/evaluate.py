@@ -100,14 +100,15 @@ def check_samples_command(
 
 
 def _parse_decode_options(pairs: list[str]) -> dict[str, Any]:
-    import yaml
+    from demask.training.recipe import parse_setting
 
     out: dict[str, Any] = {}
     for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise _fail(f"--decode {pair!r}: write KEY=VALUE, e.g. --decode top_p=0.95")
-        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        try:
+            key, value = parse_setting(pair, "--decode top_p=0.95")
+        except ValueError as exc:
+            raise _fail(f"--decode {exc}") from None
+        out[key.replace("-", "_")] = value
     return out
 
 

@@ -145,6 +145,19 @@ def dump_recipe(recipe: TrainRecipe) -> str:
     return yaml.safe_dump(to_dict(recipe), sort_keys=False, default_flow_style=None)
 
 
+def parse_setting(text: str, example: str) -> tuple[str, Any]:
+    """``"KEY=VALUE"`` -> ``(KEY, VALUE read as YAML)`` for command-line settings
+    (``--decode top_p=0.95``, ``--set training.lr=1e-4``); ``example`` goes in the error.
+
+    >>> parse_setting("grpo.beta=0.02", "k=v")
+    ('grpo.beta', 0.02)
+    """
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"{text!r}: write KEY=VALUE, e.g. {example}")
+    return key.strip(), yaml.safe_load(value)
+
+
 def to_dict(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj):
         return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}

@@ -582,17 +582,15 @@ def set_recipe_fields(recipe: GRPORecipe, settings: Sequence[str]) -> GRPORecipe
     (``grpo.advantage=loo_positive``, ``training.lr=1e-4``, ``grpo.rollout.policy=confidence``)
     and VALUE read as YAML (``null``, numbers, ``{a: 1}``). The result is checked like a loaded
     recipe: a misspelt key is named with the closest known one."""
-    import yaml
-
-    from demask.training.recipe import from_dict, to_dict
+    from demask.training.recipe import from_dict, parse_setting, to_dict
 
     raw = to_dict(recipe)
     for item in settings:
-        key, sep, value = item.partition("=")
-        parts = key.strip().split(".")
-        if not sep or not all(parts):
-            raise ValueError(f"setting {item!r} is not KEY=VALUE with a dotted KEY, e.g. "
-                             "grpo.advantage=loo or training.lr=1e-4")
+        key, value = parse_setting(item, "grpo.advantage=loo or training.lr=1e-4")
+        parts = key.split(".")
+        if not all(parts):
+            raise ValueError(f"setting {item!r}: {key!r} is not a dotted KEY=VALUE path, e.g. "
+                             "grpo.advantage=loo")
         node = raw
         for depth, part in enumerate(parts[:-1]):
             child = node.get(part)
@@ -603,7 +601,7 @@ def set_recipe_fields(recipe: GRPORecipe, settings: Sequence[str]) -> GRPORecipe
                 raise ValueError(f"setting {item!r}: {'.'.join(parts[:depth + 1])} is a value, "
                                  "not a block; set it directly")
             node = child
-        node[parts[-1]] = yaml.safe_load(value)
+        node[parts[-1]] = value
     try:
         return from_dict(GRPORecipe, raw)
     except (TypeError, ValueError) as exc:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import hashlib
+import itertools
 import random
 import re
 import warnings
@@ -348,15 +349,9 @@ class ShuffledCodeFormatReward(CodeFormatReward):
         digest = hashlib.sha256(repr((self.seed, list(completions),
                                       [t.task_id for t in tasks])).encode()).digest()
         rng = random.Random(digest)
-        out = list(scored)
-        start = 0
-        while start < len(tasks):  # runs of one task: the groups
-            end = start + 1
-            while end < len(tasks) and tasks[end].task_id == tasks[start].task_id:
-                end += 1
-            order = list(range(start, end))
-            rng.shuffle(order)
-            for i, j in zip(range(start, end), order):
-                out[i] = scored[j]
-            start = end
+        out = []
+        for _, run in itertools.groupby(range(len(tasks)), key=lambda i: tasks[i].task_id):
+            group = list(run)  # a run of one task: a group
+            rng.shuffle(group)
+            out += [scored[j] for j in group]
         return out
