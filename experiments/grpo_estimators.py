@@ -50,20 +50,12 @@ sys.path.insert(0, str(ROOT))
 
 SFT = ROOT / "demask" / "assets" / "tinycode-mdm"
 PASSES = {"coupled": 3, "decoupled": 3, "full_mask": 1, "d1": 1}
-# two-sided 95% Student-t quantiles by degrees of freedom
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
-
-
 def mean_ci(values: list[float]) -> dict[str, float]:
     """Mean and the half-width of its 95% t-interval (0 for one value)."""
-    vals = [v for v in values if not math.isnan(v)]
-    if not vals:
-        return {"mean": float("nan"), "ci95": float("nan"), "n": 0}
-    m = statistics.fmean(vals)
-    if len(vals) < 2:
-        return {"mean": m, "ci95": 0.0, "n": len(vals)}
-    half = _T95.get(len(vals) - 1, 1.96) * statistics.stdev(vals) / math.sqrt(len(vals))
-    return {"mean": m, "ci95": half, "n": len(vals)}
+    from demask.evaluation.stats import mean_interval
+
+    iv = mean_interval(values)
+    return {"mean": iv.mean, "ci95": iv.half_width, "n": iv.n}
 
 
 def evaluate_model(model, tokenizer, tasks, out: Path, *, samples: int, ks: tuple[int, ...],

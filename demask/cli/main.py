@@ -22,7 +22,7 @@ def _root() -> None:
 
 
 # Each module defines `register(app)`; the list is the whole command table.
-COMMAND_MODULES = ("generate", "evaluate", "train", "demo", "grpo", "info")
+COMMAND_MODULES = ("generate", "evaluate", "compare", "train", "demo", "grpo", "info")
 
 for _name in COMMAND_MODULES:
     try:
