@@ -260,6 +260,8 @@ def test_reference_is_resynced_every_n_updates():
     (dict(oversample=2), "filter_groups"),
     (dict(oversample=0), "oversample"),
     (dict(loss_tokens="everything"), "through_end"),
+    (dict(greedy_rollouts=2), "one per group"),
+    (dict(greedy_rollouts=1, group_size=1, advantage="mean"), "below group_size"),
 ])
 def test_config_errors_name_the_problem(bad, match):
     with pytest.raises(ValueError, match=match):

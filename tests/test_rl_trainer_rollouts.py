@@ -71,3 +71,29 @@ def test_rank_slice_splits_whole_prompts():
     assert [rank_slice(6, r, 3) for r in range(3)] == [slice(0, 2), slice(2, 4), slice(4, 6)]
     with pytest.raises(ValueError, match="multiple of 4"):
         rank_slice(6, 0, 4)
+
+
+def test_greedy_member_leads_each_group():
+    from demask.decoding import generate
+
+    m = model()
+    tasks = [Task("a", "abc", (), "f"), Task("b", "defgh", (), "f")]
+    config = DecodeConfig(gen_length=8, steps=8, policy="confidence", temperature=1.0)
+    roll = DecodingRollouts(CharTokenizer(), config, greedy_per_group=1)
+    out = roll(m, tasks, 3, torch.Generator().manual_seed(0))
+    assert out.input_ids.shape == (6, 5 + 8) and out.prompt_length == 5
+    assert out.input_ids[:3, 2:5].tolist() == [[7, 8, 9]] * 3
+    assert out.input_ids[3:, :5].tolist() == [[10, 11, 12, 13, 14]] * 3
+    m.eval()
+    greedy = generate(m, [[7, 8, 9], [10, 11, 12, 13, 14]],
+                      DecodeConfig(gen_length=8, steps=8, policy="confidence", temperature=0.0))
+    for g, row in ((0, 0), (1, 3)):  # the first row of each group is the argmax decode
+        want = pad_after_first_end(greedy.tokens[g:g + 1, 5:], [EOS, PAD], PAD)[0]
+        assert torch.equal(out.completion_ids[row], want)
+    # the samples differ from the greedy answer somewhere (temperature 1 on a random model)
+    assert any(not torch.equal(out.completion_ids[r], out.completion_ids[0]) for r in (1, 2))
+    assert torch.equal(roll(m, tasks, 3, torch.Generator().manual_seed(0)).input_ids, out.input_ids)
+    with pytest.raises(ValueError, match="group_size must be >= 2"):
+        roll(m, tasks, 1, torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="0 or 1"):
+        DecodingRollouts(CharTokenizer(), config, greedy_per_group=2)

@@ -145,6 +145,10 @@ class GRPOConfig:
     rollout: DecodeConfig = field(default_factory=paper_rollout)
     """The decoder that samples the rollouts (DecodeConfig fields; the seed is ignored: each
     round's generator comes from train.seed and the round)."""
+    greedy_rollouts: int = 0
+    """1: each group's first completion is the rollout decoder's argmax output (temperature 0,
+    what a greedy evaluation with that decoder writes), the other G - 1 sampled; the group then
+    scores the samples against the model's own greedy answer (ReMax-like). 0: all sampled."""
     ref_sync_every: int = 64
     """Every this many updates: ref <- mixup * policy + (1 - mixup) * ref (0 = never)."""
     ref_mixup: float = 0.6
@@ -168,6 +172,10 @@ class GRPOConfig:
         if self.advantage in ("loo", "mean_std", "loo_positive") and self.group_size < 2:
             raise ValueError(f"grpo.advantage={self.advantage!r} needs group_size >= 2, got "
                              f"{self.group_size}; raise group_size or use 'mean'")
+        if self.greedy_rollouts not in (0, 1) or self.greedy_rollouts >= self.group_size:
+            raise ValueError(f"grpo.greedy_rollouts must be 0 or 1 and below group_size "
+                             f"({self.group_size}), got {self.greedy_rollouts}: a greedy decode is "
+                             "deterministic, so one per group is all it can add")
         if self.loss_tokens not in LOSS_TOKENS:
             raise ValueError(f"grpo.loss_tokens={self.loss_tokens!r} is not one of {LOSS_TOKENS}; "
                              "'through_end' is the paper's, 'all' also scores the pad fill")
@@ -273,7 +281,7 @@ def train_grpo(config: GRPOConfig, train: TrainConfig, policy: nn.Module, tasks:
     if rollouts is None:
         if tokenizer is None:
             raise ValueError("the default rollouts decode text: pass tokenizer (or a rollout_fn)")
-        rollouts = DecodingRollouts(tokenizer, config.rollout)
+        rollouts = DecodingRollouts(tokenizer, config.rollout, greedy_per_group=config.greedy_rollouts)
     end_ids = sorted({i for i in (policy.config.eos_token_id, policy.config.pad_token_id) if i is not None})
     if not end_ids:
         raise ValueError("the policy's config has no eos_token_id or pad_token_id: the loss counts "

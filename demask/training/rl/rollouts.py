@@ -14,6 +14,13 @@ by the loss (the token mask stops at the first end token, inclusive) but they ar
 for the partially masked copies of the estimators, and this makes the context the SFT
 layout (answer, end, pad ...) whatever the decoder left there.
 
+With ``greedy_per_group = 1`` the first row of each group is the decoder's argmax output
+(the same ``DecodeConfig`` at temperature 0: what a greedy evaluation with that decoder
+writes) and the other G - 1 rows are sampled. The group's advantages then compare the
+samples with the model's own greedy answer (ReMax, arXiv 2310.10505, uses the greedy
+completion as the baseline; here it is also trained on as a group member), so a failing
+greedy answer is pushed down where a sample passes.
+
 Under torchrun each process takes its share of the round's prompts
 (:func:`rank_slice`: contiguous, whole groups) and scores its own rollouts: groups never
 straddle processes, so advantages need no communication.
@@ -24,6 +31,7 @@ than the policy (off-policy buffers), re-using rollouts across rounds.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -104,29 +112,52 @@ class DecodingRollouts:
 
     tokenizer: encodes prompts and decodes completions (a demask Tokenizer).
     decode_config: a ``DecodeConfig`` (the policy, temperature, top-p, gen_length, steps).
+    greedy_per_group: 0, or 1 to make each group's first row the argmax decode.
     """
 
     tokenizer: object
     decode_config: object
+    greedy_per_group: int = 0
+
+    def __post_init__(self) -> None:
+        if self.greedy_per_group not in (0, 1):
+            raise ValueError(f"greedy_per_group must be 0 or 1 (a greedy decode is deterministic: a "
+                             f"second one repeats the first), got {self.greedy_per_group}")
 
     def __call__(self, model: nn.Module, tasks: Sequence[Task], group_size: int,
                  generator: torch.Generator) -> RolloutBatch:
         from demask.decoding import generate
         from demask.decoding.output import end_token_ids
 
-        if group_size < 1:
-            raise ValueError(f"group_size must be >= 1, got {group_size}")
+        if group_size < 1 + self.greedy_per_group:
+            raise ValueError(f"group_size must be >= {1 + self.greedy_per_group} (greedy_per_group "
+                             f"{self.greedy_per_group} plus a sample), got {group_size}")
         prompts = [self.tokenizer.encode(t.prompt) for t in tasks]
         repeated = [p for p in prompts for _ in range(group_size)]  # groups contiguous
         was_training = model.training
         model.eval()
         try:
-            out = generate(model, repeated, self.decode_config, generator=generator)
+            if self.greedy_per_group:
+                greedy = generate(model, prompts, dataclasses.replace(self.decode_config, temperature=0.0),
+                                  generator=generator)
+                sampled = generate(model, [p for p in prompts for _ in range(group_size - 1)],
+                                   self.decode_config, generator=generator)
+                # both calls left-pad the same prompts, so they share prompt_length
+                assert greedy.prompt_length == sampled.prompt_length, "prompt layouts differ"
+                rows = [r for i in range(len(prompts))
+                        for r in [(greedy, i)] + [(sampled, i * (group_size - 1) + j)
+                                                   for j in range(group_size - 1)]]
+                tokens = torch.stack([o.tokens[r] for o, r in rows])
+                completions = [o.completions[r] for o, r in rows]
+                nfe = [o.nfe[r] for o, r in rows]
+                p = greedy.prompt_length
+            else:
+                out = generate(model, repeated, self.decode_config, generator=generator)
+                tokens, completions, nfe, p = out.tokens, out.completions, out.nfe, out.prompt_length
         finally:
             model.train(was_training)
         mcfg = model.config
-        p = out.prompt_length
-        ids = out.tokens.clone()  # (N, P + L)
+        ids = tokens.clone()  # (N, P + L)
         ends = end_token_ids(mcfg)
         if ends:
             pad = mcfg.pad_token_id if mcfg.pad_token_id is not None else ends[0]
@@ -134,8 +165,8 @@ class DecodingRollouts:
         lengths = torch.tensor([len(r) for r in repeated], device=ids.device)
         cols = torch.arange(ids.shape[1], device=ids.device)
         attention = cols[None, :] >= (p - lengths)[:, None]  # False on left padding
-        texts = [self.tokenizer.decode(list(c)) for c in out.completions]
-        return RolloutBatch(ids, attention, p, texts, [int(n) for n in out.nfe])
+        texts = [self.tokenizer.decode(list(c)) for c in completions]
+        return RolloutBatch(ids, attention, p, texts, [int(n) for n in nfe])
 
 
 def rank_slice(n_prompts: int, rank: int, world_size: int) -> slice:
