@@ -76,7 +76,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.invert_yaxis()
     ax.set_xlabel(f"held-out pass@1 minus the SFT model's ({rows[0]['base']:.3f}), greedy demo decoder")
     ax.set_title("blue: one seed with its paired 95% interval; red: mean of seeds, 95% t-interval", fontsize=8)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
