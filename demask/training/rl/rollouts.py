@@ -144,12 +144,13 @@ class DecodingRollouts:
                                    self.decode_config, generator=generator)
                 # both calls left-pad the same prompts, so they share prompt_length
                 assert greedy.prompt_length == sampled.prompt_length, "prompt layouts differ"
-                rows = [r for i in range(len(prompts))
-                        for r in [(greedy, i)] + [(sampled, i * (group_size - 1) + j)
-                                                   for j in range(group_size - 1)]]
-                tokens = torch.stack([o.tokens[r] for o, r in rows])
-                completions = [o.completions[r] for o, r in rows]
-                nfe = [o.nfe[r] for o, r in rows]
+                # rows of [greedy | sampled] in group order: greedy i, then its G - 1 samples
+                n, k = len(prompts), group_size - 1
+                order = [i if j == 0 else n + i * k + j - 1 for i in range(n) for j in range(group_size)]
+                tokens = torch.cat([greedy.tokens, sampled.tokens])[order]
+                both_texts, both_nfe = greedy.completions + sampled.completions, greedy.nfe + sampled.nfe
+                completions = [both_texts[r] for r in order]
+                nfe = [both_nfe[r] for r in order]
                 p = greedy.prompt_length
             else:
                 out = generate(model, repeated, self.decode_config, generator=generator)
