@@ -56,8 +56,9 @@ def make_modes(policies, caches, gen_length: int, block_length: int, threshold: 
     modes = []
     for spec in policies:
         name, _, steps = spec.partition("@")
-        kw = dict(gen_length=gen_length, block_length=block_length, policy=name,
-                  threshold=threshold, factor=factor, gamma=gamma)
+        options = {"threshold": {"threshold": threshold}, "factor": {"factor": factor},
+                   "entropy-bound": {"gamma": gamma}}.get(name, {})
+        kw = dict(gen_length=gen_length, block_length=block_length, policy=name, policy_options=options)
         probe = DecodeConfig(**kw)
         if not probe.policy_type.adaptive:
             kw["steps"] = gen_length // 2 if steps == "half" else int(steps) if steps else gen_length

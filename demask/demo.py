@@ -19,8 +19,8 @@ from typing import Any
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 SHIPPED = {"diffusion": ASSETS / "tinycode-mdm", "autoregressive": ASSETS / "tinycode-ar"}
-# A GRPO-trained model ships here only when it beats the SFT one on the demo's decoder (none
-# does yet: docs/grpo.md); `demask demo --grpo DIR` adds the row for any checkpoint.
+# A GRPO-trained model ships here only when it beats the SFT one on the demo's decoder
+# (docs/grpo.md has the comparisons); `demask demo --grpo DIR` adds the row for any checkpoint.
 GRPO_SHIPPED = ASSETS / "tinycode-grpo"
 
 
@@ -36,11 +36,11 @@ class DemoPolicy:
 def default_policies(gen_length: int) -> list[DemoPolicy]:
     """The rows `demask demo` shows; gen_length is the models' completion length.
 
-    Rows decode semi-autoregressively in two blocks with the dual KV cache: on 2 CPU cores
-    the uncached one-token-per-step loop costs ~3x more and would not fit the demo's
-    3 minutes (benchmarks/decode_speed.py measures it). On the shipped model two blocks
-    with the cache score as well as uncached full diffusion (0.559 vs 0.546 held-out
-    pass@1, confidence policy), while blocks of 16 lose (0.488).
+    Rows decode semi-autoregressively in two blocks (one when gen_length is odd) with the
+    dual KV cache, except "threshold 0.9, full diffusion" (one block, no cache) and the
+    autoregressive model's row (prefix cache). Why two cached blocks, with the measured
+    speed and pass@1 of the alternatives: docs/performance.md, "The shipped model:
+    held-out TinyCode pass@1 by decoder".
     """
     block = gen_length // 2 if gen_length % 2 == 0 else gen_length
     one = dict(gen_length=gen_length, steps=gen_length, block_length=block, cache="dual")
@@ -51,9 +51,9 @@ def default_policies(gen_length: int) -> list[DemoPolicy]:
         DemoPolicy("random", {**one, "policy": "random"}),
         DemoPolicy("margin, 2 tokens/step", {**one, "steps": gen_length // 2, "policy": "margin"}),
         DemoPolicy("threshold 0.9", dict(gen_length=gen_length, block_length=block, cache="dual",
-                                         policy="threshold", threshold=0.9)),
+                                         policy="threshold", policy_options={"threshold": 0.9})),
         DemoPolicy("threshold 0.9, full diffusion", dict(gen_length=gen_length, policy="threshold",
-                                                         threshold=0.9)),
+                                                         policy_options={"threshold": 0.9})),
         DemoPolicy("autoregressive model", dict(gen_length=gen_length, cache="prefix"),
                    model="autoregressive"),
         DemoPolicy("coupled-GRPO model, confidence", {**one, "policy": "confidence"}, model="grpo"),
@@ -96,8 +96,8 @@ def heldout_tasks(model_dir: Path) -> list:
 
 
 def inference_dtype() -> str:
-    """bf16 where the CPU has native bf16 matmuls (about 2x faster, same greedy outputs on
-    the shipped model in our check), fp32 elsewhere (emulated bf16 is slower than fp32)."""
+    """bf16 on CUDA and where the CPU has native bf16 matmuls, fp32 elsewhere (emulated bf16
+    is slower than fp32). docs/performance.md compares bf16 with fp32 on the shipped model."""
     import torch
 
     if torch.cuda.is_available():
@@ -133,7 +133,7 @@ def run_demo(models: dict[str, Any], tasks: list, out_dir: Path, policies: list[
             if spec.model not in models:
                 continue
             model, tokenizer = models[spec.model]
-            config = DecodeConfig(**{**spec.decode, "trace": True, "temperature": 0.0})
+            config = DecodeConfig.from_dict({**spec.decode, "trace": True, "temperature": 0.0})
             arness: list[float] = []
 
             def observe(output, sink=arness):

@@ -110,7 +110,7 @@ def run_one(args, estimator: str, seed: int, tasks, out: Path) -> dict:
         return json.loads(done_file.read_text())
     recipe = override_grpo_recipe(load_grpo_recipe(args.recipe), out_dir=str(out / "train"),
                                   estimator=estimator, seed=seed)
-    grpo, train = recipe.grpo, recipe.training
+    grpo, train = recipe.grpo, recipe.train
     if args.quick:
         grpo = grpo.replace(group_size=4, prompts_per_step=4, rollout=grpo.rollout.replace(steps=12))
         train = train.replace(max_steps=4, save_every=2)

@@ -8,14 +8,6 @@ from demask.decoding import DecodeConfig, generate
 from demask.decoding.mock import tiny_transformer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def causal_model():
     return tiny_transformer(causal=True, seed=4)

@@ -29,13 +29,13 @@ def checkpoint(tmp_path_factory):
 def test_generate_prints_what_the_library_decodes(checkpoint):
     result = CliRunner().invoke(app, [
         "generate", "--checkpoint", str(checkpoint), "--prompt", "def add(a, b):\n",
-        "--gen-length", "16", "--block-length", "8", "--policy", "threshold", "--threshold", "0.5",
-        "--cache", "dual", "--seed", "3"])
+        "--gen-length", "16", "--block-length", "8", "--policy", "threshold",
+        "--set", "policy_options.threshold=0.5", "--cache", "dual", "--seed", "3"])
     assert result.exit_code == 0, result.output
     model, tok = load_pretrained(checkpoint)
     out = generate(model, [tok.encode("def add(a, b):\n")],
-                   DecodeConfig(gen_length=16, block_length=8, policy="threshold", threshold=0.5,
-                                cache="dual", seed=3))
+                   DecodeConfig(gen_length=16, block_length=8, policy="threshold",
+                                policy_options={"threshold": 0.5}, cache="dual", seed=3))
     assert result.stdout.startswith(tok.decode(out.completions[0]))
     assert f"{out.nfe[0]} forward passes" in result.output
 
@@ -48,11 +48,26 @@ def test_show_draws_the_commit_order(checkpoint):
     assert "commit step: 1" in result.stdout and result.stdout.rstrip().endswith("8")
 
 
-def test_bad_option_is_reported(checkpoint):
-    result = CliRunner().invoke(app, [
-        "generate", "--checkpoint", str(checkpoint), "--prompt", "x", "--policy", "confidense"])
-    assert result.exit_code != 0
-    assert "did you mean 'confidence'" in str(result.exception)
+@pytest.mark.parametrize("args, message", [
+    (["--policy", "confidense"], "did you mean 'confidence'"),
+    (["--policy", "threshold", "--set", "policy_options.tresh=0.5"], "did you mean 'threshold'"),
+    (["--set", "gen_lenght=8"], "did you mean 'gen_length'"),
+])
+def test_bad_option_is_reported(checkpoint, args, message):
+    result = CliRunner().invoke(app, ["generate", "--checkpoint", str(checkpoint), "--prompt", "x", *args])
+    assert result.exit_code == 2
+    assert "error:" in result.output and message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_former_policy_flags_still_work_with_a_warning(checkpoint):
+    base = ["generate", "--checkpoint", str(checkpoint), "--prompt", "def f(x):", "--gen-length", "8",
+            "--policy", "threshold"]
+    old = CliRunner().invoke(app, [*base, "--threshold", "0.5"])
+    new = CliRunner().invoke(app, [*base, "--set", "policy_options.threshold=0.5"])
+    assert old.exit_code == 0 and new.exit_code == 0, old.output + new.output
+    assert "--threshold is deprecated" in old.output
+    assert old.stdout.splitlines()[-1] == new.stdout.splitlines()[-1]
 
 
 def test_colours_run_from_blue_to_red_and_newlines_stay_plain():

@@ -12,15 +12,6 @@ POLICIES = [("confidence", {}), ("margin", {}), ("entropy", {}), ("left-to-right
             ("threshold", {"threshold": 0.5}), ("factor", {"factor": 2.0}),
             ("entropy-bound", {"gamma": 1.0})]
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices: a second thread only adds contention on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 
 @pytest.fixture(scope="module")
 def shifted_model():
@@ -81,7 +72,7 @@ def test_cache_off_equals_the_naive_loop_bit_for_bit(shifted, block_length, step
 
 
 def test_threshold_equals_the_naive_threshold_loop(shifted_model):
-    cfg = DecodeConfig(gen_length=16, block_length=8, policy="threshold", threshold=0.5, early_stop=False)
+    cfg = DecodeConfig(gen_length=16, block_length=8, policy="threshold", policy_options={"threshold": 0.5}, early_stop=False)
     out = generate(shifted_model, PROMPTS, cfg)
     for i, prompt in enumerate(PROMPTS):
         tokens, nfe = naive_decode(shifted_model, prompt, 16, 8, 16, policy="threshold", tau=0.5)
@@ -93,7 +84,7 @@ def test_threshold_equals_the_naive_threshold_loop(shifted_model):
 @pytest.mark.parametrize("policy, knobs", POLICIES)
 def test_batch_rows_are_independent_and_left_padding_changes_nothing(policy, knobs, cache, shifted_model):
     """Argmax decoding: a batch of 3 (left-padded) gives exactly each prompt decoded alone."""
-    cfg = DecodeConfig(gen_length=16, block_length=8, policy=policy, cache=cache, **knobs)
+    cfg = DecodeConfig(gen_length=16, block_length=8, policy=policy, cache=cache, policy_options=knobs)
     together = generate(shifted_model, PROMPTS, cfg)
     for i, prompt in enumerate(PROMPTS):
         alone = generate(shifted_model, [prompt], cfg)
@@ -102,7 +93,7 @@ def test_batch_rows_are_independent_and_left_padding_changes_nothing(policy, kno
 
 
 def test_unshifted_rows_are_independent_too(unshifted_model):
-    cfg = DecodeConfig(gen_length=16, block_length=4, policy="threshold", threshold=0.5, cache="dual")
+    cfg = DecodeConfig(gen_length=16, block_length=4, policy="threshold", policy_options={"threshold": 0.5}, cache="dual")
     together = generate(unshifted_model, PROMPTS, cfg)
     for i, prompt in enumerate(PROMPTS):
         assert together.completions[i] == generate(unshifted_model, [prompt], cfg).completions[0]
@@ -112,7 +103,7 @@ def test_unshifted_rows_are_independent_too(unshifted_model):
 @pytest.mark.parametrize("policy, knobs", POLICIES + [("random", {})])
 def test_no_commit_lands_outside_the_current_block(policy, knobs, cache, shifted_model):
     cfg = DecodeConfig(gen_length=16, block_length=4, policy=policy, cache=cache, trace=True,
-                       temperature=1.0, early_stop=False, seed=3, **knobs)
+                       temperature=1.0, early_stop=False, seed=3, policy_options=knobs)
     out = generate(shifted_model, PROMPTS, cfg)
     for i in range(len(PROMPTS)):
         when = out.trace.row(i).commit_steps()
@@ -125,7 +116,7 @@ def test_no_commit_lands_outside_the_current_block(policy, knobs, cache, shifted
 @pytest.mark.parametrize("policy, knobs", POLICIES + [("random", {})])
 def test_same_seed_same_output_and_other_seeds_differ(policy, knobs, shifted_model):
     cfg = DecodeConfig(gen_length=16, block_length=8, policy=policy, temperature=1.0, top_p=0.95,
-                       alg_temp=0.5 if policy in ("confidence", "margin") else None, **knobs)
+                       policy_options={**knobs, **({"alg_temp": 0.5} if policy in ("confidence", "margin") else {})})
     runs = [generate(shifted_model, PROMPTS, cfg, generator=torch.Generator().manual_seed(s))
             for s in (7, 7, 8)]
     assert runs[0].completions == runs[1].completions and runs[0].nfe == runs[1].nfe
@@ -137,7 +128,7 @@ def test_same_seed_same_output_and_other_seeds_differ(policy, knobs, shifted_mod
 
 
 def test_trace_is_none_when_off_and_complete_when_on(shifted_model):
-    cfg = DecodeConfig(gen_length=16, block_length=8, policy="threshold", threshold=0.5, early_stop=False)
+    cfg = DecodeConfig(gen_length=16, block_length=8, policy="threshold", policy_options={"threshold": 0.5}, early_stop=False)
     assert generate(shifted_model, PROMPTS, cfg).trace is None
     out = generate(shifted_model, PROMPTS, cfg.replace(trace=True))
     for i in range(len(PROMPTS)):
@@ -186,7 +177,7 @@ def test_early_stop_equals_decoding_to_the_end_and_rows_leave_the_batch(policy, 
     prompts = [[4, 5], [1], [8, 9, 2], [3]]  # 6 7 | 2 3 4 5 6 7 | 3 4 5 6 7 | 4 5 6 7, then EOS
     if shifted:
         prompts = [[1] + p for p in prompts]  # a shifted model needs the token left of each slice
-    cfg = DecodeConfig(gen_length=12, policy=policy, threshold=0.9, trace=True)
+    cfg = DecodeConfig(gen_length=12, policy=policy, trace=True)
     full = generate(chain_model(shifted=shifted), prompts, cfg.replace(early_stop=False))
     model = chain_model(shifted=shifted)
     stop = generate(model, prompts, cfg)
@@ -212,7 +203,8 @@ def test_early_stop_keeps_the_sampled_completion_of_a_real_model():
     stopped = 0
     for seed in range(12):
         for policy in ("confidence", "threshold"):
-            cfg = DecodeConfig(gen_length=24, block_length=8, policy=policy, threshold=0.5,
+            cfg = DecodeConfig(gen_length=24, block_length=8, policy=policy,
+                               policy_options={"threshold": 0.5} if policy == "threshold" else {},
                                temperature=1.0, seed=seed)
             a = generate(model, [[1, 2, 3]], cfg)
             b = generate(model, [[1, 2, 3]], cfg.replace(early_stop=False))
@@ -245,7 +237,7 @@ def positional_model(shifted, vocab=16):
 @pytest.mark.parametrize("policy, knobs", [("confidence", {}), ("threshold", {"threshold": 0.6})])
 def test_cached_slices_are_aligned_with_the_positions_they_predict(shifted, cache, policy, knobs):
     prompts = [[1, 2, 3], [4]]
-    cfg = DecodeConfig(gen_length=12, block_length=4, policy=policy, trace=True, **knobs)
+    cfg = DecodeConfig(gen_length=12, block_length=4, policy=policy, trace=True, policy_options=knobs)
     ref = generate(positional_model(shifted), prompts, cfg)
     model = positional_model(shifted)
     out = generate(model, prompts, cfg.replace(cache=cache))
@@ -266,7 +258,7 @@ def test_cached_slices_are_aligned_with_the_positions_they_predict(shifted, cach
 
 def test_cached_modes_stay_close_to_uncached_on_a_real_model(shifted_model):
     """Not an equality (the cache is stale by design); a sanity check that it decodes."""
-    cfg = DecodeConfig(gen_length=16, block_length=4, policy="threshold", threshold=0.5, trace=True)
+    cfg = DecodeConfig(gen_length=16, block_length=4, policy="threshold", policy_options={"threshold": 0.5}, trace=True)
     ref = generate(shifted_model, PROMPTS, cfg)
     for cache in ("prefix", "dual"):
         out = generate(shifted_model, PROMPTS, cfg.replace(cache=cache))

@@ -12,15 +12,6 @@ from demask.decoding.policies import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices: a second thread only adds contention on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def state_from(probs, masked, counts=None, tokens=None, **kw):
     """probs: (A, S, V) nested lists; tokens default to the argmax."""
     probs = torch.tensor(probs, dtype=torch.float32)
@@ -200,8 +191,36 @@ def test_registry_aliases_and_did_you_mean():
         DecodeConfig(policy="learned")
 
 
-def test_make_policy_passes_config_knobs():
-    assert make_policy(DecodeConfig(policy="threshold", threshold=0.7)).threshold == 0.7
-    assert make_policy(DecodeConfig(policy="factor", factor=2.0)).factor == 2.0
-    assert make_policy(DecodeConfig(policy="entropy-bound", gamma=0.3)).gamma == 0.3
-    assert make_policy(DecodeConfig(policy="margin", alg_temp=0.5)).alg_temp == 0.5
+def test_make_policy_passes_the_policy_options():
+    assert make_policy("threshold", threshold=0.7).threshold == 0.7
+    assert make_policy("factor", factor=2.0).factor == 2.0
+    assert make_policy("entropy-bound", gamma=0.3).gamma == 0.3
+    assert make_policy("margin", alg_temp=0.5).alg_temp == 0.5
+    config = DecodeConfig(policy="threshold", policy_options={"threshold": 0.7})
+    assert config.make_policy().threshold == 0.7
+
+
+@pytest.mark.parametrize("name, options, match", [
+    ("threshold", {"thresold": 0.8}, "has no option 'thresold'; did you mean 'threshold'"),
+    ("confidence", {"threshold": 0.8}, r"'confidence' has no option 'threshold'.*alg_temp"),
+    ("threshold", {"threshold": 1.5}, r"threshold must lie in \(0, 1\]"),
+    ("factor", {"factor": 0}, "factor must be > 0"),
+    ("entropy-bound", {"gamma": -1}, "gamma must be >= 0"),
+    ("margin", {"alg_temp": 0}, "alg_temp must be > 0"),
+])
+def test_bad_policy_options_are_named(name, options, match):
+    with pytest.raises(ValueError, match=match):
+        DecodeConfig(policy=name, policy_options=options)
+
+
+def test_options_with_a_policy_instance_are_refused():
+    with pytest.raises(ValueError, match="given with a policy instance"):
+        DecodeConfig(policy=ConfidencePolicy(), policy_options={"alg_temp": 0.5})
+
+
+def test_former_fields_are_read_as_policy_options_with_a_warning():
+    with pytest.warns(DeprecationWarning, match="policy_options"):
+        config = DecodeConfig.from_dict({"policy": "threshold", "threshold": 0.8})
+    assert config.policy_options == {"threshold": 0.8}
+    with pytest.raises(ValueError, match="unknown key 'tresh'"):
+        DecodeConfig.from_dict({"tresh": 0.8})

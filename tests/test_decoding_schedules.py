@@ -8,15 +8,6 @@ from demask.decoding.mock import ScriptedModel, mock_config
 from demask.decoding.schedules import DreamSchedule, LLaDASchedule, schedule_class
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices: a second thread only adds contention on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def run_counts(schedule, m, steps):
     n = torch.tensor([m])
     out = []
@@ -104,7 +95,8 @@ def test_blocks_split_the_steps_and_the_remainder_goes_first():
     (dict(temperature=-1.0), "temperature"),
     (dict(top_p=0.0), "top_p"),
     (dict(cache="full"), "cache"),
-    (dict(threshold=1.5), "threshold"),
+    (dict(policy="threshold", policy_options={"threshold": 1.5}), "threshold"),
+    (dict(steps=2.5), "whole number"),
 ])
 def test_config_rejects_contradictions_with_a_named_fix(bad, match):
     with pytest.raises(ValueError, match=match):

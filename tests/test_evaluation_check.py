@@ -83,7 +83,7 @@ def test_partial_last_line_is_dropped(tmp_path, sandbox):
 
 def test_unknown_task_suggests_a_close_one(tmp_path, sandbox):
     path = write(tmp_path / "s.jsonl", [{"task_id": "H/0", "completion": ""}, {"task_id": "H/O", "completion": ""}])
-    with pytest.raises(ValueError, match=r"line 2: task_id 'H/O' is not among the 2 tasks \(did you mean 'H/0'\?\)"):
+    with pytest.raises(ValueError, match=r"line 2: task_id 'H/O' is not among the 2 tasks; did you mean 'H/0'\?"):
         check_samples(TASKS, path, sandbox)
 
 

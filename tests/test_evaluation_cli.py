@@ -4,15 +4,12 @@ import json
 
 import pytest
 import typer
-from test_evaluation_fake import real_sandbox_class
 from typer.testing import CliRunner
 
 from demask.cli import evaluate as cli
 from demask.evaluation import SampleOutput
 from demask.tasks import write_tasks_jsonl
 from demask.tasks.base import Task
-
-pytestmark = pytest.mark.skipif(real_sandbox_class() is None, reason="demask.execution.Sandbox not landed")
 
 TASKS = [
     Task("C/0", "def add(a, b):\n", ("assert add(1, 2) == 3", "assert add(2, 2) == 4"), "add"),
@@ -76,10 +73,11 @@ def test_eval_runs_and_resumes(tmp_path, app, monkeypatch):
     tasks = write_tasks_jsonl(tmp_path / "tasks.jsonl", TASKS)
     args = ["eval", "--checkpoint", str(tmp_path), "--tasks", str(tasks), "--n-samples", "3",
             "--out", str(tmp_path / "run"), "--workers", "2", "--gen-length", "64", "--temperature", "0.2",
-            "--decode", "threshold=0.8", "--decode", "early_stop=false"]
+            "--set", "policy_options.threshold=0.8", "--no-early-stop"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert got["decode"] == {"gen_length": 64, "temperature": 0.2, "threshold": 0.8, "early_stop": False}
+    assert got["decode"] == {"gen_length": 64, "temperature": 0.2, "policy_options": {"threshold": 0.8},
+                             "early_stop": False}
     assert "pass@1 0.5000" in result.output and "NFE per token 2.000, 8.0 tokens/s" in result.output
     assert len((tmp_path / "run" / "samples.jsonl").read_text().splitlines()) == 6
     # the same command again continues (nothing left); other decoding options are refused
@@ -93,13 +91,23 @@ def test_eval_runs_and_resumes(tmp_path, app, monkeypatch):
 def test_eval_bad_decode_option(tmp_path, app, monkeypatch):
     monkeypatch.setattr(cli, "build_sampler", lambda *a: FakeSampler())
     result = CliRunner().invoke(app, ["eval", "--checkpoint", str(tmp_path), "--tasks", "humaneval",
-                                      "--n-samples", "1", "--out", str(tmp_path / "o"), "--decode", "novalue"])
+                                      "--n-samples", "1", "--out", str(tmp_path / "o"), "--set", "novalue"])
     assert result.exit_code == 2 and "write KEY=VALUE" in result.output
 
 
+def test_former_decode_option_is_read_as_a_setting(tmp_path, app, monkeypatch):
+    got = {}
+    monkeypatch.setattr(cli, "build_sampler", lambda _c, _d, _t, decode, _p: got.update(decode) or FakeSampler())
+    tasks = write_tasks_jsonl(tmp_path / "tasks.jsonl", TASKS)
+    result = CliRunner().invoke(app, ["eval", "--checkpoint", str(tmp_path), "--tasks", str(tasks),
+                                      "--n-samples", "1", "--out", str(tmp_path / "o"), "--workers", "1",
+                                      "--decode", "top_p=0.9"])
+    assert result.exit_code == 0, result.output
+    assert "--decode KEY=VALUE is deprecated" in result.output and got == {"top_p": 0.9}
+
+
 def test_build_sampler_rejects_unknown_decode_fields(tmp_path):
-    pytest.importorskip("demask.decoding")
-    with pytest.raises(ValueError, match="unknown decoding option.s. bogus; DecodeConfig has .*gen_length"):
+    with pytest.raises(ValueError, match="unknown key 'bogus'.*gen_length"):
         cli.build_sampler(tmp_path, "cpu", None, {"bogus": 1}, False)
 
 
@@ -112,15 +120,13 @@ def test_commands_are_in_the_main_table():
 
 def test_eval_end_to_end_with_a_tiny_checkpoint(tmp_path, app):
     """The real chain: checkpoint dir -> load_pretrained -> decoding engine -> sandbox -> results."""
-    torch = pytest.importorskip("torch")
-    try:
-        from demask.decoding import DecodeConfig  # noqa: F401
-        from demask.model.checkpoint import save_pretrained
-        from demask.model.config import ModelConfig
-        from demask.model.tokenizer import train_bpe_tokenizer
-        from demask.model.transformer import Transformer
-    except ImportError as exc:
-        pytest.skip(f"model or decoding code not usable yet: {exc}")
+    import torch
+
+    from demask.model.checkpoint import save_pretrained
+    from demask.model.config import ModelConfig
+    from demask.model.tokenizer import train_bpe_tokenizer
+    from demask.model.transformer import Transformer
+
     tok = train_bpe_tokenizer(["def add(a, b):\n    return a + b\n"] * 4, vocab_size=260)
     cfg = ModelConfig(vocab_size=tok.vocab_size, hidden_size=16, intermediate_size=32, num_layers=1,
                       num_heads=2, num_kv_heads=1, max_position_embeddings=128, shift_logits=True,

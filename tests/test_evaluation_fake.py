@@ -1,5 +1,5 @@
 """A stand-in sandbox for the evaluation tests (same ``run_many`` interface as the real one),
-and the ``sandbox`` fixture helpers: the real ``demask.execution.Sandbox`` when it is there.
+and ``best_sandbox``, which gives a test the real ``demask.execution.Sandbox``.
 
 The fake runs each program in a fresh ``python -I`` subprocess (no isolation beyond that), and
 yields results out of order on purpose, so callers must use the index.
@@ -12,8 +12,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-import pytest
-
+from demask.execution import Sandbox, SandboxConfig
 from demask.execution.types import ExecutionResult, Program, Verdict
 
 _HARNESS = r"""
@@ -91,28 +90,9 @@ class FakeSandbox:
                                error=errors[0] if errors else None)
 
 
-def real_sandbox_class():
-    """``(Sandbox, SandboxConfig)`` of demask.execution, or None while it has not landed."""
-    try:
-        from demask.execution import Sandbox, SandboxConfig
-    except ImportError:
-        return None
-    return Sandbox, SandboxConfig
-
-
-def make_sandbox(kind: str, workers: int = 2, timeout_s: float = 5.0):
-    if kind == "fake":
-        return FakeSandbox(workers, timeout_s)
-    classes = real_sandbox_class()
-    if classes is None:
-        pytest.skip("demask.execution.Sandbox has not landed yet")
-    Sandbox, SandboxConfig = classes
+def best_sandbox(workers: int = 2, timeout_s: float = 5.0) -> Sandbox:
+    """The real sandbox (demask.execution.Sandbox) with these settings."""
     return Sandbox(SandboxConfig(workers=workers, timeout_s=timeout_s))
-
-
-def best_sandbox(workers: int = 2, timeout_s: float = 5.0):
-    """The real sandbox if present, else the fake."""
-    return make_sandbox("real" if real_sandbox_class() else "fake", workers, timeout_s)
 
 
 # ---------------------------------------------------------------- the fake itself

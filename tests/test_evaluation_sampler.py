@@ -1,10 +1,13 @@
 """The decoding -> Sampler adapter: its own logic on a stub engine, then on the real one."""
 
-import importlib
 from types import SimpleNamespace
 
 import pytest
+import torch
 
+import demask.decoding
+from demask.decoding import DecodeConfig, generate
+from demask.decoding.mock import tiny_transformer
 from demask.evaluation.sampler import _combined_seed, decoding_sampler
 
 
@@ -20,13 +23,10 @@ class CharTokenizer:
 
 class StubModel:
     def parameters(self):
-        import torch
-
         return iter([torch.zeros(1)])
 
 
 def test_adapter_logic_with_a_stub_engine(monkeypatch):
-    torch = pytest.importorskip("torch")
     calls = []
 
     def fake_generate(model, prompt_ids, config, generator=None):
@@ -36,8 +36,7 @@ def test_adapter_logic_with_a_stub_engine(monkeypatch):
         return SimpleNamespace(completions=[list(reversed(p))[: seed % 3 + 1] for p in prompt_ids],
                                nfe=[10 * r + 1 for r in range(len(prompt_ids))])
 
-    decoding = importlib.import_module("demask.decoding")
-    monkeypatch.setattr(decoding, "generate", fake_generate, raising=False)
+    monkeypatch.setattr(demask.decoding, "generate", fake_generate)
     config = object()
     tok = CharTokenizer()
 
@@ -62,18 +61,7 @@ def test_adapter_logic_with_a_stub_engine(monkeypatch):
         batched(["a", "b"], [1])
 
 
-def _real_engine():
-    try:
-        from demask.decoding import DecodeConfig, generate
-        from demask.decoding.mock import tiny_transformer
-    except ImportError as exc:  # the engine has not landed (or changed its names)
-        pytest.skip(f"demask.decoding is not usable yet: {exc}")
-    return DecodeConfig, generate, tiny_transformer
-
-
 def test_with_the_real_engine():
-    torch = pytest.importorskip("torch")
-    DecodeConfig, generate, tiny_transformer = _real_engine()
     model = tiny_transformer(vocab_size=48)
     config = DecodeConfig(gen_length=4, temperature=1.0)
     tok = CharTokenizer()
@@ -96,7 +84,6 @@ def test_evaluate_end_to_end_with_the_real_engine(tmp_path):
     from demask.evaluation import evaluate
     from demask.tasks.base import Task
 
-    DecodeConfig, _, tiny_transformer = _real_engine()
     sampler = decoding_sampler(tiny_transformer(vocab_size=48), CharTokenizer(),
                                DecodeConfig(gen_length=4, temperature=1.0))
     tasks = [Task("A/0", "def f():\n", ("assert f() == 1",), "f")]

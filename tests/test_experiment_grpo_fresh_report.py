@@ -39,7 +39,7 @@ def test_report_pairs_seeds_and_replots_from_json(tmp_path, capsys):
     assert [r["label"] for r in rows] == ["C=s0", "X"]
     assert rows[0]["diff"] == pytest.approx([0.25, -0.25])
     assert rows[0]["mean_diff"] == pytest.approx(0.0)
-    assert rows[0]["ci95_over_seeds"] == pytest.approx(12.706 * 0.25)  # sd 0.354, se 0.25
+    assert rows[0]["ci95_over_seeds"] == pytest.approx(12.7062 * 0.25, rel=1e-5)  # sd 0.354, se 0.25
     assert rows[1]["mean_diff"] == pytest.approx(0.5) and rows[1]["ci95_over_seeds"] == 0.0
     assert docs.with_suffix(".png").stat().st_size > 0
     docs.with_suffix(".png").unlink()

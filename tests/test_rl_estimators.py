@@ -6,9 +6,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from helpers import tiny_model
 from torch import nn
 
-from demask.model import ModelConfig, Transformer
 from demask.training.rl import estimators as E
 
 V, MASK, PAD = 10, 9, 0
@@ -251,17 +251,11 @@ def test_errors_name_the_fix():
 
 
 # ---------------------------------------------------------------------- tiny Transformer
-def tiny(causal: bool = False, shifted: bool = True, seed: int = 0) -> Transformer:
-    cfg = ModelConfig(vocab_size=32, hidden_size=32, intermediate_size=64, num_layers=2,
-                      num_heads=4, num_kv_heads=2, max_position_embeddings=64, causal=causal,
-                      shift_logits=shifted, mask_token_id=31, pad_token_id=0)
-    model = Transformer(cfg)
-    model.init_weights(std=0.2, generator=torch.Generator().manual_seed(seed))
-    return model
+MODEL_ARGS = dict(max_position_embeddings=64, eos_token_id=None)  # where it differs from helpers.TINY
 
 
 def test_left_padding_does_not_change_log_probs():
-    model = tiny()
+    model = tiny_model(**MODEL_ARGS)
     prompt = torch.tensor([5, 6, 7])
     completion = torch.tensor([8, 9, 10, 11])
     alone = torch.cat([prompt, completion])[None]
@@ -275,7 +269,7 @@ def test_left_padding_does_not_change_log_probs():
 
 
 def test_chunked_forward_matches_one_batch():
-    model = tiny()
+    model = tiny_model(**MODEL_ARGS)
     ids = torch.randint(1, 31, (3, 12), generator=torch.Generator().manual_seed(0))
     am = torch.ones_like(ids, dtype=torch.bool)
     with torch.no_grad():
@@ -285,7 +279,7 @@ def test_chunked_forward_matches_one_batch():
 
 
 def test_autoregressive_is_exact_on_a_causal_transformer():
-    model = tiny(causal=True, shifted=True)
+    model = tiny_model(causal=True, **MODEL_ARGS)
     ids = torch.randint(1, 31, (2, 10), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         out = E.get_estimator("autoregressive").log_probs(model, ids, None, 4, 0)
@@ -297,7 +291,7 @@ def test_autoregressive_is_exact_on_a_causal_transformer():
 
 def test_log_probs_carry_gradients_and_are_unshifted_aware():
     for shifted in (False, True):
-        model = tiny(shifted=shifted)
+        model = tiny_model(shift_logits=shifted, **MODEL_ARGS)
         ids = torch.randint(1, 31, (2, 10), generator=torch.Generator().manual_seed(2))
         out = E.get_estimator("coupled").log_probs(model, ids, None, 4, 0)
         assert out.shape == (2, 6) and out.dtype == torch.float32

@@ -7,6 +7,7 @@ import importlib
 
 import pytest
 
+from demask.execution import Sandbox, SandboxConfig
 from demask.execution.types import ExecutionResult, Program, Verdict
 from demask.tasks.base import Task
 from demask.training.rl import rewards as R
@@ -211,11 +212,7 @@ def test_compute_rewards_errors():
 
 
 def test_real_sandbox_partial_pass_and_timeout():
-    execution = pytest.importorskip("demask.execution")
-    sandbox_cls = getattr(execution, "Sandbox", None)
-    if sandbox_cls is None:
-        pytest.skip("demask.execution.Sandbox has not landed yet")
-    config = execution.SandboxConfig(workers=2, timeout_s=1.0, max_restarts=2)
+    config = SandboxConfig(workers=2, timeout_s=1.0, max_restarts=2)
     task = Task(task_id="t/1", prompt="def f(x):\n", entry_point="f",
                 tests=("assert f(1) == 2", "assert f(2) == 3", "assert f(0) == 1"))
     completions = [
@@ -224,7 +221,7 @@ def test_real_sandbox_partial_pass_and_timeout():
         "    if x == 2:\n        while True: pass\n    return x + 1\n",  # 1st passes, 2nd hangs
         "    return (x\n",  # syntax error: not run
     ]
-    with sandbox_cls(config) as sandbox:
+    with Sandbox(config) as sandbox:
         out = R.compute_rewards(completions, [task] * 4, sandbox)
     assert [r.format for r in out] == [1.0, 1.0, 1.0, 0.0]
     assert out[0].code == 1.0

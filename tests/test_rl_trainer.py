@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from helpers import tiny_model
 
-from demask.model import ModelConfig, Transformer
 from demask.tasks.base import Task
 from demask.training.config import TrainConfig
 from demask.training.loop import Callback
@@ -21,15 +21,6 @@ EOS, PAD = 2, 0
 PROMPT = [5, 6, 7, 8]
 GOOD = [10, 11, 12, EOS, PAD, PAD]
 BAD = [20, 21, 22, 23, 24, EOS]
-
-
-def tiny_model(seed: int = 0) -> Transformer:
-    cfg = ModelConfig(vocab_size=32, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
-                      num_kv_heads=2, max_position_embeddings=32, causal=False, shift_logits=True,
-                      mask_token_id=31, pad_token_id=PAD, eos_token_id=EOS)
-    model = Transformer(cfg)
-    model.init_weights(std=0.2, generator=torch.Generator().manual_seed(seed))
-    return model
 
 
 def tasks(n: int = 4) -> list[Task]:
@@ -234,7 +225,7 @@ def test_resume_refuses_a_different_group_size(tmp_path):
 
 
 def test_reference_mixup_moves_the_reference_toward_the_policy():
-    policy, ref = tiny_model(0), tiny_model(1)
+    policy, ref = tiny_model(seed=0), tiny_model(seed=1)
     p0 = policy.lm_head.weight.detach().clone()
     r0 = ref.lm_head.weight.detach().clone()
     mix_into(ref, policy, 0.6)

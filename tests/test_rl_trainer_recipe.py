@@ -28,7 +28,7 @@ def test_shipped_recipes_load_and_round_trip(path, tmp_path):
     assert recipe.grpo.estimator == "coupled" and recipe.grpo.advantage == "loo"
     assert recipe.grpo.epsilon == 0.5 and recipe.grpo.beta == 0.01
     assert recipe.grpo.rollout.policy == "entropy" and recipe.grpo.rollout.top_p == 0.95
-    assert recipe.training.max_steps % recipe.grpo.inner_iterations == 0
+    assert recipe.train.max_steps % recipe.grpo.inner_iterations == 0
     copy = tmp_path / "r.yaml"
     copy.write_text(dump_grpo_recipe(recipe))
     assert load_grpo_recipe(copy) == recipe
@@ -37,7 +37,7 @@ def test_shipped_recipes_load_and_round_trip(path, tmp_path):
 def test_paper_recipe_has_the_paper_settings():
     r = load_grpo_recipe(RECIPES[-1])
     assert (r.grpo.group_size, r.grpo.rollout.temperature, r.grpo.rollout.gen_length) == (10, 1.2, 256)
-    assert (r.training.lr, r.training.beta2, r.training.grad_clip, r.training.weight_decay) == (1e-6, 0.99, 0.2, 0.1)
+    assert (r.train.lr, r.train.beta2, r.train.grad_clip, r.train.weight_decay) == (1e-6, 0.99, 0.2, 0.1)
     assert (r.grpo.ref_sync_every, r.grpo.ref_mixup, r.grpo.inner_iterations) == (64, 0.6, 2)
     assert r.grpo.reward_options == {"style": "chat", "w_code": 2.0, "w_format": 0.5,
                                      "response_prefix": "Here is the code to solve this problem:\n```python\n"}
@@ -52,17 +52,17 @@ def test_unknown_key_is_named(tmp_path):
 
 def test_overrides():
     r = override_grpo_recipe(GRPORecipe(), out_dir="x", max_steps=4, estimator="d1", seed=3)
-    assert (r.training.out_dir, r.training.max_steps, r.training.seed, r.grpo.estimator) == ("x", 4, 3, "d1")
-    assert r.training.warmup_steps <= 4
+    assert (r.train.out_dir, r.train.max_steps, r.train.seed, r.grpo.estimator) == ("x", 4, 3, "d1")
+    assert r.train.warmup_steps <= 4
 
 
 def test_set_recipe_fields_reads_dotted_keys_and_yaml_values():
     base = load_grpo_recipe(RECIPES[0])
-    r = set_recipe_fields(base, ["grpo.advantage=loo_positive", "training.lr=1e-4",
+    r = set_recipe_fields(base, ["grpo.advantage=loo_positive", "train.lr=1e-4",
                                  "grpo.rollout.policy=confidence", "grpo.rollout.temperature=0.8",
                                  "grpo.loss_tokens=all", "eval=null",
                                  "task_options={n_fresh: 50}", "tasks=tinycode:fresh"])
-    assert (r.grpo.advantage, r.training.lr, r.grpo.loss_tokens, r.eval) == ("loo_positive", 1e-4, "all", None)
+    assert (r.grpo.advantage, r.train.lr, r.grpo.loss_tokens, r.eval) == ("loo_positive", 1e-4, "all", None)
     assert (r.grpo.rollout.policy, r.grpo.rollout.temperature) == ("confidence", 0.8)
     assert (r.tasks, r.task_options) == ("tinycode:fresh", {"n_fresh": 50})
     assert r.grpo.rollout.gen_length == base.grpo.rollout.gen_length  # the rest untouched
@@ -74,12 +74,21 @@ def test_set_recipe_fields_reads_dotted_keys_and_yaml_values():
     ("grpo..beta=1", "KEY=VALUE"),
     ("grpo.advantge=loo", "advantge.*advantage"),
     ("grop.beta=0.1", "grop.*grpo"),
-    ("training.lr.x=1", "is a value"),
+    ("train.lr.x=1", "is a value"),
     ("grpo.loss_tokens=everything", "through_end"),
 ])
 def test_set_recipe_fields_names_what_is_wrong(setting, match):
     with pytest.raises(ValueError, match=match):
         set_recipe_fields(load_grpo_recipe(RECIPES[0]), [setting])
+
+
+def test_former_block_name_training_still_reads_with_a_warning(tmp_path):
+    old = tmp_path / "old.yaml"
+    old.write_text("training:\n  lr: 0.001\n")
+    with pytest.warns(DeprecationWarning, match="'train:'"):
+        assert load_grpo_recipe(old).train.lr == 0.001
+    with pytest.warns(DeprecationWarning, match="'training' is called 'train'"):
+        assert set_recipe_fields(GRPORecipe(), ["training.lr=0.002"]).train.lr == 0.002
 
 
 def test_cli_set_errors_exit_2_with_the_message():
@@ -112,7 +121,7 @@ def test_cli_runs_the_tinycode_recipe_end_to_end(tmp_path):
         recipe, task_options={"n_train": 300}, max_tasks=16, eval=None,
         grpo=recipe.grpo.replace(group_size=2, prompts_per_step=2,
                                  rollout=recipe.grpo.rollout.replace(steps=12)),
-        training=recipe.training.replace(max_steps=2, out_dir=str(tmp_path), progress=False, save_every=2))
+        train=recipe.train.replace(max_steps=2, out_dir=str(tmp_path), progress=False, save_every=2))
     res = run_grpo_recipe(recipe, log=None)
     assert res.step == 2
     m = res.metrics

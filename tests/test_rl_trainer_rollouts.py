@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import tiny_model
 
 from demask.decoding import DecodeConfig
-from demask.model import ModelConfig, Transformer
 from demask.tasks.base import Task
 from demask.training.rl.rollouts import DecodingRollouts, pad_after_first_end, rank_slice
 
@@ -24,11 +24,8 @@ class CharTokenizer:
 
 
 def model():
-    cfg = ModelConfig(vocab_size=40, hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2,
-                      num_kv_heads=2, max_position_embeddings=32, causal=False, shift_logits=True,
-                      mask_token_id=MASK, pad_token_id=PAD, eos_token_id=EOS)
-    m = Transformer(cfg)
-    m.init_weights(std=0.5, generator=torch.Generator().manual_seed(3))
+    m = tiny_model(seed=3, std=0.5, vocab_size=40, num_layers=1, num_heads=2, mask_token_id=MASK,
+                   pad_token_id=PAD, eos_token_id=EOS)
     # make the end token likely so that some rows end early
     with torch.no_grad():
         m.lm_head.weight[EOS] *= 4

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
+from helpers import tiny_model
 
-from demask.model import ModelConfig, Transformer
 from demask.training.rl import GRPOLossConfig, get_estimator, grpo_loss, loo_advantages
 from demask.training.rl.grpo_loss import tokens_through_first_end
 
@@ -12,11 +12,7 @@ EOS = 2
 
 
 def _setup():
-    cfg = ModelConfig(vocab_size=32, hidden_size=32, intermediate_size=64, num_layers=2,
-                      num_heads=4, num_kv_heads=2, max_position_embeddings=64, causal=False,
-                      shift_logits=True, mask_token_id=31, pad_token_id=0, eos_token_id=EOS)
-    model = Transformer(cfg)
-    model.init_weights(std=0.2, generator=torch.Generator().manual_seed(0))
+    model = tiny_model(max_position_embeddings=64, eos_token_id=EOS)
     prompt = torch.tensor([0, 0, 5, 6, 7, 8])  # left-padded to 6
     good = torch.tensor([10, 11, 12, 13, EOS, EOS, EOS, EOS])
     bad = torch.tensor([20, 21, 22, 23, 24, 25, EOS, EOS])

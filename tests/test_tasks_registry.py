@@ -7,6 +7,17 @@ from demask.tasks.base import Task
 from demask.tasks.registry import Benchmark, benchmark_names, get_benchmark, load_tasks, parse_spec
 
 
+def test_builtin_benchmarks_are_lazy_entries():
+    import subprocess
+    import sys
+
+    code = ("import sys; import demask.tasks.registry as r; "
+            "assert 'demask.tasks.mbpp' not in sys.modules; r.get_benchmark('mbpp'); "
+            "assert 'demask.tasks.mbpp' in sys.modules; print(r.benchmark_names())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "tinycode" in out
+
+
 def test_builtin_benchmarks_are_registered():
     names = benchmark_names()
     for name in ("humaneval", "humaneval-asserts", "mbpp", "mbpp-sanitized"):
@@ -22,7 +33,7 @@ def test_unknown_name_suggests_close_names():
 
 
 def test_unknown_name_without_close_match_lists_known():
-    with pytest.raises(ValueError, match=r"known benchmarks: .*humaneval") as info:
+    with pytest.raises(ValueError, match=r"known: .*humaneval.*; or give the path of a HumanEval-shape") as info:
         load_tasks("zzzzzz")
     assert "did you mean" not in str(info.value)
 
@@ -40,7 +51,7 @@ def test_parse_spec():
 
 
 def test_register_and_load_a_custom_benchmark(monkeypatch):
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, "BENCHMARKS", registry.new_registry())
     calls = []
 
     def loader(split, **kw):
@@ -59,7 +70,7 @@ def test_register_and_load_a_custom_benchmark(monkeypatch):
 
 
 def test_a_benchmark_without_splits_rejects_one(monkeypatch):
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, "BENCHMARKS", registry.new_registry())
     registry.register_benchmark(Benchmark("nosplit", "1", lambda split: []))
     with pytest.raises(ValueError, match="has no splits"):
         load_tasks("nosplit:x")

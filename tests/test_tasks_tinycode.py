@@ -9,6 +9,9 @@ import random
 
 import pytest
 
+from demask.execution import Sandbox, SandboxConfig
+from demask.model.tokenizer import train_bpe_tokenizer
+from demask.tasks import registry
 from demask.tasks.base import Task
 from demask.tasks.tinycode import (
     FAMILIES,
@@ -230,9 +233,6 @@ def test_dropping_a_line_fails_for_at_least_95_percent_of_tasks(splits):
 
 
 def test_solutions_through_the_real_sandbox(splits):
-    pytest.importorskip("demask.execution.sandbox")
-    from demask.execution import Sandbox, SandboxConfig
-
     tasks = splits.test
     programs = [t.reference_program() for t in tasks] + [
         t.program("    return None\n") for t in tasks[:40]]
@@ -276,8 +276,7 @@ def test_humaneval_jsonl_round_trip_and_check_convention(splits, tmp_path):
 def test_tokens_fit_a_tiny_model(splits):
     """With a 1024-token byte-level BPE trained on the corpus: completions <= 48 tokens,
     prompts <= 100 (the tiny model's context budget)."""
-    tokenizer_mod = pytest.importorskip("demask.model.tokenizer")
-    tok = tokenizer_mod.train_bpe_tokenizer(tinycode_corpus(splits), vocab_size=1024)
+    tok = train_bpe_tokenizer(tinycode_corpus(splits), vocab_size=1024)
     tasks = _all_tasks(splits)
     assert max(len(tok.encode(t.canonical_solution)) for t in tasks) <= 48
     assert max(len(tok.encode(t.prompt)) for t in tasks) <= 100
@@ -354,7 +353,6 @@ def test_identical_in_another_process_with_another_hash_seed():
 
 
 def test_registered_as_a_benchmark_with_config_options():
-    registry = pytest.importorskip("demask.tasks.registry")
     bench = registry.get_benchmark("tinycode")
     assert bench.version == TINYCODE_VERSION and set(bench.splits) == {"train", "test", "fresh"}
     options = {"seed": 5, **SMALL, "compositions_per_depth": [3, 6, 10]}  # YAML gives lists

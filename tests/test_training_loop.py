@@ -6,8 +6,9 @@ import csv
 
 import pytest
 import torch
+from helpers import tiny_model
 
-from demask.model import ModelConfig, Transformer, load_pretrained
+from demask.model import load_pretrained
 from demask.training.callbacks import HeldOutLoss
 from demask.training.checkpointing import LATEST, TRAINER_STATE, latest_checkpoint, list_checkpoints
 from demask.training.config import TrainConfig
@@ -18,22 +19,8 @@ from demask.training.loop import Callback, train
 E, M, P = 0, 1, 2
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two cores shared by many test processes: one thread is faster and deterministic."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def make_model(causal: bool = False, seed: int = 0) -> Transformer:
-    cfg = ModelConfig(vocab_size=16, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2,
-                      num_kv_heads=2, max_position_embeddings=32, causal=causal, shift_logits=True,
-                      mask_token_id=M, pad_token_id=P, eos_token_id=E)
-    model = Transformer(cfg)
-    model.init_weights(generator=torch.Generator().manual_seed(seed))
-    return model
+# where the model differs from helpers.TINY (std: init_weights' default)
+MODEL_ARGS = dict(vocab_size=16, num_heads=2, mask_token_id=M, pad_token_id=P, eos_token_id=E, std=0.02)
 
 
 def reverse_data(n: int = 32, seed: int = 0) -> SFTData:
@@ -81,14 +68,14 @@ def log_losses(path):
 def test_resume_after_a_kill_gives_the_same_parameters(tmp_path):
     # 32 examples / 8 per step = 4 steps per epoch: the run crosses an epoch boundary, and
     # two micro-batches per step exercise accumulation.
-    straight = make_model()
+    straight = tiny_model(**MODEL_ARGS)
     train(config(tmp_path / "a", save_every=2), straight, reverse_data())
 
-    first = make_model()
+    first = tiny_model(**MODEL_ARGS)
     with pytest.raises(Kill):  # dies after step 3; the last checkpoint is step 2
         train(config(tmp_path / "b", save_every=2), first, reverse_data(), callbacks=[KillAt(3)])
     assert latest_checkpoint(tmp_path / "b").name == "checkpoint-0000002"
-    resumed = make_model(seed=99)  # weights come from the checkpoint, not this init
+    resumed = tiny_model(seed=99, **MODEL_ARGS)  # weights come from the checkpoint, not this init
     result = train(config(tmp_path / "b", save_every=2), resumed, reverse_data(), resume=True)
     assert result.step == 6
     a, b = params(straight), params(resumed)
@@ -98,21 +85,21 @@ def test_resume_after_a_kill_gives_the_same_parameters(tmp_path):
 
 
 def test_resume_refuses_a_different_global_batch(tmp_path):
-    train(config(tmp_path, max_steps=2), make_model(), reverse_data())
+    train(config(tmp_path, max_steps=2), tiny_model(**MODEL_ARGS), reverse_data())
     with pytest.raises(ValueError, match="global_batch_size=8.*global_batch_size=16"):
-        train(config(tmp_path, max_steps=4, global_batch_size=16, micro_batch_size=8), make_model(),
-              reverse_data(), resume=True)
+        train(config(tmp_path, max_steps=4, global_batch_size=16, micro_batch_size=8),
+              tiny_model(**MODEL_ARGS), reverse_data(), resume=True)
 
 
 def test_resume_without_checkpoint_starts_fresh_and_a_fresh_run_never_overwrites(tmp_path):
-    result = train(config(tmp_path, max_steps=2), make_model(), reverse_data(), resume=True)
+    result = train(config(tmp_path, max_steps=2), tiny_model(**MODEL_ARGS), reverse_data(), resume=True)
     assert result.step == 2 and (tmp_path / LATEST).is_file()
     with pytest.raises(ValueError, match="already holds checkpoints"):
-        train(config(tmp_path, max_steps=2), make_model(), reverse_data())
+        train(config(tmp_path, max_steps=2), tiny_model(**MODEL_ARGS), reverse_data())
 
 
 def test_gradient_accumulation_matches_one_big_batch():
-    whole, split = make_model(), make_model()
+    whole, split = tiny_model(**MODEL_ARGS), tiny_model(**MODEL_ARGS)
     train(config(micro_batch_size=8), whole, reverse_data())
     train(config(micro_batch_size=2), split, reverse_data())
     a, b = params(whole), params(split)
@@ -123,7 +110,7 @@ def test_gradient_accumulation_matches_one_big_batch():
 def test_training_lowers_the_held_out_loss(tmp_path):
     from demask.training.distributed import DistInfo
 
-    model = make_model()
+    model = tiny_model(**MODEL_ARGS)
     held_out = HeldOutLoss(reverse_data(32, seed=1), "masked-diffusion")
     with torch.no_grad():
         untrained = held_out.on_evaluate(0, model, DistInfo())["heldout_loss"]
@@ -142,7 +129,7 @@ def test_training_lowers_the_held_out_loss(tmp_path):
 
 
 def test_autoregressive_and_bf16_use_the_same_loop():
-    model = make_model(causal=True)
+    model = tiny_model(causal=True, **MODEL_ARGS)
     before = params(model)
     result = train(config(objective="autoregressive", precision="bf16", max_steps=3), model, reverse_data())
     assert result.loss is not None and torch.isfinite(torch.tensor(result.loss))
@@ -153,7 +140,7 @@ def test_autoregressive_and_bf16_use_the_same_loop():
 
 def test_pretraining_chunks_train(tmp_path):
     chunks = torch.randint(3, 16, (16, 12), generator=torch.Generator().manual_seed(0))
-    result = train(config(tmp_path, max_steps=2), make_model(), TokenChunks(chunks))
+    result = train(config(tmp_path, max_steps=2), tiny_model(**MODEL_ARGS), TokenChunks(chunks))
     assert result.step == 2 and result.loss > 0
 
 
@@ -161,7 +148,7 @@ def test_checkpoints_are_complete_pruned_and_loadable(tmp_path):
     from demask.model import train_bpe_tokenizer
 
     tok = train_bpe_tokenizer(["def f(x):\n    return x\n"] * 4, 259)
-    model = make_model()
+    model = tiny_model(**MODEL_ARGS)
     train(config(tmp_path, save_every=2, keep_checkpoints=2), model, reverse_data(), tokenizer=tok,
           extra_files={"recipe.yaml": "x: 1\n"})
     kept = [p.name for p in list_checkpoints(tmp_path)]
@@ -179,7 +166,7 @@ def test_checkpoints_are_complete_pruned_and_loadable(tmp_path):
 
 
 def test_log_has_the_documented_columns(tmp_path):
-    result = train(config(tmp_path, max_steps=4, log_every=2), make_model(), reverse_data())
+    result = train(config(tmp_path, max_steps=4, log_every=2), tiny_model(**MODEL_ARGS), reverse_data())
     with open(result.log_path, newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["step"] for r in rows] == ["2", "4"]

@@ -6,9 +6,10 @@ import math
 
 import pytest
 import torch
+from helpers import tiny_model
 from torch import nn
 
-from demask.model import ModelConfig, Transformer
+from demask.model import ModelConfig
 from demask.training.data import Batch
 from demask.training.likelihood import (
     autoregressive_log_likelihood,
@@ -214,16 +215,14 @@ def test_elbo_completion_mask_counts_only_marked_tokens():
     assert (noisy[:, 3] == 2).all()  # the uncounted token stays visible
 
 
-def tiny_model(causal: bool = False) -> Transformer:
-    cfg = ModelConfig(vocab_size=12, hidden_size=16, intermediate_size=32, num_layers=2, num_heads=2,
-                      num_kv_heads=2, causal=causal, shift_logits=True, mask_token_id=MASK, pad_token_id=2)
-    model = Transformer(cfg)
-    model.init_weights(std=0.5, generator=torch.Generator().manual_seed(0))
-    return model.eval()
+# where the model differs from helpers.TINY (1024: ModelConfig's default context)
+MODEL_ARGS = dict(vocab_size=12, hidden_size=16, intermediate_size=32, num_heads=2,
+                  max_position_embeddings=1024, mask_token_id=MASK, pad_token_id=2, eos_token_id=None,
+                  std=0.5)
 
 
 def test_elbo_with_left_padding_and_chunking_matches_unpadded():
-    model = tiny_model()
+    model = tiny_model(**MODEL_ARGS).eval()
     completion = torch.tensor([[5, 6, 7]])
     plain = elbo_log_likelihood(model, torch.tensor([[8, 9]]), completion, n_draws=6,
                                 generator=torch.Generator().manual_seed(4))
@@ -234,18 +233,18 @@ def test_elbo_with_left_padding_and_chunking_matches_unpadded():
 
 
 def test_elbo_has_gradients_and_refuses_causal_models():
-    model = tiny_model()
+    model = tiny_model(**MODEL_ARGS).eval()
     value = elbo_log_likelihood(model, torch.tensor([[8]]), torch.tensor([[5, 6]]), n_draws=2,
                                 generator=torch.Generator().manual_seed(0))
     value.sum().backward()
     assert model.lm_head.weight.grad is not None and model.lm_head.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="autoregressive_log_likelihood"):
-        elbo_log_likelihood(tiny_model(causal=True), torch.tensor([[8]]), torch.tensor([[5]]), 1,
-                            torch.Generator())
+        elbo_log_likelihood(tiny_model(causal=True, **MODEL_ARGS).eval(), torch.tensor([[8]]),
+                            torch.tensor([[5]]), 1, torch.Generator())
 
 
 def test_autoregressive_log_likelihood_is_the_chain_rule():
-    model = tiny_model(causal=True)
+    model = tiny_model(causal=True, **MODEL_ARGS).eval()
     prompt, completion = torch.tensor([[8, 9]]), torch.tensor([[5, 6, 7]])
     full = torch.cat([prompt, completion], 1)
     logp = model(full).log_softmax(-1)  # row i predicts token i + 1

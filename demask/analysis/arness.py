@@ -23,6 +23,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 
@@ -112,9 +113,10 @@ def first_step_profile(model: torch.nn.Module, prompts: Sequence[Sequence[int]],
     commits where this profile is high first (for most models: right after the prompt).
     """
     from demask.decoding.batch import build_batch
+    from demask.model.config import ModelConfig
     from demask.model.transformer import token_logits
 
-    cfg = model.config
+    cfg = cast(ModelConfig, model.config)  # nn.Module types attributes as Tensor | Module
     if cfg.causal or cfg.mask_token_id is None:
         raise ValueError("first_step_profile needs a masked-diffusion model with a mask token id")
     device = next(model.parameters()).device

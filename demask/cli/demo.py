@@ -3,23 +3,59 @@
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Any, Optional
 
 import typer
 
+from demask.cli.options import command, config_flags, set_path
 
-def demo(
-    out: Annotated[Optional[Path], typer.Option(help="Write results.json, tasks.jsonl and each policy's samples here (default: a temporary directory).")] = None,
-    train: Annotated[bool, typer.Option("--train", help="Retrain both tiny models from scratch with their shipped recipes first (about 30 minutes per model on 2 CPU cores).")] = False,
-    max_tasks: Annotated[Optional[int], typer.Option(help="Evaluate only the first N held-out tasks.")] = None,
-    policy: Annotated[Optional[list[str]], typer.Option(help="Only the rows with these names (repeatable).")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Sandbox worker processes (default: CPU count).")] = None,
-    threads: Annotated[int, typer.Option(help="torch CPU threads for decoding (1 keeps the cores free for the sandbox's workers).")] = 1,
-    dtype: Annotated[str, typer.Option(help="Weights' dtype for decoding: auto (bf16 where the CPU has native bf16, else fp32), float32 or bfloat16.")] = "auto",
-    grpo: Annotated[Optional[Path], typer.Option(help="A GRPO-trained checkpoint (demask grpo's output) for the 'coupled-GRPO model' row (default: the shipped one, if any; the row is skipped without one).")] = None,
-) -> None:
+
+@dataclass
+class DemoConfig:
+    """What `demask demo` is asked to do."""
+
+    out: str | None = None
+    """Write results.json, tasks.jsonl and each policy's samples here (None: a temporary directory)."""
+    train: bool = False
+    """Retrain both tiny models from scratch with their shipped recipes first (about 30 minutes
+    per model on 2 CPU cores)."""
+    max_tasks: int | None = None
+    """Evaluate only the first N held-out tasks."""
+    policy: list[str] | None = None
+    """Only the rows with these names (repeatable)."""
+    workers: int | None = None
+    """Sandbox worker processes (None: the CPU count)."""
+    threads: int = 1
+    """torch CPU threads for decoding (1 keeps the cores free for the sandbox's workers)."""
+    dtype: str = "auto"
+    """Weights' dtype for decoding: auto (bf16 where the CPU has native bf16, else fp32),
+    float32 or bfloat16."""
+    grpo: str | None = None
+    """A GRPO-trained checkpoint (demask grpo's output) for the 'coupled-GRPO model' row (None:
+    the shipped one, if any; the row is skipped without one)."""
+
+
+FLAGS = config_flags(DemoConfig)
+
+
+def demo_command(given: dict[tuple[str, ...], Any], settings: list[str]) -> None:
     """Evaluate the shipped tiny models on held-out TinyCode with several decoding policies."""
+    from demask.config import apply_settings, from_dict
+
+    raw: dict[str, Any] = {}
+    apply_settings(raw, settings, DemoConfig, example="max_tasks=32")
+    for path, value in given.items():
+        set_path(raw, path, value)
+    config = from_dict(DemoConfig, raw)
+    demo(out=None if config.out is None else Path(config.out), train=config.train,
+         max_tasks=config.max_tasks, policy=config.policy, workers=config.workers, threads=config.threads,
+         dtype=config.dtype, grpo=None if config.grpo is None else Path(config.grpo))
+
+
+def demo(out: Optional[Path], train: bool, max_tasks: Optional[int], policy: Optional[list[str]],
+         workers: Optional[int], threads: int, dtype: str, grpo: Optional[Path]) -> None:
     import torch
     from rich.console import Console
     from rich.table import Table
@@ -34,31 +70,31 @@ def demo(
         dirs = _retrain(dirs, (out or Path(tempfile.mkdtemp(prefix="demask-demo-"))) / "models", console)
     missing = [str(d) for d in dirs.values() if not (d / "config.json").is_file()]
     if missing:
-        raise typer.BadParameter(f"no shipped model at {', '.join(missing)}; run `demask demo --train` "
-                                 "to train them (or reinstall demask)")
+        raise ValueError(f"no shipped model at {', '.join(missing)}; run `demask demo --train` "
+                         "to train them (or reinstall demask)")
     if grpo is not None:
         if not (grpo / "config.json").is_file():
-            raise typer.BadParameter(f"--grpo {grpo}: no config.json there; pass a checkpoint directory "
-                                     "written by `demask grpo` (e.g. runs/tinycode-grpo/latest)")
+            raise ValueError(f"--grpo {grpo}: no config.json there; pass a checkpoint directory "
+                             "written by `demask grpo` (e.g. runs/tinycode-grpo/latest)")
         dirs["grpo"] = grpo
     elif (GRPO_SHIPPED / "config.json").is_file():
         dirs["grpo"] = GRPO_SHIPPED
+    gen_length = _completion_length(dirs["diffusion"])
+    policies = default_policies(gen_length)
+    if policy:  # checked before the models load
+        known = {p.name for p in policies}
+        unknown = [p for p in policy if p not in known]
+        if unknown:
+            raise ValueError(f"unknown policy row(s) {unknown}; choose from {sorted(known)}")
+        policies = [p for p in policies if p.name in policy]
+        if any(p.model == "grpo" for p in policies) and "grpo" not in dirs:
+            raise ValueError("the 'coupled-GRPO model, confidence' row needs a GRPO checkpoint: "
+                             "pass --grpo DIR (a `demask grpo` output directory's checkpoint)")
     dtype = inference_dtype() if dtype == "auto" else dtype
     models = {key: load_pretrained(d, dtype=dtype) for key, d in dirs.items()}
     tasks = heldout_tasks(dirs["diffusion"])
     if max_tasks is not None:
         tasks = tasks[:max_tasks]
-    gen_length = _completion_length(dirs["diffusion"])
-    policies = default_policies(gen_length)
-    if policy:
-        known = {p.name for p in policies}
-        unknown = [p for p in policy if p not in known]
-        if unknown:
-            raise typer.BadParameter(f"unknown policy row(s) {unknown}; choose from {sorted(known)}")
-        policies = [p for p in policies if p.name in policy]
-        if any(p.model == "grpo" for p in policies) and "grpo" not in dirs:
-            raise typer.BadParameter("the 'coupled-GRPO model, confidence' row needs a GRPO checkpoint: "
-                                     "pass --grpo DIR (a `demask grpo` output directory's checkpoint)")
     out_dir = out or Path(tempfile.mkdtemp(prefix="demask-demo-"))
     console.print(f"held-out TinyCode: {len(tasks)} tasks; weights in {dtype}; writing to {out_dir}")
     rows = run_demo(models, tasks, out_dir, policies, workers=workers,
@@ -96,4 +132,4 @@ def _retrain(dirs: dict[str, Path], root: Path, console) -> dict[str, Path]:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("demo")(demo)
+    app.command("demo")(command(demo_command, FLAGS, set_example="max_tasks=32"))

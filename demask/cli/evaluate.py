@@ -2,28 +2,27 @@
 
     demask check-samples --tasks humaneval --samples samples.jsonl --out results.json
     demask eval --checkpoint CKPT --tasks mbpp:test --task-data mbpp.jsonl --n-samples 10 --out runs/x \\
-        --gen-length 256 --temperature 0.2 --policy entropy
+        --gen-length 256 --temperature 0.2 --policy threshold --set policy_options.threshold=0.8
 
 TASKS is a registered benchmark (``humaneval``, ``humaneval-asserts``, ``mbpp:test``,
 ``mbpp-sanitized:test``, ``tinycode:test``) or a HumanEval-shape .jsonl file. The work is
-done by :mod:`demask.evaluation`; the model and the decoding engine are imported only by
-``eval``, when it runs.
+done by :mod:`demask.evaluation`; the model is loaded only by ``eval``, when it runs.
+``eval``'s options are :class:`EvalConfig`'s fields and its DecodeConfig's (demask.cli.options).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
+from demask.cli.options import command, config_flags, fail, set_path
+from demask.decoding.config import DecodeConfig
 from demask.tasks.base import Task
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
 
 
 def _load_tasks(spec: str, task_data: Optional[Path], limit: Optional[int]) -> list[Task]:
@@ -32,10 +31,10 @@ def _load_tasks(spec: str, task_data: Optional[Path], limit: Optional[int]) -> l
     try:
         tasks = load_tasks(spec, **({"path": task_data} if task_data is not None else {}))
     except (ValueError, FileNotFoundError, ImportError, OSError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if limit is not None:
         if limit < 1:
-            raise _fail(f"--limit {limit} must be >= 1")
+            raise fail(f"--limit {limit} must be >= 1")
         tasks = tasks[:limit]
     return tasks
 
@@ -49,7 +48,7 @@ def _sandbox(timeout: float, workers: Optional[int]):
     try:
         return Sandbox(SandboxConfig(**kw))
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 def _print_summary(results: dict[str, Any], where: Path) -> None:
@@ -93,95 +92,95 @@ def check_samples_command(
             results = check_samples(task_list, samples, sandbox, timeout_s=timeout,
                                     only_sampled_tasks=only_sampled)
         except (ValueError, FileNotFoundError) as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     _print_summary(results, out)
 
 
-def _parse_decode_options(pairs: list[str]) -> dict[str, Any]:
-    from demask.training.recipe import parse_setting
-
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        try:
-            key, value = parse_setting(pair, "--decode top_p=0.95")
-        except ValueError as exc:
-            raise _fail(f"--decode {exc}") from None
-        out[key.replace("-", "_")] = value
-    return out
-
-
 def build_sampler(checkpoint: Path, device: str, dtype: Optional[str], decode: dict[str, Any],
                   per_row_seeds: bool):
     """Load the checkpoint and wrap the decoding engine as a Sampler (imports torch)."""
-    import dataclasses
-
     from demask.decoding import DecodeConfig
     from demask.evaluation.sampler import decoding_sampler
     from demask.model.checkpoint import load_pretrained
 
-    known = {f.name for f in dataclasses.fields(DecodeConfig)}
-    unknown = sorted(set(decode) - known)
-    if unknown:
-        raise ValueError(f"unknown decoding option(s) {', '.join(unknown)}; DecodeConfig has "
-                         f"{', '.join(sorted(known))}")
-    config = DecodeConfig(**decode)
+    config = DecodeConfig.from_dict(decode)
     model, tokenizer = load_pretrained(checkpoint, dtype=dtype, device=device)
     return decoding_sampler(model, tokenizer, config, batched=not per_row_seeds)
 
 
-def eval_command(
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint directory (config.json, "
-                                    "safetensors, tokenizer.json)."),
-    tasks: str = typer.Option(..., "--tasks", help="Benchmark name or HumanEval-shape .jsonl file."),
-    n_samples: int = typer.Option(..., "--n-samples", help="Samples per task (pass@k needs n >= k)."),
-    out: Path = typer.Option(..., "--out", help="Output directory: samples.jsonl, results.json, run.json. "
-                             "Run again on the same directory to continue."),
-    task_data: Optional[Path] = typer.Option(None, "--task-data", help="Data file of the benchmark."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N tasks."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Prompts per decoding call."),
-    seed: int = typer.Option(0, "--seed", help="Base seed; each (task, sample) gets its own from it."),
-    timeout: float = typer.Option(3.0, "--timeout", help="Wall-clock limit per program, seconds."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Sandbox workers [default: CPU count]."),
-    device: str = typer.Option("cpu", "--device", help="Torch device of the model."),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="Model dtype (float32, bfloat16 ...) "
-                                        "[default: as stored]."),
-    per_row_seeds: bool = typer.Option(False, "--per-row-seeds", help="Decode each prompt alone with its "
-                                       "own seed (batch-independent samples; slower)."),
-    gen_length: Optional[int] = typer.Option(None, "--gen-length", help="Completion length in tokens."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Forward passes for the completion."),
-    block_length: Optional[int] = typer.Option(None, "--block-length", help="Semi-AR block length."),
-    policy: Optional[str] = typer.Option(None, "--policy", help="Unmasking policy name."),
-    temperature: Optional[float] = typer.Option(None, "--temperature", help="Temperature (0 = argmax)."),
-    top_p: Optional[float] = typer.Option(None, "--top-p", help="Nucleus filter (1 = off)."),
-    cache: Optional[str] = typer.Option(None, "--cache", help="KV cache mode: none, prefix, dual."),
-    decode: list[str] = typer.Option([], "--decode", help="Any other DecodeConfig field, KEY=VALUE "
-                                     "(repeatable), e.g. --decode threshold=0.8."),
-) -> None:
+@dataclass
+class EvalConfig:
+    """What `demask eval` is asked to do."""
+
+    checkpoint: str
+    """Checkpoint directory (config.json, safetensors, tokenizer.json)."""
+    tasks: str
+    """Benchmark name (humaneval, mbpp:test, tinycode:test ...) or HumanEval-shape .jsonl file."""
+    n_samples: int
+    """Samples per task (pass@k needs n >= k)."""
+    out: str
+    """Output directory: samples.jsonl, results.json, run.json. Run again on the same
+    directory to continue."""
+    task_data: str | None = None
+    """Data file of the benchmark (e.g. a local mbpp.jsonl) instead of the cache/download."""
+    limit: int | None = None
+    """Only the first N tasks."""
+    batch_size: int = 8
+    """Prompts per decoding call."""
+    seed: int = 0
+    """Base seed; each (task, sample) gets its own from it."""
+    timeout: float = 3.0
+    """Wall-clock limit per program, seconds."""
+    workers: int | None = None
+    """Sandbox workers (None: the CPU count)."""
+    device: str = "cpu"
+    """Torch device of the model."""
+    dtype: str | None = None
+    """Model dtype (float32, bfloat16 ...); None: as stored."""
+    per_row_seeds: bool = False
+    """Decode each prompt alone with its own seed (batch-independent samples; slower)."""
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    """The decoding settings (every DecodeConfig field is an option of its own; the policy's
+    knobs are --set policy_options.NAME=VALUE)."""
+
+
+EVAL_FLAGS = config_flags(EvalConfig, flatten=["decode"], skip=["trace"])
+
+
+def eval_command(given: dict[tuple[str, ...], Any], settings: list[str], decode: list[str]) -> None:
     """Sample completions from a checkpoint, execute them and score pass@k (resumable)."""
+    from demask.config import apply_settings, from_dict
     from demask.evaluation import evaluate
 
-    named = {"gen_length": gen_length, "steps": steps, "block_length": block_length, "policy": policy,
-             "temperature": temperature, "top_p": top_p, "cache": cache}
-    options = {k: v for k, v in named.items() if v is not None}
-    options.update(_parse_decode_options(decode))
-    task_list = _load_tasks(tasks, task_data, limit)
-    try:
-        sampler = build_sampler(checkpoint, device, dtype, options, per_row_seeds)
-    except (ValueError, FileNotFoundError, ImportError) as exc:
-        raise _fail(str(exc)) from None
-    run_info = {"checkpoint": str(checkpoint.resolve()), "tasks": tasks, "limit": limit, "decode": options,
-                "dtype": dtype, "per_row_seeds": per_row_seeds}
-    with _sandbox(timeout, workers) as sandbox:
-        try:
-            results = evaluate(task_list, sampler, n_samples, out, sandbox, seed=seed, batch_size=batch_size,
-                               timeout_s=timeout, run_info=run_info)
-        except ValueError as exc:
-            raise _fail(str(exc)) from None
-    _print_summary(results, out / "results.json")
+    if decode:
+        typer.echo("warning: --decode KEY=VALUE is deprecated; write --set KEY=VALUE (the old option "
+                   "goes in the next release)", err=True)
+    raw: dict[str, Any] = {"decode": {}}
+    apply_settings(raw, [*decode, *settings], EvalConfig, implicit="decode", example="policy_options.threshold=0.8")
+    for path, value in given.items():
+        set_path(raw, path, value)
+    options = raw.pop("decode")  # checked when the sampler builds its DecodeConfig
+    config = from_dict(EvalConfig, raw)
+    task_list = _load_tasks(config.tasks, _path(config.task_data), config.limit)
+    checkpoint = Path(config.checkpoint)
+    sampler = build_sampler(checkpoint, config.device, config.dtype, options, config.per_row_seeds)
+    run_info = {"checkpoint": str(checkpoint.resolve()), "tasks": config.tasks, "limit": config.limit,
+                "decode": options, "dtype": config.dtype, "per_row_seeds": config.per_row_seeds}
+    with _sandbox(config.timeout, config.workers) as sandbox:
+        results = evaluate(task_list, sampler, config.n_samples, Path(config.out), sandbox, seed=config.seed,
+                           batch_size=config.batch_size, timeout_s=config.timeout, run_info=run_info)
+    _print_summary(results, Path(config.out) / "results.json")
+
+
+def _path(value: str | None) -> Path | None:
+    return None if value is None else Path(value)
 
 
 def register(app: typer.Typer) -> None:
     app.command("check-samples")(check_samples_command)
-    app.command("eval")(eval_command)
+    legacy = inspect.Parameter(
+        "decode", inspect.Parameter.KEYWORD_ONLY, annotation=list[str],
+        default=typer.Option([], "--decode", hidden=True, help="Deprecated: --set KEY=VALUE."))
+    app.command("eval")(command(eval_command, EVAL_FLAGS, [legacy]))

@@ -2,21 +2,23 @@
 
 ``--show`` also draws the order in which tokens were committed: each token's background
 is its commit step, from blue (first) to red (last); tokens committed together share a
-colour. Options mirror :class:`demask.decoding.DecodeConfig` and reuse its field docs.
+colour. The options are :class:`GenerateConfig`'s fields and its DecodeConfig's
+(demask.cli.options); a policy's own knobs go through ``--set policy_options.NAME=VALUE``.
 """
 
 from __future__ import annotations
 
 import colorsys
+import dataclasses
+import inspect
 import time
-from pathlib import Path
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 import typer
 
-from demask.decoding.config import DecodeConfig, field_docs
-
-_DOCS = field_docs(DecodeConfig)
+from demask.cli.options import command, config_flags, set_path
+from demask.decoding.config import DecodeConfig
 
 
 def step_colour(step: int, n_steps: int) -> str:
@@ -55,48 +57,62 @@ def legend(n_steps: int, width: int = 24):
     return text
 
 
-def generate_command(
-    checkpoint: Path = typer.Option(..., help="Checkpoint directory (config.json, weights, tokenizer.json)."),
-    prompt: str = typer.Option(..., help="The prompt text (in bash, $'...' gives newlines)."),
-    policy: str = typer.Option("confidence", help=_DOCS.get("policy", "")),
-    steps: Optional[int] = typer.Option(None, help=_DOCS.get("steps", "")),
-    gen_length: int = typer.Option(128, help=_DOCS.get("gen_length", "")),
-    block_length: Optional[int] = typer.Option(None, help=_DOCS.get("block_length", "")),
-    schedule: str = typer.Option("llada", help=_DOCS.get("schedule", "")),
-    temperature: float = typer.Option(0.0, help=_DOCS.get("temperature", "")),
-    top_p: float = typer.Option(1.0, help=_DOCS.get("top_p", "")),
-    top_k: Optional[int] = typer.Option(None, help=_DOCS.get("top_k", "")),
-    alg_temp: Optional[float] = typer.Option(None, help=_DOCS.get("alg_temp", "")),
-    threshold: float = typer.Option(0.9, help=_DOCS.get("threshold", "")),
-    factor: float = typer.Option(1.0, help=_DOCS.get("factor", "")),
-    gamma: float = typer.Option(0.1, help=_DOCS.get("gamma", "")),
-    cache: str = typer.Option("none", help=_DOCS.get("cache", "")),
-    early_stop: bool = typer.Option(True, help=_DOCS.get("early_stop", "")),
-    seed: int = typer.Option(0, help="Seed of the sampling generator."),
-    show: bool = typer.Option(False, help="Draw the order in which the tokens were committed."),
-    device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda."),
-    dtype: Optional[str] = typer.Option(None, help="Weights dtype (float32, bfloat16, ...); "
-                                        "default: as stored."),
-) -> None:
+@dataclass
+class GenerateConfig:
+    """What `demask generate` is asked to do."""
+
+    checkpoint: str
+    """Checkpoint directory (config.json, weights, tokenizer.json)."""
+    prompt: str
+    """The prompt text (in bash, $'...' gives newlines)."""
+    show: bool = False
+    """Draw the order in which the tokens were committed."""
+    device: str = "cpu"
+    """torch device, e.g. cpu or cuda."""
+    dtype: str | None = None
+    """Weights dtype (float32, bfloat16, ...); None: as stored."""
+    decode: DecodeConfig = field(default_factory=lambda: DecodeConfig(seed=0))
+    """The decoding settings (every DecodeConfig field is an option of its own)."""
+
+
+FLAGS = config_flags(GenerateConfig, flatten=["decode"], skip=["trace"])
+LEGACY_FLAGS = {"threshold": float, "factor": float, "gamma": float, "alg_temp": float}
+"""Former options, now policy options (``--set policy_options.threshold=0.8``): still read,
+with a deprecation message, until the next release."""
+
+
+def generate_command(given: dict[tuple[str, ...], Any], settings: list[str], **legacy: Any) -> None:
     """Decode a completion for PROMPT and print it."""
+    from demask.config import apply_settings, from_dict
+
+    raw: dict[str, Any] = {"decode": {"seed": 0}}
+    for name, value in legacy.items():
+        if value is not None:
+            typer.echo(f"warning: --{name.replace('_', '-')} is deprecated; write --set "
+                       f"policy_options.{name}={value} (the old option goes in the next release)", err=True)
+            set_path(raw, ("decode", "policy_options", name), value)
+    apply_settings(raw, settings, GenerateConfig, implicit="decode", example="policy_options.threshold=0.8")
+    for path, value in given.items():
+        set_path(raw, path, value)
+    config = from_dict(GenerateConfig, raw)
+    decode = dataclasses.replace(config.decode, trace=config.show)
+    generate_text(config, decode)
+
+
+def generate_text(config: GenerateConfig, decode: DecodeConfig) -> None:
     from demask.decoding import generate
     from demask.model import load_pretrained
 
-    config = DecodeConfig(
-        gen_length=gen_length, steps=steps, block_length=block_length, policy=policy,
-        schedule=schedule, temperature=temperature, top_p=top_p, top_k=top_k, alg_temp=alg_temp,
-        threshold=threshold, factor=factor, gamma=gamma, cache=cache, early_stop=early_stop,
-        trace=show, seed=seed)
-    model, tokenizer = load_pretrained(checkpoint, dtype=dtype, device=device)
-    ids = tokenizer.encode(prompt)
+    model, tokenizer = load_pretrained(config.checkpoint, dtype=config.dtype, device=config.device)
+    ids = tokenizer.encode(config.prompt)
     start = time.perf_counter()
-    out = generate(model, [ids], config)
+    out = generate(model, [ids], decode)
     seconds = time.perf_counter() - start
     completion = out.completions[0]
     typer.echo(tokenizer.decode(completion))
     n = len(completion)
     typer.echo(f"[{n} tokens, {out.nfe[0]} forward passes, {seconds:.2f} s]", err=True)
-    if show:
+    if config.show:
         from rich.console import Console
 
         row = out.trace.row(0)
@@ -109,4 +125,7 @@ def generate_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("generate")(generate_command)
+    legacy = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[typ],
+                                default=typer.Option(None, "--" + name.replace("_", "-"), hidden=True))
+              for name, typ in LEGACY_FLAGS.items()]
+    app.command("generate")(command(generate_command, FLAGS, legacy))

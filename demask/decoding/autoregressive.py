@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 import torch
 
-from demask.decoding.batch import build_batch
+from demask.decoding.batch import ActiveRows, build_batch
 from demask.decoding.config import DecodeConfig
-from demask.decoding.output import DecodeOutput, cut_completions, end_token_ids
+from demask.decoding.output import DecodeOutput, cut_completions, end_token_ids, fill_token_id
 from demask.decoding.sampling import choose_tokens
 from demask.decoding.trace import Trace, TraceStep
 
@@ -30,22 +30,19 @@ def generate_autoregressive(model: torch.nn.Module, prompts: Sequence[Sequence[i
                          "(shift_logits=True); this one has shift_logits=False")
     device = next(model.parameters()).device
     ends = end_token_ids(mcfg)
-    pad_id = mcfg.pad_token_id if mcfg.pad_token_id is not None else (ends or [0])[0]
-    batch = build_batch(prompts, config.gen_length, pad_id, pad_id, device,
-                        mcfg.max_position_embeddings)
-    b, p, length = len(prompts), batch.prompt_length, config.gen_length
-    x, pos = batch.tokens, batch.positions
-    attn = batch.attention if batch.has_padding else None
+    pad_id = fill_token_id(mcfg, ends)
+    batch = build_batch(prompts, config.gen_length, pad_id, pad_id, device, mcfg.max_position_embeddings)
+    p, length = batch.prompt_length, config.gen_length
+    rows = ActiveRows.start(batch)
     cache = model.new_cache(p + length) if config.cache != "none" else None
-    rows = torch.arange(b, device=device)
-    nfe = torch.zeros(b, dtype=torch.long, device=device)
-    out = x.clone()
+    nfe = torch.zeros(len(prompts), dtype=torch.long, device=device)
+    out = batch.tokens.clone()
     end_t = torch.tensor(ends, dtype=torch.long, device=device)
-    check_stop = config.early_stop and len(ends) > 0
-    trace = Trace(b, length) if config.trace else None
+    trace = Trace(len(prompts), length) if config.trace else None
 
     for i in range(length):
         col = p + i  # the position this step commits
+        x, attn, pos = rows.tokens, rows.attention, rows.positions
         if cache is None:
             logits = model(x[:, :col], attention_mask=None if attn is None else attn[:, :col],
                            position_ids=pos[:, :col])[:, -1]  # (A, V)
@@ -56,25 +53,23 @@ def generate_autoregressive(model: torch.nn.Module, prompts: Sequence[Sequence[i
         tokens, probs = choose_tokens(logits, config.temperature, config.top_p, config.top_k,
                                       generator)  # (A,), (A, V)
         x[:, col] = tokens
-        nfe[rows] += 1
+        nfe[rows.index] += 1
         if trace is not None:
             conf = probs.gather(-1, tokens[:, None])  # (A, 1)
-            trace.record(TraceStep(rows=rows.clone(), nfe=nfe[rows].clone(), offset=i,
+            trace.record(TraceStep(rows=rows.index.clone(), nfe=nfe[rows.index].clone(), offset=i,
                                    commit=torch.ones_like(conf, dtype=torch.bool),
                                    tokens=tokens[:, None], scores=conf, confidence=conf))
-        if check_stop and i < length - 1:
+        if config.early_stop and ends and i < length - 1:
             done = torch.isin(tokens, end_t)
             if bool(done.any()):  # one sync per step
                 x[done, col + 1:] = tokens[done, None]
-                out[rows[done]] = x[done]
+                out[rows.index[done]] = x[done]
                 if trace is not None:
-                    trace.record_stop(rows[done].tolist(), [i] * int(done.sum()))
-                keep = ~done
-                x, pos, rows = x[keep], pos[keep], rows[keep]
-                attn = None if attn is None else attn[keep]
+                    trace.record_stop(rows.index[done].tolist(), [i] * int(done.sum()))
                 if cache is not None:
-                    cache.select_rows(keep)
-                if rows.numel() == 0:
+                    cache.select_rows(~done)
+                rows = rows.select(~done)
+                if len(rows) == 0:
                     break
-    out[rows] = x
+    out[rows.index] = rows.tokens
     return DecodeOutput(cut_completions(out[:, p:], ends), nfe.tolist(), out, p, trace)

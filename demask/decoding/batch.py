@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -46,3 +46,45 @@ def build_batch(prompts: Sequence[Sequence[int]], gen_length: int, fill_id: int,
     positions = (attention.long().cumsum(-1) - 1).clamp(min=0)
     return PromptBatch(tokens.to(device), attention.to(device), positions.to(device), p,
                        has_padding=min(lengths) != p)
+
+
+@dataclass
+class ActiveRows:
+    """The rows of a batch still decoding: every per-row tensor, (A, ...) for A active rows.
+
+    Rows leave the batch together through :meth:`select`, so no tensor is sliced by hand.
+    """
+
+    index: torch.Tensor
+    """(A,) long: the batch row each active row is."""
+    tokens: torch.Tensor
+    """(A, P + L) long: prompts and completions so far."""
+    positions: torch.Tensor
+    """(A, P + L) long: rotary positions."""
+    attention: torch.Tensor | None
+    """(A, P + L) bool over the keys, or None when no row is padded (SDPA's fast path)."""
+    masked: torch.Tensor | None = None
+    """(A, L) bool: completion positions still masked (diffusion decoding)."""
+    confidence: torch.Tensor | None = None
+    """(A, L) float: latest untempered top-1 probability of each completion position (for
+    policies that see the whole completion)."""
+
+    @classmethod
+    def start(cls, batch: PromptBatch, masked: bool = False, confidence: bool = False) -> "ActiveRows":
+        """Every row of ``batch``; ``masked``/``confidence`` allocate those (A, L) buffers."""
+        b, total = batch.tokens.shape
+        length = total - batch.prompt_length
+        device = batch.tokens.device
+        return cls(
+            index=torch.arange(b, device=device), tokens=batch.tokens, positions=batch.positions,
+            attention=batch.attention if batch.has_padding else None,
+            masked=torch.ones(b, length, dtype=torch.bool, device=device) if masked else None,
+            confidence=torch.zeros(b, length, device=device) if confidence else None)
+
+    def select(self, keep: torch.Tensor) -> "ActiveRows":
+        """The rows ``keep`` ((A,) bool or indices) as a new ActiveRows (copies)."""
+        return ActiveRows(**{f.name: None if (t := getattr(self, f.name)) is None else t[keep]
+                             for f in fields(self)})
+
+    def __len__(self) -> int:
+        return self.index.numel()

@@ -21,9 +21,9 @@ trade). Rows that still decode while others wait run against a gathered copy of 
 
 from __future__ import annotations
 
-import copy
-
 import torch
+
+from demask.decoding.batch import ActiveRows
 
 
 class StepForward:
@@ -35,25 +35,24 @@ class StepForward:
         self.p, self.t = prompt_length, total_length
         self.cache = model.new_cache(total_length) if mode != "none" else None
 
-    def __call__(self, x: torch.Tensor, attn: torch.Tensor | None, pos: torch.Tensor,
-                 lo: int, hi: int, refresh: bool, rows: torch.Tensor | None = None,
-                 ) -> tuple[torch.Tensor, int]:
+    def __call__(self, rows: ActiveRows, lo: int, hi: int, refresh: bool,
+                 run: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
         """Logits (A', W, V) for completion indices [window_start, ...) and window_start.
 
-        x, attn, pos: (A, T) for the active rows; rows: indices of the rows to run (None:
-        all). [lo, hi): the current block in completion indices.
+        rows: the rows to run (A'); run: their indices among the cache's rows when they are
+        a subset (None: all of them; a refresh always runs all). [lo, hi): the current block
+        in completion indices.
         """
-        if rows is not None:
-            x, pos = x[rows], pos[rows]
-            attn = None if attn is None else attn[rows]
+        x, attn, pos = rows.tokens, rows.attention, rows.positions
         p, shift = self.p, int(self.shifted)
         if self.cache is None or refresh:
-            if refresh and rows is not None:
+            if refresh and run is not None:
                 raise RuntimeError("a cache refresh must run every active row")
             logits = self.model(x, attention_mask=attn, position_ids=pos, cache=self.cache,
                                 cache_start=0)  # (A, T, V)
             return logits[:, p - shift:self.t - shift], 0
-        cache = self.cache if rows is None else _gather(self.cache, rows)
+        cache = self.cache if run is None else self.cache.gather(run)  # every position a
+        # step writes in the copy is re-written by the next step or the next refresh
         a = p + lo - shift  # first absolute position to run
         b = self.t if self.mode == "prefix" else p + hi
         logits = self.model(x[:, a:b], attention_mask=attn, position_ids=pos[:, a:b],
@@ -66,11 +65,3 @@ class StepForward:
         if self.cache is not None:
             self.cache.select_rows(keep)
 
-
-def _gather(cache, rows: torch.Tensor):
-    """A copy of ``cache`` holding only ``rows`` (writes to it do not reach the original:
-    every position a step writes is re-written by the next step or the next refresh)."""
-    sub = copy.copy(cache)
-    sub.k = [None if t is None else t[rows] for t in cache.k]
-    sub.v = [None if t is None else t[rows] for t in cache.v]
-    return sub

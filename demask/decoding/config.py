@@ -2,16 +2,24 @@
 
 Every knob of the denoising loop lives here, validated once, so the loop itself never
 checks options. The same dataclass drives the library call, the CLI and YAML recipes.
+A policy's own knobs are not fields: they are ``policy_options``, checked against the
+policy's arguments (``policy="threshold", policy_options={"threshold": 0.8}``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from demask.decoding.policies import UnmaskingPolicy, make_policy, policy_class
 from demask.decoding.schedules import schedule_class
+
+LEGACY_POLICY_KEYS = ("threshold", "factor", "gamma", "alg_temp")
+"""Former DecodeConfig fields, now policy options; :meth:`DecodeConfig.from_dict` still
+reads them (with a deprecation warning) until the next release."""
 
 CACHE_MODES = ("none", "prefix", "dual")
 
@@ -37,7 +45,12 @@ class DecodeConfig:
     (full diffusion)."""
     policy: str | UnmaskingPolicy = "confidence"
     """Unmasking policy: a registered name (random, confidence, margin, entropy,
-    left-to-right, threshold, factor, entropy-bound) or a policy instance (learned)."""
+    left-to-right, threshold, factor, entropy-bound), a 'module.path:Class' reference, or a
+    policy instance (learned)."""
+    policy_options: dict[str, Any] = field(default_factory=dict)
+    """The policy's own options, e.g. threshold (threshold), factor (factor), gamma
+    (entropy-bound), alg_temp (the fixed-budget policies: sample positions from
+    softmax(score / alg_temp))."""
     schedule: str = "llada"
     """How a fixed budget is spread over a block's steps: "llada" (equal split) or "dream"
     (linspace timesteps)."""
@@ -48,15 +61,6 @@ class DecodeConfig:
     """Nucleus filter applied to the tempered distribution (1 = off)."""
     top_k: int | None = None
     """Keep only the k most likely tokens (None = off)."""
-    alg_temp: float | None = None
-    """Dream's position temperature (fixed-budget policies): sample the positions to commit
-    from softmax(score / alg_temp) instead of taking the top scores (None = top scores)."""
-    threshold: float = 0.9
-    """Confidence threshold tau of the "threshold" policy (Fast-dLLM)."""
-    factor: float = 1.0
-    """f of the "factor" policy (Fast-dLLM): commit the n-th surest while (n+1)(1-c_n) < f."""
-    gamma: float = 0.1
-    """Entropy budget of the "entropy-bound" policy (EB-sampler)."""
     cache: str = "none"
     """KV caching for block decoding: "none", "prefix" or "dual" (Fast-dLLM), refreshed by
     one full forward at the start of every block."""
@@ -70,6 +74,10 @@ class DecodeConfig:
     torch's global generator (so torch.manual_seed makes a run repeatable)."""
 
     def __post_init__(self) -> None:
+        for name in ("gen_length", "steps", "block_length", "top_k"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError(f"{name} must be a whole number, got {value!r}")
         if self.gen_length <= 0:
             raise ValueError(f"gen_length must be positive, got {self.gen_length}")
         if self.block_length is not None and (
@@ -98,18 +106,34 @@ class DecodeConfig:
             raise ValueError(f"top_p must lie in (0, 1] (1 = off), got {self.top_p}")
         if self.top_k is not None and self.top_k < 1:
             raise ValueError(f"top_k must be >= 1 or None (off), got {self.top_k}")
-        if self.alg_temp is not None and self.alg_temp <= 0:
-            raise ValueError(f"alg_temp must be > 0 or None (take the top scores), got {self.alg_temp}")
-        if not 0.0 < self.threshold <= 1.0:
-            raise ValueError(f"threshold must lie in (0, 1], got {self.threshold}")
-        if self.factor <= 0:
-            raise ValueError(f"factor must be > 0, got {self.factor}")
-        if self.gamma < 0:
-            raise ValueError(f"gamma must be >= 0, got {self.gamma}")
         if self.cache not in CACHE_MODES:
             raise ValueError(f"cache={self.cache!r} is not one of {CACHE_MODES}")
-        make_policy(self)  # a policy that cannot be built from these settings says why now
+        self.make_policy()  # a policy that cannot be built from these settings says why now
 
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "DecodeConfig":
+        """A config from a mapping (a recipe's ``decode:`` block, command-line settings):
+        unknown keys are named with the closest field, values of the wrong type refused."""
+        from demask.config import from_dict
+
+        return from_dict(cls, values)
+
+    @staticmethod
+    def upgrade_keys(values: dict[str, Any], where: str = "") -> dict[str, Any]:
+        """Read the former fields threshold, factor, gamma and alg_temp as policy options
+        (with a deprecation warning); :func:`demask.config.from_dict` calls this."""
+        legacy = {k: values.pop(k) for k in LEGACY_POLICY_KEYS if k in values}
+        if legacy:
+            spelled = ", ".join(f"{k}: {v}" for k, v in legacy.items())
+            warnings.warn(f"{where + ': ' if where else ''}decoding option(s) {', '.join(legacy)} are "
+                          f"policy options now: write policy_options: {{{spelled}}} (the old "
+                          "spelling goes in the next release)", DeprecationWarning, stacklevel=3)
+            values["policy_options"] = {**legacy, **dict(values.get("policy_options") or {})}
+        return values
+
+    def make_policy(self) -> UnmaskingPolicy:
+        """The policy instance this config asks for."""
+        return make_policy(self.policy, **self.policy_options)
     @property
     def policy_type(self) -> type[UnmaskingPolicy]:
         if isinstance(self.policy, UnmaskingPolicy):
@@ -143,23 +167,3 @@ class DecodeConfig:
 
     def replace(self, **changes: Any) -> "DecodeConfig":
         return dataclasses.replace(self, **changes)
-
-
-def field_docs(cls: type) -> dict[str, str]:
-    """The docstring under each field of a dataclass (for CLI help), read from its source."""
-    import ast
-    import inspect
-    import textwrap
-
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    except (OSError, TypeError):  # no source (frozen app): no help text
-        return {}
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    docs: dict[str, str] = {}
-    for node, nxt in zip(body, body[1:]):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
-                and isinstance(nxt.value.value, str)):
-            docs[node.target.id] = " ".join(nxt.value.value.split())
-    return docs

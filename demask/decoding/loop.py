@@ -27,21 +27,125 @@ from collections.abc import Sequence
 import torch
 
 from demask.decoding.autoregressive import generate_autoregressive
-from demask.decoding.batch import build_batch
+from demask.decoding.batch import ActiveRows, build_batch
 from demask.decoding.cache import StepForward
 from demask.decoding.config import DecodeConfig
-from demask.decoding.output import DecodeOutput, cut_completions, end_token_ids
-from demask.decoding.policies import StepState, make_policy
+from demask.decoding.output import DecodeOutput, cut_completions, end_token_ids, fill_token_id
+from demask.decoding.policies import StepState, UnmaskingPolicy
 from demask.decoding.sampling import choose_tokens
 from demask.decoding.schedules import schedule_class
 from demask.decoding.trace import Trace, TraceStep
 
 
-def make_generator(config: DecodeConfig, device: torch.device) -> torch.Generator:
+def seeded_generator(config: DecodeConfig, device: torch.device) -> torch.Generator:
+    """A generator seeded from ``config.seed`` (or, when None, from torch's global generator)."""
     seed = config.seed
     if seed is None:
         seed = int(torch.randint(0, 2**62, (1,)).item())
     return torch.Generator(device=device).manual_seed(seed)
+
+
+@torch.no_grad()
+def generate(model: torch.nn.Module, prompts: Sequence[Sequence[int]], config: DecodeConfig,
+             generator: torch.Generator | None = None) -> DecodeOutput:
+    """Decode a completion of ``config.gen_length`` tokens for every prompt.
+
+    Dispatches on ``model.config.causal``: a causal model decodes autoregressively
+    (autoregressive.py). Randomness comes from ``generator`` only (or one seeded from
+    ``config.seed``), so a call is repeatable bit for bit on the CPU.
+    """
+    mcfg = model.config
+    device = next(model.parameters()).device
+    generator = seeded_generator(config, device) if generator is None else generator
+    if mcfg.causal:
+        return generate_autoregressive(model, prompts, config, generator)
+    banned = _banned_tokens(mcfg, device)  # the mask token is never a candidate value
+    ends = end_token_ids(mcfg)
+    batch = build_batch(prompts, config.gen_length, mcfg.mask_token_id, fill_token_id(mcfg, ends),
+                        device, mcfg.max_position_embeddings)
+    policy = config.make_policy()
+    schedule = None if policy.adaptive else schedule_class(config.schedule)()
+    rows = ActiveRows.start(batch, masked=True, confidence=policy.sees_completion)
+    p, length, bl = batch.prompt_length, config.gen_length, config.block_size
+    nfe = torch.zeros(len(prompts), dtype=torch.long, device=device)  # per batch row
+    out = batch.tokens.clone()
+    end_t = torch.tensor(ends, dtype=torch.long, device=device)
+    trace = Trace(len(prompts), length) if config.trace else None
+    forward = StepForward(model, config.cache, p, p + length)
+
+    for blk, steps in enumerate(config.block_steps() or [bl] * config.n_blocks):
+        lo, hi = blk * bl, (blk + 1) * bl
+        for step in range(steps):  # adaptive policies: at most one step per position
+            run = _rows_still_working(policy, rows, lo, hi, step)  # None: every row
+            if run is not None and run.numel() == 0:
+                break
+            sub = rows if run is None else rows.select(run)
+            logits, w0 = forward(sub, lo, hi, refresh=step == 0, run=run)  # (A', W, V)
+            nfe[sub.index] += 1
+            block_logits = logits[:, lo - w0:hi - w0].index_fill(-1, banned, float("-inf"))
+            tokens, probs = choose_tokens(block_logits, config.temperature, config.top_p,
+                                          config.top_k, generator)  # (A', S)
+            state = StepState(
+                tokens=tokens, probs=probs, masked=sub.masked[:, lo:hi], step=step,
+                nfe=nfe[sub.index], gen_length=length, block_start=lo, generator=generator,
+                counts=None if schedule is None else schedule.counts(sub.masked[:, lo:hi].sum(-1), step, steps),
+                force_all=policy.adaptive and step == steps - 1)
+            if policy.sees_completion:
+                _see_completion(state, rows, sub, run, logits, w0, banned)
+            sel = policy.select(state)
+            commit = sel.commit & state.masked
+            _commit(rows, run, commit, tokens, p, lo, hi)
+            if trace is not None:
+                trace.record(TraceStep(rows=sub.index.clone(), nfe=nfe[sub.index].clone(), offset=lo,
+                                       commit=commit, tokens=tokens, scores=sel.scores,
+                                       confidence=state.confidence, info=sel.info))
+            if config.early_stop and ends:
+                rows = _retire_finished(rows, out, p, end_t, forward, trace)
+    out[rows.index] = rows.tokens
+    return DecodeOutput(cut_completions(out[:, p:], ends), nfe.tolist(), out, p, trace)
+
+
+def _banned_tokens(mcfg, device: torch.device) -> torch.Tensor:
+    """Ids never chosen as a value: the mask token (an untrained model may favour it)."""
+    mask_id = mcfg.mask_token_id
+    if mask_id is None:
+        raise ValueError("model.config.mask_token_id is None: a masked-diffusion model needs "
+                         "its mask token id (set it in config.json or the tokenizer)")
+    return torch.tensor([mask_id] if mask_id < mcfg.vocab_size else [], dtype=torch.long, device=device)
+
+
+def _rows_still_working(policy: UnmaskingPolicy, rows: ActiveRows, lo: int, hi: int,
+                        step: int) -> torch.Tensor | None:
+    """Indices of the rows with masked positions left in the block (None: all of them;
+    empty once every row has stopped early). Only adaptive policies finish rows at
+    different steps; one sync per step."""
+    if len(rows) == 0:
+        return rows.index
+    if not policy.adaptive or step == 0:
+        return None
+    need = rows.masked[:, lo:hi].any(-1)
+    n_need = int(need.sum())
+    return None if n_need == len(rows) else need.nonzero().squeeze(1)
+
+
+def _see_completion(state: StepState, rows: ActiveRows, sub: ActiveRows, run: torch.Tensor | None,
+                    logits: torch.Tensor, w0: int, banned: torch.Tensor) -> None:
+    """Refresh the running rows' whole-completion confidence and hand it to the policy."""
+    top1 = logits.float().index_fill(-1, banned, float("-inf"))
+    top1 = top1.softmax(-1).amax(-1)  # (A', W): untempered top-1 probability
+    sub.confidence[:, w0:w0 + top1.shape[1]] = top1
+    if run is not None:
+        rows.confidence[run] = sub.confidence
+    state.completion_masked, state.completion_confidence = sub.masked, sub.confidence
+
+
+def _commit(rows: ActiveRows, run: torch.Tensor | None, commit: torch.Tensor, tokens: torch.Tensor,
+            p: int, lo: int, hi: int) -> None:
+    """Write the committed tokens of the running rows into ``rows`` and unmask them."""
+    at = slice(None) if run is None else run
+    cols = slice(p + lo, p + hi)
+    rows.tokens[at, cols] = torch.where(commit, tokens, rows.tokens[at, cols])
+    rows.masked[at, lo:hi] = rows.masked[at, lo:hi] & ~commit
 
 
 def early_stopped(comp: torch.Tensor, masked: torch.Tensor, end_ids: torch.Tensor
@@ -58,113 +162,20 @@ def early_stopped(comp: torch.Tensor, masked: torch.Tensor, end_ids: torch.Tenso
     return first_end < first_masked, first_end
 
 
-@torch.no_grad()
-def generate(model: torch.nn.Module, prompts: Sequence[Sequence[int]], config: DecodeConfig,
-             generator: torch.Generator | None = None) -> DecodeOutput:
-    """Decode a completion of ``config.gen_length`` tokens for every prompt.
-
-    Dispatches on ``model.config.causal``: a causal model decodes autoregressively
-    (autoregressive.py). Randomness comes from ``generator`` only (or one seeded from
-    ``config.seed``), so a call is repeatable bit for bit on the CPU.
-    """
-    mcfg = model.config
-    device = next(model.parameters()).device
-    if generator is None:
-        generator = make_generator(config, device)
-    if mcfg.causal:
-        return generate_autoregressive(model, prompts, config, generator)
-    if mcfg.mask_token_id is None:
-        raise ValueError("model.config.mask_token_id is None: a masked-diffusion model needs "
-                         "its mask token id (set it in config.json or the tokenizer)")
-    ends = end_token_ids(mcfg)
-    pad_id = mcfg.pad_token_id if mcfg.pad_token_id is not None else (ends or [0])[0]
-    batch = build_batch(prompts, config.gen_length, mcfg.mask_token_id, pad_id, device,
-                        mcfg.max_position_embeddings)
-    policy = make_policy(config)
-    schedule = None if policy.adaptive else schedule_class(config.schedule)()
-    block_steps = config.block_steps()
-    b, p, length, bl = len(prompts), batch.prompt_length, config.gen_length, config.block_size
-
-    mask_id = mcfg.mask_token_id
-    # the mask token is never a candidate value (an untrained model may favour it)
-    mask_index = torch.tensor([mask_id] if mask_id < mcfg.vocab_size else [], dtype=torch.long,
-                              device=device)
-    x, pos = batch.tokens, batch.positions  # (A, T) for the A active rows
-    attn = batch.attention if batch.has_padding else None  # no mask: the fast SDPA path
-    masked = torch.ones(b, length, dtype=torch.bool, device=device)  # (A, L)
-    rows = torch.arange(b, device=device)  # batch index of each active row
-    nfe = torch.zeros(b, dtype=torch.long, device=device)  # per batch row
-    out = x.clone()
-    end_t = torch.tensor(ends, dtype=torch.long, device=device)
-    check_stop = config.early_stop and len(ends) > 0
-    conf_buf = torch.zeros(b, length, device=device) if policy.sees_completion else None
-    trace = Trace(b, length) if config.trace else None
-    forward = StepForward(model, config.cache, p, p + length)
-
-    for blk in range(config.n_blocks):
-        if rows.numel() == 0:
-            break
-        lo, hi = blk * bl, (blk + 1) * bl
-        cap = bl if policy.adaptive else block_steps[blk]
-        for step in range(cap):
-            sub = None  # rows that still have masked positions in the block (None: all)
-            if policy.adaptive and step > 0:
-                need = masked[:, lo:hi].any(-1)
-                n_need = int(need.sum())  # one sync per step: is the block done?
-                if n_need == 0:
-                    break
-                if n_need < rows.numel():
-                    sub = need.nonzero().squeeze(1)
-            logits, w0 = forward(x, attn, pos, lo, hi, refresh=step == 0, rows=sub)  # (A', W, V)
-            run_rows = rows if sub is None else rows[sub]
-            m_run = masked if sub is None else masked[sub]  # (A', L)
-            nfe[run_rows] += 1
-            block_logits = logits[:, lo - w0:hi - w0].index_fill(-1, mask_index, float("-inf"))
-            tokens, probs = choose_tokens(block_logits, config.temperature, config.top_p,
-                                          config.top_k, generator)  # (A', S)
-            m_blk = m_run[:, lo:hi]
-            state = StepState(
-                tokens=tokens, probs=probs, masked=m_blk, step=step, nfe=nfe[run_rows],
-                gen_length=length, block_start=lo, generator=generator,
-                counts=None if schedule is None else schedule.counts(m_blk.sum(-1), step, cap),
-                force_all=policy.adaptive and step == cap - 1)
-            if conf_buf is not None:
-                top1 = logits.float().index_fill(-1, mask_index, float("-inf"))
-                top1 = top1.softmax(-1).amax(-1)  # (A', W): untempered top-1 probability
-                c_run = conf_buf if sub is None else conf_buf[sub]
-                c_run[:, w0:w0 + top1.shape[1]] = top1
-                if sub is not None:
-                    conf_buf[sub] = c_run
-                state.completion_masked, state.completion_confidence = m_run, c_run
-            sel = policy.select(state)
-            commit = sel.commit & m_blk
-            cols = slice(p + lo, p + hi)
-            if sub is None:
-                x[:, cols] = torch.where(commit, tokens, x[:, cols])
-                masked[:, lo:hi] = m_blk & ~commit
-            else:
-                x[sub, cols] = torch.where(commit, tokens, x[sub, cols])
-                masked[sub, lo:hi] = m_blk & ~commit
-            if trace is not None:
-                trace.record(TraceStep(
-                    rows=run_rows.clone(), nfe=nfe[run_rows].clone(), offset=lo, commit=commit,
-                    tokens=tokens, scores=sel.scores, confidence=state.confidence, info=sel.info))
-            if check_stop:
-                done, first_end = early_stopped(x[:, p:], masked, end_t)
-                if bool(done.any()):  # one sync per step
-                    fill = x[:, p:].gather(1, first_end.clamp(max=length - 1).unsqueeze(1))
-                    fill_here = masked & done.unsqueeze(1)
-                    x[:, p:] = torch.where(fill_here, fill, x[:, p:])
-                    out[rows[done]] = x[done]
-                    if trace is not None:
-                        trace.record_stop(rows[done].tolist(), first_end[done].tolist())
-                    keep = ~done
-                    x, pos, masked, rows = x[keep], pos[keep], masked[keep], rows[keep]
-                    attn = None if attn is None else attn[keep]
-                    conf_buf = None if conf_buf is None else conf_buf[keep]
-                    forward.select_rows(keep)
-                    if rows.numel() == 0:
-                        break
-    out[rows] = x
-    completions = cut_completions(out[:, p:], ends)
-    return DecodeOutput(completions, nfe.tolist(), out, p, trace)
+def _retire_finished(rows: ActiveRows, out: torch.Tensor, p: int, end_t: torch.Tensor,
+                     forward: StepForward, trace: Trace | None) -> ActiveRows:
+    """Fill the finished rows' masked positions with their end token, copy them to ``out``
+    and drop them from the batch (and the cache). One sync per step."""
+    comp = rows.tokens[:, p:]
+    done, first_end = early_stopped(comp, rows.masked, end_t)
+    if not bool(done.any()):
+        return rows
+    length = comp.shape[1]
+    fill = comp.gather(1, first_end.clamp(max=length - 1).unsqueeze(1))
+    rows.tokens[:, p:] = torch.where(rows.masked & done.unsqueeze(1), fill, comp)
+    out[rows.index[done]] = rows.tokens[done]
+    if trace is not None:
+        trace.record_stop(rows.index[done].tolist(), first_end[done].tolist())
+    keep = ~done
+    forward.select_rows(keep)
+    return rows.select(keep)

@@ -29,6 +29,13 @@ def end_token_ids(model_config) -> list[int]:
     return sorted({i for i in ids if i is not None})
 
 
+def fill_token_id(model_config, ends: Sequence[int]) -> int:
+    """The id that pads prompts on the left: the pad token, else the first end token, else 0."""
+    if model_config.pad_token_id is not None:
+        return model_config.pad_token_id
+    return ends[0] if ends else 0
+
+
 def cut_completions(completions: torch.Tensor, end_ids: Sequence[int]) -> list[list[int]]:
     """(B, L) -> lists cut before the first end token."""
     rows = completions.tolist()

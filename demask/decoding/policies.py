@@ -7,9 +7,16 @@ returns a :class:`Selection`. Two kinds:
   ``state.counts`` best, counts coming from a schedule (see schedules.py); with
   ``alg_temp`` the positions are instead sampled without replacement from
   ``softmax(score / alg_temp)`` (Gumbel-top-k, the same law as Dream's multinomial).
-- adaptive (``adaptive = True``): the policy decides how many (threshold, factor,
-  entropy-bound, learned); every one of them commits at least one position a step (the
-  learned one only when ``force_nonempty``), and everything left when ``state.force_all``.
+- adaptive (:class:`AdaptivePolicy`): the policy proposes how many (threshold, factor,
+  entropy-bound, learned); the base class enforces the two rules every one of them keeps:
+  a row that proposes nothing commits its best-scored masked position (unless the policy
+  allows empty steps, the learned one during RL rollouts), and everything left is committed
+  when ``state.force_all`` (the block's step cap).
+
+A policy's knobs are its constructor's arguments: ``make_policy("threshold", threshold=0.8)``,
+``DecodeConfig(policy="threshold", policy_options={"threshold": 0.8})``. A new policy is one
+class registered by name (``@POLICIES.register("mine")``, or
+``POLICIES.register_lazy("mine", "my_package.module:MyPolicy")``): nothing else to edit.
 
 Names follow the anchors, their names are aliases: ``origin`` -> random,
 ``low_confidence``/``maskgit_plus`` -> confidence, ``topk_margin`` -> margin.
@@ -26,17 +33,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, ClassVar
+from typing import Any, ClassVar
 
 import torch
 
-from demask.decoding.registry import Registry
 from demask.decoding.sampling import gumbel_noise
-
-if TYPE_CHECKING:
-    from demask.decoding.config import DecodeConfig
-
-POLICIES: Registry["UnmaskingPolicy"] = Registry("unmasking policy")
+from demask.registry import Registry
 
 
 @dataclass(eq=False)
@@ -95,20 +97,21 @@ class Selection:
 
 
 class UnmaskingPolicy(ABC):
-    """Interface: ``select(state) -> Selection``."""
+    """Interface: ``select(state) -> Selection``. Options are ``__init__`` arguments,
+    validated there (a wrong value is a ValueError naming the option and its range)."""
 
     name: ClassVar[str]
     adaptive: ClassVar[bool] = False
+    """True: the policy chooses how many to commit (no schedule, no ``steps``)."""
     sees_completion: ClassVar[bool] = False
     """True: the loop fills ``completion_masked`` / ``completion_confidence``."""
-
-    @classmethod
-    def from_config(cls, config: "DecodeConfig") -> "UnmaskingPolicy":
-        return cls()
 
     @abstractmethod
     def select(self, state: StepState) -> Selection:
         ...
+
+
+POLICIES: Registry[type[UnmaskingPolicy]] = Registry("unmasking policy", base=UnmaskingPolicy)
 
 
 def commit_top(key: torch.Tensor, counts: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
@@ -128,11 +131,11 @@ class ScoredPolicy(UnmaskingPolicy):
     """Fixed budget: commit the ``state.counts`` best-scored masked positions."""
 
     def __init__(self, alg_temp: float | None = None) -> None:
+        """alg_temp: Dream's position temperature: sample the positions to commit from
+        softmax(score / alg_temp) instead of taking the top scores (None = top scores)."""
+        if alg_temp is not None and alg_temp <= 0:
+            raise ValueError(f"alg_temp must be > 0 or None (take the top scores), got {alg_temp}")
         self.alg_temp = alg_temp
-
-    @classmethod
-    def from_config(cls, config: "DecodeConfig") -> "UnmaskingPolicy":
-        return cls(alg_temp=config.alg_temp)
 
     @abstractmethod
     def score(self, state: StepState) -> torch.Tensor:
@@ -196,34 +199,57 @@ class LeftToRightPolicy(ScoredPolicy):
         return -torch.arange(s, device=state.masked.device, dtype=torch.float32).expand(a, s)
 
 
-def _at_least_top1(commit: torch.Tensor, key: torch.Tensor, masked: torch.Tensor,
-                   force_all: bool) -> torch.Tensor:
-    """Add each row's best masked position (rows with any masked), or all of them at the cap."""
-    if force_all:
-        return masked.clone()
+def best_masked(key: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+    """(A, S) bool: each row's highest-key masked position (none in rows with nothing masked)."""
     lowest = torch.finfo(key.dtype).min
     best = torch.where(masked, key.clamp(min=lowest), float("-inf")).argmax(-1, keepdim=True)
-    top1 = torch.zeros_like(masked).scatter(-1, best, True) & masked
-    return (commit | top1) & masked
+    return torch.zeros_like(masked).scatter(-1, best, True) & masked
 
 
-@POLICIES.register("threshold", "confidence-threshold")
-class ThresholdPolicy(UnmaskingPolicy):
-    """Fast-dLLM: every masked position whose confidence >= tau, and at least the top-1."""
+class AdaptivePolicy(UnmaskingPolicy):
+    """A policy that chooses how many positions to commit: override :meth:`propose`.
+
+    :meth:`select` enforces the rules every adaptive policy keeps: at the block's step cap
+    (``state.force_all``) everything still masked is committed; otherwise a row with
+    something masked that proposes nothing commits its best-scored position, unless
+    :meth:`allows_empty_steps` (the learned policy during RL rollouts).
+    """
 
     adaptive = True
 
-    def __init__(self, threshold: float = 0.9) -> None:
-        self.threshold = threshold
+    @abstractmethod
+    def propose(self, state: StepState) -> Selection:
+        """The commits the policy's own rule makes (may be empty in some rows)."""
 
-    @classmethod
-    def from_config(cls, config: "DecodeConfig") -> "UnmaskingPolicy":
-        return cls(config.threshold)
+    def allows_empty_steps(self) -> bool:
+        return False
 
     def select(self, state: StepState) -> Selection:
+        proposal = self.propose(state)
+        masked = state.masked
+        if state.force_all:
+            commit = masked.clone()
+        else:
+            commit = proposal.commit & masked
+            if not self.allows_empty_steps():
+                empty = ~commit.any(-1, keepdim=True)  # (A, 1)
+                commit = commit | (empty & best_masked(proposal.scores, masked))
+        return Selection(commit, proposal.scores, proposal.info)
+
+
+@POLICIES.register("threshold", "confidence-threshold")
+class ThresholdPolicy(AdaptivePolicy):
+    """Fast-dLLM: every masked position whose confidence >= threshold (at least the top-1)."""
+
+    def __init__(self, threshold: float = 0.9) -> None:
+        """threshold: the confidence tau a position needs to be committed, in (0, 1]."""
+        if not 0.0 < threshold <= 1.0:
+            raise ValueError(f"threshold must lie in (0, 1], got {threshold}")
+        self.threshold = threshold
+
+    def propose(self, state: StepState) -> Selection:
         conf = state.confidence
-        commit = state.masked & (conf >= self.threshold)
-        return Selection(_at_least_top1(commit, conf, state.masked, state.force_all), conf)
+        return Selection(state.masked & (conf >= self.threshold), conf)
 
 
 def _count_prefix(ok_sorted: torch.Tensor, n_masked: torch.Tensor) -> torch.Tensor:
@@ -233,24 +259,19 @@ def _count_prefix(ok_sorted: torch.Tensor, n_masked: torch.Tensor) -> torch.Tens
 
 
 @POLICIES.register("factor", "confidence-factor")
-class FactorPolicy(UnmaskingPolicy):
+class FactorPolicy(AdaptivePolicy):
     """Fast-dLLM factor rule: sort confidences c_1 >= c_2 >= ...; commit the n-th while
     (n + 1)(1 - c_n) < f; always the top-1. (Fast-dLLM's loop also commits the last
     candidate when only it fails the test; here the rule holds for every n.)"""
 
-    adaptive = True
-
     def __init__(self, factor: float = 1.0) -> None:
+        """factor: f of the rule, > 0 (larger commits more per step)."""
+        if factor <= 0:
+            raise ValueError(f"factor must be > 0, got {factor}")
         self.factor = factor
 
-    @classmethod
-    def from_config(cls, config: "DecodeConfig") -> "UnmaskingPolicy":
-        return cls(config.factor)
-
-    def select(self, state: StepState) -> Selection:
+    def propose(self, state: StepState) -> Selection:
         conf = state.confidence
-        if state.force_all:
-            return Selection(state.masked.clone(), conf)
         sorted_conf = torch.where(state.masked, conf, -1.0).sort(-1, descending=True).values
         n = torch.arange(1, conf.shape[-1] + 1, device=conf.device, dtype=conf.dtype)
         ok = (n + 1) * (1 - sorted_conf) < self.factor
@@ -259,23 +280,18 @@ class FactorPolicy(UnmaskingPolicy):
 
 
 @POLICIES.register("entropy-bound", "eb", "eb-sampler")
-class EntropyBoundPolicy(UnmaskingPolicy):
+class EntropyBoundPolicy(AdaptivePolicy):
     """EB-sampler: sort masked positions by entropy H ascending; commit the k lowest while
     sum(H_1..H_k) - max(H_1..H_k) <= gamma (so at least one)."""
 
-    adaptive = True
-
     def __init__(self, gamma: float = 0.1) -> None:
+        """gamma: the entropy budget, >= 0 (0 commits one position a step)."""
+        if gamma < 0:
+            raise ValueError(f"gamma must be >= 0, got {gamma}")
         self.gamma = gamma
 
-    @classmethod
-    def from_config(cls, config: "DecodeConfig") -> "UnmaskingPolicy":
-        return cls(config.gamma)
-
-    def select(self, state: StepState) -> Selection:
+    def propose(self, state: StepState) -> Selection:
         score = state.neg_entropy  # -H
-        if state.force_all:
-            return Selection(state.masked.clone(), score)
         h_sorted = torch.where(state.masked, -score, float("inf")).sort(-1).values
         # Sorted ascending, the max of the first k is the k-th; masked-out entries are inf -> fail.
         ok = (h_sorted.cumsum(-1) - h_sorted) <= self.gamma
@@ -300,7 +316,7 @@ class PolicyFeatures:
 
 
 @POLICIES.register("learned")
-class LearnedPolicy(UnmaskingPolicy):
+class LearnedPolicy(AdaptivePolicy):
     """A callable ``fn(PolicyFeatures) -> (A, L) commit probabilities`` decides.
 
     Each masked position of the current block is committed by an independent Bernoulli of
@@ -318,22 +334,22 @@ class LearnedPolicy(UnmaskingPolicy):
     Not covered: the policy network itself (training/ builds it).
     """
 
-    adaptive = True
     sees_completion = True
 
-    def __init__(self, fn: Callable[[PolicyFeatures], torch.Tensor], beta: float = 1.0,
+    def __init__(self, fn: Callable[[PolicyFeatures], torch.Tensor] | None = None, beta: float = 1.0,
                  force_nonempty: bool = True, deterministic: bool = False) -> None:
+        if fn is None:
+            raise ValueError("the learned policy needs its network: pass "
+                             "DecodeConfig(policy=LearnedPolicy(fn)) instead of the name 'learned'")
         if beta <= 0:
             raise ValueError(f"beta must be > 0, got {beta}")
         self.fn, self.beta = fn, beta
         self.force_nonempty, self.deterministic = force_nonempty, deterministic
 
-    @classmethod
-    def from_config(cls, config: "DecodeConfig") -> "UnmaskingPolicy":
-        raise ValueError("the learned policy needs its network: pass "
-                         "DecodeConfig(policy=LearnedPolicy(fn)) instead of the name 'learned'")
+    def allows_empty_steps(self) -> bool:
+        return not self.force_nonempty
 
-    def select(self, state: StepState) -> Selection:
+    def propose(self, state: StepState) -> Selection:
         masked_all = state.completion_masked
         a, length = masked_all.shape
         s = state.masked.shape[-1]
@@ -358,33 +374,31 @@ class LearnedPolicy(UnmaskingPolicy):
         eps = 1e-12
         ll = torch.where(action, (p + eps).log(), (1 - p + eps).log())
         logprob = torch.where(state.masked, ll, 0.0).sum(-1)
-        commit = action
         empty = ~(action.any(-1)) & state.masked.any(-1)
-        if state.force_all:
-            commit = state.masked.clone()
-        elif self.force_nonempty:
-            commit = _at_least_top1(torch.zeros_like(action), p, state.masked, False)
-            commit = torch.where(empty.unsqueeze(-1), commit, action)
         full_action = torch.zeros_like(masked_all)
         full_action[:, lo:hi] = action
         info = {"probs": p_all, "action": full_action, "logprob": logprob,
                 "forced": empty if self.force_nonempty else torch.zeros_like(empty),
                 "masked": masked_all, "confidence": state.completion_confidence,
                 "time": features.time}
-        return Selection(commit, p, info)
+        return Selection(action, p, info)
 
 
 def policy_class(name: str) -> type[UnmaskingPolicy]:
+    """The class registered as ``name`` (or named by a ``module:Class`` reference)."""
     return POLICIES.get(name)
 
 
-def make_policy(config: "DecodeConfig") -> UnmaskingPolicy:
-    """The policy instance a config asks for (an instance in the config is used as is)."""
-    if isinstance(config.policy, UnmaskingPolicy):
-        return config.policy
-    return policy_class(config.policy).from_config(config)
+def make_policy(policy: str | UnmaskingPolicy, **options: Any) -> UnmaskingPolicy:
+    """A policy by name with its options (``make_policy("threshold", threshold=0.8)``),
+    checked against the class's arguments; an instance is returned as is."""
+    if isinstance(policy, UnmaskingPolicy):
+        if options:
+            raise ValueError(f"policy options {sorted(options)} were given with a policy instance "
+                             f"({type(policy).__name__}); set them when building the instance")
+        return policy
+    return POLICIES.create(policy, **options)
 
 
 def policy_names() -> list[str]:
     return POLICIES.names()
-

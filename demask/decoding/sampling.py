@@ -1,7 +1,7 @@
 """Token choice: the value a masked position would take if it were committed now.
 
-Order of operations (Dream/DiffuCoder): logits / temperature, then top-k, then top-p, then
-``probs = softmax``. The policies' confidence scores are read from these same ``probs``,
+Order of operations (Dream/DiffuCoder): logits / temperature (in float64, whatever the
+model's dtype), then top-k, then top-p, then ``probs = softmax`` (float32). The policies' confidence scores are read from these same ``probs``,
 so temperature and top-p change the decoding order as well as the tokens. LLaDA instead
 scores with the untempered softmax; that variant is not offered.
 
@@ -55,7 +55,8 @@ def choose_tokens(logits: torch.Tensor, temperature: float = 0.0, top_p: float =
     logits (untempered when temperature is 0, where tokens are the argmax).
     """
     if temperature > 0:
-        logits = logits / temperature
+        # in float64, as LLaDA does: bf16 logits divided in bf16 shift the probabilities
+        logits = logits.double() / temperature
     logits = filter_logits(logits, top_p, top_k)
     probs = logits.float().softmax(-1)  # (..., V)
     if temperature > 0:

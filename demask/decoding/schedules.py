@@ -20,9 +20,7 @@ from abc import ABC, abstractmethod
 
 import torch
 
-from demask.decoding.registry import Registry
-
-SCHEDULES: Registry["Schedule"] = Registry("schedule")
+from demask.registry import Registry
 
 
 class Schedule(ABC):
@@ -31,6 +29,9 @@ class Schedule(ABC):
     @abstractmethod
     def counts(self, n_masked: torch.Tensor, step: int, steps: int) -> torch.Tensor:
         """(A,) long: positions to commit at ``step`` (0-based) of ``steps``, given (A,) masked."""
+
+
+SCHEDULES: Registry[type[Schedule]] = Registry("schedule", base=Schedule)
 
 
 @SCHEDULES.register("llada", "equal", "linear")

@@ -12,7 +12,6 @@ Not covered: EvalPlus' extra (plus) tests and its per-input time limits.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -21,6 +20,7 @@ from demask.evaluation.results import DEFAULT_KS, summarize
 from demask.evaluation.runner import progress_bar, run_programs
 from demask.evaluation.samples import exec_fields, read_samples, sample_index_of
 from demask.execution.types import Program
+from demask.registry import did_you_mean
 from demask.tasks.base import Task
 
 
@@ -55,9 +55,8 @@ def check_samples(tasks: Sequence[Task], samples_path: str | os.PathLike, sandbo
         where = f"{samples_path}, line {lineno}"
         task_id = rec.get("task_id")
         if task_id not in by_id:
-            close = difflib.get_close_matches(str(task_id), list(by_id), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"{where}: task_id {task_id!r} is not among the {len(by_id)} tasks{hint}; "
+            raise ValueError(f"{where}: task_id {task_id!r} is not among the {len(by_id)} tasks"
+                             f"{did_you_mean(str(task_id), by_id)}; "
                              f"score the samples against the tasks they were drawn for")
         index = sample_index_of(rec, per_task_count.get(task_id, 0))
         per_task_count[task_id] = per_task_count.get(task_id, 0) + 1

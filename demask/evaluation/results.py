@@ -87,7 +87,7 @@ def summarize(tasks: Sequence[Task], records: Iterable[dict[str, Any]], *,
     }
 
 
-def _generation_stats(records: Iterable[dict[str, Any]]) -> dict[str, float] | None:
+def _generation_stats(records: Iterable[dict[str, Any]]) -> dict[str, float | None] | None:
     """NFE per token and tokens per second over all samples that carry them."""
     nfe = tokens = 0
     seconds = 0.0

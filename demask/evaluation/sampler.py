@@ -1,6 +1,6 @@
 """The adapter from the decoding engine to the evaluation's :class:`Sampler` protocol.
 
-Written against the planned decoding API (kept small so it is easy to fix when it lands)::
+What it uses of the decoding API (``demask.decoding.generate`` and its ``DecodeOutput``)::
 
     from demask.decoding import generate, DecodeConfig
     out = generate(model, prompt_ids: list[list[int]], config, generator=torch.Generator)

@@ -3,8 +3,7 @@
 Two models scored on the same tasks differ far less in their *paired* difference than their
 two pass@1 intervals suggest: most tasks are passed (or failed) by both. The paired
 difference averages d_t = other_t - base_t over the common tasks; its standard error is
-stdev(d) / sqrt(n). Intervals are two-sided 95% Student-t (exact quantiles for 1-29 degrees
-of freedom, the Cornish-Fisher expansion beyond, within 1e-3 of the exact value there).
+stdev(d) / sqrt(n). Intervals are two-sided 95% Student-t (quantiles from scipy.stats.t).
 
 Not covered: multiple-comparison corrections, or dependence between tasks (the tasks are
 treated as independent draws, as pass@k's own intervals do).
@@ -17,25 +16,20 @@ import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-# two-sided 95% Student-t quantiles t_{0.975, df}, df = 1..29
-_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-        2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-        2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045)
-_Z975 = 1.959963984540054
-
 
 def t95(df: int) -> float:
     """The 0.975 quantile of Student's t with ``df`` degrees of freedom.
 
-    >>> t95(2), round(t95(30), 3), round(t95(1000), 3)
+    >>> round(t95(2), 3), round(t95(30), 3), round(t95(1000), 3)
     (4.303, 2.042, 1.962)
     """
+    # imported here: scipy.stats takes about a second to import, which every importer of
+    # demask.evaluation would pay otherwise
+    from scipy.stats import t as student_t  # type: ignore[import-untyped]  # scipy ships no types
+
     if df < 1:
         raise ValueError(f"degrees of freedom must be >= 1, got {df}: an interval needs two values")
-    if df <= len(_T95):
-        return _T95[df - 1]
-    z = _Z975  # Cornish-Fisher: z + g1(z)/df + g2(z)/df^2
-    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+    return float(student_t.ppf(0.975, df))
 
 
 @dataclass(frozen=True)

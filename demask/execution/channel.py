@@ -16,7 +16,9 @@ count as not passed). What it can do, deliberately: search its own process (fram
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 
+_hmac_digest: Callable[[bytes, bytes, str], bytes]
 try:  # the C function, which a program cannot monkeypatch under the harness
     from _hashlib import hmac_digest as _hmac_digest
 except ImportError:  # pragma: no cover - Python built without OpenSSL
@@ -53,7 +55,7 @@ class RecordReader:
         if self.tampered:
             return []
         self._buf += data
-        out = []
+        out: list[bytes] = []
         while len(self._buf) >= 4:
             size = int.from_bytes(self._buf[:4], "big")
             if not TAG_BYTES <= size <= MAX_RECORD_BYTES + TAG_BYTES:

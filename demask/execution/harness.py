@@ -21,9 +21,11 @@ from __future__ import annotations
 import builtins
 import os
 import sys
+from collections.abc import Callable
 
 from .types import Verdict
 
+_HMAC: Callable[[bytes, bytes, str], bytes]
 try:
     from _hashlib import hmac_digest as _HMAC
 except ImportError:  # pragma: no cover
@@ -71,7 +73,7 @@ def run(code: str, tests: list[str], first_test: int, key: bytes, fd: int) -> No
             frame = frame[n:]
         state["seq"] = seq + 1
 
-    reserve = bytes_(2 << 20)
+    reserve: bytes | None = bytes_(2 << 20)
     parts = [(0, code, "<code>")] + [(k + 1, tests[k], f"<test {k + 1}>")
                                      for k in range(first_test, len(tests))]
     ns = {"__name__": "__sandbox__", "__builtins__": builtins}
@@ -92,8 +94,8 @@ def run(code: str, tests: list[str], first_test: int, key: bytes, fd: int) -> No
                     reserve = bytes_(2 << 20)
                 except MemoryError_:
                     pass
-            error = str_(error).encode("utf-8", "replace")[:8000]
-            send(b"%d %s %s" % (part, verdict.encode(), bytes_(error)))
+            encoded = str_(error).encode("utf-8", "replace")[:8000]
+            send(b"%d %s %s" % (part, verdict.encode(), bytes_(encoded)))
             if part == 0 and verdict != PASSED_:
                 break
         flush_()

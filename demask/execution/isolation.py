@@ -1,11 +1,12 @@
 """Linux isolation for one sandboxed run: namespaces, mounts, rlimits, dropped privileges.
 
 Runs inside the worker process (stdlib only; Python 3.11 has no ``os.unshare``, so the
-system calls go through ctypes). Two parts:
+system calls go through ctypes). Three parts:
 
-- ``detect_plan`` (worker start-up): find out what this kernel lets us do, as root or,
-  when not root, inside a user namespace; the result is an :class:`IsolationPlan` whose
-  ``describe()`` says plainly what is missing.
+- worker start-up (``Worker.detect`` in worker.py, with ``enter_user_namespace`` from
+  here when not root): find out what this kernel lets us do, as root or, when not root,
+  inside a user namespace; the result is an :class:`IsolationPlan` whose ``describe()``
+  says plainly what is missing.
 - ``prepare_worker_mounts`` (once per worker): a mount namespace of its own in which
   everything is read-only; per run the worker mounts an empty tmpfs /tmp and /dev/shm
   (``mount_run_dirs``) and removes them afterwards.
@@ -28,6 +29,7 @@ import errno
 import os
 import resource
 import signal
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 CLONE_NEWNS = 0x00020000
@@ -255,9 +257,9 @@ def hidden_python_dirs(uid: int, gid: int) -> list[tuple[str, tuple[str, ...]]]:
     its worker had already imported."""
     import sys
 
-    wanted = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, *sys.path)
-              if p and os.path.isdir(p)}
-    wanted = [p for p in sorted(wanted) if not any(p != q and p.startswith(q + "/") for q in wanted)]
+    found = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, *sys.path)
+             if p and os.path.isdir(p)}
+    wanted = [p for p in sorted(found) if not any(p != q and p.startswith(q + "/") for q in found)]
     groups: dict[str, list[str]] = {}
     for path in wanted:
         walk = "/"
@@ -296,7 +298,7 @@ def _expose(hidden: str, paths: tuple[str, ...]) -> None:
             os.close(fd)
 
 
-def prepare_worker_mounts(exposed: list[tuple[str, tuple[str, ...]]] = ()) -> None:
+def prepare_worker_mounts(exposed: Sequence[tuple[str, tuple[str, ...]]] = ()) -> None:
     """Once per worker: move the worker into its own mount namespace where every
     writable mount (/, /tmp, /dev/shm, ...) is read-only and the interpreter's directories
     are reachable (``hidden_python_dirs``). Its children inherit it; per run the worker

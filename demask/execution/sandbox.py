@@ -130,7 +130,9 @@ class Sandbox:
         """The uids programs run as (empty when not root: they keep the owner's uid)."""
         if not self.isolation_plan["uid_drop"]:
             return ()
-        return tuple(self.config.uid_base + h.slot for h in self._handles)
+        uid_base = self.config.uid_base
+        assert uid_base is not None  # SandboxConfig.__post_init__ always sets it
+        return tuple(uid_base + h.slot for h in self._handles)
 
     @property
     def worker_pids(self) -> tuple[int, ...]:
@@ -144,6 +146,7 @@ class Sandbox:
                "PYTHONDONTWRITEBYTECODE": "1"}
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
                                 cwd="/", close_fds=True, start_new_session=True)
+        assert proc.stdout is not None and proc.stdin is not None  # both are PIPE
         return _Handle(slot, proc, proc.stdout.fileno(), proc.stdin.fileno())
 
     def _await_hello(self, h: _Handle) -> dict:
@@ -299,6 +302,7 @@ def _killed(message: str) -> ExecutionResult:
 def _shutdown(handles: list[_Handle], grace_s: float = 5.0) -> None:
     for h in handles:
         for stream in (h.proc.stdin, h.proc.stdout):
+            assert stream is not None  # _spawn opens both as pipes
             try:
                 stream.close()
             except OSError:

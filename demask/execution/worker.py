@@ -246,7 +246,7 @@ class Worker:
         out, err = Capture(cap), Capture(cap)
         outcome = ProgramOutcome(len(tests), self.config["max_restarts"])
         start = time.monotonic()
-        first = 0
+        first: int | None = 0
         while first is not None:
             if first > 0:
                 marker = f"\n[demask sandbox: restarted at test {first + 1}]\n".encode()
@@ -317,12 +317,12 @@ class Worker:
             kept = {}
             for name, value in want.items():
                 if value:
-                    why = self.probe(replace(base, **{name: True}))
+                    why = self.probe(replace(base, **{name: True}))  # type: ignore[arg-type]  # name: a bool field
                     if why is None:
                         kept[name] = True
                     else:
                         notes.append(f"{name}: {why}")
-            plan = replace(base, **kept)
+            plan = replace(base, **kept)  # type: ignore[arg-type]  # keys: bool fields
             if self.probe(plan) is not None:
                 plan = base
         if plan.uid_drop and not plan.mount_ns and self.exposed:
@@ -352,7 +352,7 @@ def _kill(pid: int) -> None:
 
 
 def _children(pid: int) -> list[int]:
-    out = []
+    out: list[int] = []
     try:
         for tid in os.listdir(f"/proc/{pid}/task"):
             with open(f"/proc/{pid}/task/{tid}/children") as f:
@@ -418,7 +418,8 @@ def main(argv: list[str]) -> None:
         return
     # What every child would otherwise redo (and pay for in copy-on-write faults):
     isolation.set_environ(isolation.RUN_DIR if plan.mount_ns else tempfile.gettempdir())
-    sys.stdout.reconfigure(line_buffering=True)  # the program's print() reaches the pipe at once
+    # the program's print() reaches the pipe at once
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # TextIOWrapper; no cast: no typing import here
     for name in config["preload"]:
         try:
             importlib.import_module(name)

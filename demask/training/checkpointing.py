@@ -30,7 +30,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -127,7 +127,9 @@ def load_trainer_state(path: str | Path) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- RNG
 def rng_state() -> dict[str, Any]:
     """The state of every global generator, as tensors and plain containers."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    # the default (legacy) form is this tuple; numpy's stub picks its dict overload
+    legacy = cast("tuple[str, np.ndarray, int, int, float]", np.random.get_state())
+    kind, keys, pos, has_gauss, gauss = legacy
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "python": random.getstate(),

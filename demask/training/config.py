@@ -6,10 +6,7 @@ this dataclass in YAML.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import inspect
-import textwrap
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,6 +105,18 @@ class TrainConfig:
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
 
+    def override(self, **changes: Any) -> "TrainConfig":
+        """A copy with the given fields replaced, None values ignored (command-line options
+        that were not given). A shorter max_steps than the warm-up (a short run of a long
+        recipe) also shortens the warm-up to a tenth of the run unless it is given too."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if not changes:
+            return self
+        max_steps = changes.get("max_steps", self.max_steps)
+        if "warmup_steps" not in changes and self.warmup_steps > max_steps:
+            changes["warmup_steps"] = max_steps // 10
+        return dataclasses.replace(self, **changes)
+
     def micro_batches(self, world_size: int) -> tuple[int, int]:
         """(rows per micro-batch, micro-batches per step) on each of ``world_size`` processes."""
         if self.global_batch_size % world_size:
@@ -138,19 +147,3 @@ def lr_at(step: int, *, lr: float, warmup_steps: int, max_steps: int, min_lr_rat
     progress = min(1.0, (step - warmup_steps) / span)
     cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
     return lr * (min_lr_ratio + (1.0 - min_lr_ratio) * cosine)
-
-
-def field_docs(cls: type) -> dict[str, str]:
-    """The docstring written under each field of a dataclass (for ``--help``)."""
-    try:
-        source = textwrap.dedent(inspect.getsource(cls))
-    except (OSError, TypeError):
-        return {}
-    body = ast.parse(source).body[0].body  # type: ignore[attr-defined]
-    docs = {}
-    for node, after in zip(body, body[1:]):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
-                and isinstance(after.value.value, str)):
-            docs[node.target.id] = " ".join(after.value.value.split())
-    return docs

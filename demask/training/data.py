@@ -56,10 +56,6 @@ class Batch:
                 raise ValueError(f"Batch.{name} has shape {tuple(value.shape)}, input_ids has {shape}")
 
     @property
-    def n_rows(self) -> int:
-        return self.input_ids.shape[0]
-
-    @property
     def width(self) -> int:
         return self.input_ids.shape[1]
 
@@ -70,9 +66,10 @@ class Batch:
         return int(self.attention_mask.sum())
 
     def to(self, device: torch.device | str) -> "Batch":
-        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
-        return Batch(move(self.input_ids), move(self.attention_mask), move(self.target_mask),
-                     move(self.fill_mask))
+        move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
+        mask = self.attention_mask
+        return Batch(move(self.input_ids), None if mask is None else move(mask),
+                     move(self.target_mask), move(self.fill_mask))
 
 
 class ExampleData(Protocol):

@@ -27,13 +27,17 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from demask.training.registry import Registry
+from demask.registry import Registry
+
+if TYPE_CHECKING:
+    from torch.distributed.fsdp import FSDPModule
+    from torch.nn.parallel import DistributedDataParallel
 
 
 @dataclass(frozen=True)
@@ -140,7 +144,7 @@ class Strategy(ABC):
         return wrapped
 
 
-STRATEGIES: Registry[type[Strategy]] = Registry("distributed strategy")
+STRATEGIES: Registry[type[Strategy]] = Registry("distributed strategy", base=Strategy)
 
 
 @STRATEGIES.register("none", "single")
@@ -165,7 +169,7 @@ class DataParallel(Strategy):
     def sync_gradients(self, wrapped: nn.Module, sync: bool) -> contextlib.AbstractContextManager:
         if sync or not hasattr(wrapped, "no_sync"):
             return contextlib.nullcontext()
-        return wrapped.no_sync()
+        return cast("DistributedDataParallel", wrapped).no_sync()  # only DDP has no_sync
 
     def unwrap(self, wrapped: nn.Module) -> nn.Module:
         return getattr(wrapped, "module", wrapped)
@@ -192,7 +196,8 @@ class FullySharded(Strategy):
     def model_state(self, wrapped: nn.Module) -> dict[str, torch.Tensor]:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-        return get_model_state_dict(wrapped, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        state = get_model_state_dict(wrapped, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return cast("dict[str, torch.Tensor]", state)  # full_state_dict: plain CPU tensors
 
     def optimizer_state(self, wrapped: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
@@ -210,11 +215,12 @@ class FullySharded(Strategy):
 
 @contextlib.contextmanager
 def _requires_gradient_sync(wrapped: nn.Module, sync: bool) -> Iterator[None]:
-    wrapped.set_requires_gradient_sync(sync)
+    sharded = cast("FSDPModule", wrapped)  # FullySharded.wrap ran fully_shard on it
+    sharded.set_requires_gradient_sync(sync)
     try:
         yield
     finally:
-        wrapped.set_requires_gradient_sync(True)
+        sharded.set_requires_gradient_sync(True)
 
 
 def _full(tensor: torch.Tensor) -> torch.Tensor:

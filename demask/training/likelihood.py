@@ -62,10 +62,13 @@ def elbo_log_likelihood(model: Model, prompt_ids: torch.Tensor, completion_ids: 
     if config is not None and config.causal:
         raise ValueError("elbo_log_likelihood is for masked-diffusion models; this model is causal: "
                          "use autoregressive_log_likelihood (exact)")
-    mask_token_id = config.mask_token_id if mask_token_id is None else mask_token_id
-    shifted = config.shift_logits if shifted is None else shifted
+    if config is not None:
+        mask_token_id = config.mask_token_id if mask_token_id is None else mask_token_id
+        shifted = config.shift_logits if shifted is None else shifted
     if mask_token_id is None:
         raise ValueError("no mask token id: pass mask_token_id or set model.config.mask_token_id")
+    if shifted is None:
+        raise ValueError("no shift_logits: pass shifted for a model without a .config")
     b, p = prompt_ids.shape
     length = completion_ids.shape[1]
     if shifted and p == 0:

@@ -29,12 +29,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
-from demask.model import Tokenizer, Transformer, load_model
+from demask.model import ModelConfig, Tokenizer, Transformer, load_model
 from demask.training.checkpointing import (
     checkpoint_dir,
     latest_checkpoint,
@@ -99,7 +99,8 @@ class TrainResult:
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only (norm weights and biases are not decayed)."""
-    decay, plain = [], []
+    decay: list[nn.Parameter] = []
+    plain: list[nn.Parameter] = []
     for _, p in model.named_parameters():
         if p.requires_grad:
             (decay if p.ndim >= 2 else plain).append(p)
@@ -286,7 +287,8 @@ def save_train_state(out: Path, step: int, config: TrainConfig, wrapped: nn.Modu
             "world_size": info.world_size,
             **extra_state,
         }
-        path = save_checkpoint(out, step, strategy.unwrap(wrapped).config, model_state, trainer_state,
+        model_config = cast(ModelConfig, strategy.unwrap(wrapped).config)  # trainers wrap a Transformer
+        path = save_checkpoint(out, step, model_config, model_state, trainer_state,
                                tokenizer, extra_files, keep=config.keep_checkpoints)
     barrier(info)
     return path or checkpoint_dir(out, step)

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from demask.model import ModelConfig, token_logits
 from demask.training.data import Batch
-from demask.training.registry import Registry
+from demask.registry import Registry
 
 Model = Callable[..., torch.Tensor]  # model(input_ids, attention_mask) -> logits (B, S, V)
 
@@ -124,7 +124,7 @@ class Objective(ABC):
         ...
 
 
-OBJECTIVES: Registry[type[Objective]] = Registry("objective")
+OBJECTIVES: Registry[type[Objective]] = Registry("objective", base=Objective)
 
 
 @OBJECTIVES.register("masked-diffusion", "mdm", "diffusion", "elbo")
@@ -151,6 +151,7 @@ class MaskedDiffusion(Objective):
 
     def __call__(self, model: Model, batch: Batch, noise: dict[str, torch.Tensor]) -> LossOutput:
         u = noise["u"][:, noise["u"].shape[1] - batch.width:].to(batch.input_ids.device)
+        assert self.config.mask_token_id is not None  # checked in __init__
         return masked_diffusion_loss(model, batch, noise["t"].to(batch.input_ids.device), u,
                                      mask_token_id=self.config.mask_token_id,
                                      shifted=self.config.shift_logits)

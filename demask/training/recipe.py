@@ -2,7 +2,7 @@
 
 A recipe has five blocks, each a dataclass (field docstrings document the keys)::
 
-    model:      ModelRecipe      sizes of a new model, or init_from: a checkpoint directory
+    model:      ModelRecipe      init_from: a checkpoint directory, or config: a new model's ModelConfig
     tokenizer:  TokenizerRecipe  a tokenizer file, or a BPE trained on the data's texts
     data:       DataRecipe       the data source (demask.training.sources)
     train:      TrainConfig      the loop's settings (demask.training.config)
@@ -18,47 +18,60 @@ Not covered: includes / inheritance between recipe files, environment-variable e
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
+import warnings
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from demask.training.config import TrainConfig, field_docs  # noqa: F401 (re-exported)
-from demask.training.registry import did_you_mean
+from demask.config import apply_settings, field_docs, from_dict, parse_setting, to_dict
+from demask.model.config import ModelConfig
+from demask.training.config import TrainConfig
 from demask.training.sources import DataRecipe
+
+if TYPE_CHECKING:
+    from demask.decoding import DecodeConfig
+    from demask.tasks.base import Task
+    from demask.training.loop import Callback
+
+__all__ = ["EvalRecipe", "ModelRecipe", "TokenizerRecipe", "TrainRecipe", "dump_recipe", "field_docs",
+           "from_dict", "load_recipe", "parse_setting", "to_dict"]
 
 
 @dataclass
 class ModelRecipe:
-    """The ``model:`` block: a new backbone's sizes, or a checkpoint to start from."""
+    """The ``model:`` block: a checkpoint to start from, or the config of a new backbone."""
 
     init_from: str | None = None
     """A checkpoint directory (config.json + safetensors + tokenizer.json) to fine-tune; the
-    size fields below are then ignored."""
+    ``config`` block is then ignored."""
     dtype: str | None = None
     """Weights dtype when loading init_from (float32, bfloat16); None keeps the stored one."""
-    hidden_size: int = 256
-    intermediate_size: int = 768
-    num_layers: int = 4
-    num_heads: int = 4
-    num_kv_heads: int | None = None
-    """None = num_heads (no grouped-query attention)."""
-    max_position_embeddings: int = 256
-    rope_theta: float = 10000.0
-    tie_word_embeddings: bool = False
-    causal: bool = False
-    """True: an autoregressive model (train it with objective: autoregressive)."""
-    shift_logits: bool = True
-    """True: position i-1 predicts token i (Dream, DiffuCoder); False: position i (LLaDA)."""
+    config: ModelConfig = field(default_factory=ModelConfig)
+    """A new backbone: :class:`~demask.model.ModelConfig` fields (hidden_size, num_layers,
+    num_heads, num_kv_heads, max_position_embeddings, causal, shift_logits, ...). vocab_size
+    and the special-token ids are taken from the tokenizer."""
     init_std: float = 0.02
     """Standard deviation of the normal initialisation of a new model."""
 
     def __post_init__(self) -> None:
         if self.init_std <= 0:
             raise ValueError(f"model.init_std must be positive, got {self.init_std}")
+
+    @staticmethod
+    def upgrade_keys(raw: dict[str, Any], where: str = "") -> dict[str, Any]:
+        """Read the former flat spelling (``model: {hidden_size: 256}``) as the ``config:``
+        block, with a deprecation warning; :func:`demask.config.from_dict` calls this."""
+        config_keys = {f.name for f in dataclasses.fields(ModelConfig)}
+        flat = {k: raw.pop(k) for k in list(raw) if k in config_keys}
+        if flat:
+            warnings.warn(f"{where or 'model'}: {', '.join(flat)} belong in a 'config:' block now "
+                          "(model: {config: {hidden_size: ...}}); the flat spelling goes in the next "
+                          "release", DeprecationWarning, stacklevel=3)
+            raw["config"] = {**flat, **dict(raw.get("config") or {})}
+        return raw
 
 
 @dataclass
@@ -99,8 +112,9 @@ class EvalRecipe:
     workers: int | None = None
     """Sandbox worker processes (None = its default)."""
     decode: dict[str, Any] = field(default_factory=dict)
-    """DecodeConfig fields; gen_length defaults to data.completion_length, policy to
-    confidence, temperature to 0 (greedy)."""
+    """DecodeConfig fields (policy_options included); gen_length defaults to the completion
+    length (data.completion_length, or the GRPO rollouts'), policy to confidence,
+    temperature to 0 (greedy)."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -111,6 +125,28 @@ class EvalRecipe:
             raise ValueError(f"eval.max_tasks must be positive or null (all), got {self.max_tasks}")
         if self.timeout_s <= 0:
             raise ValueError(f"eval.timeout_s must be positive, got {self.timeout_s}")
+
+    def decode_config(self, gen_length: int) -> DecodeConfig:
+        """The evaluation's decoder: greedy confidence decoding of ``gen_length`` tokens,
+        unless ``decode:`` says otherwise."""
+        from demask.decoding import DecodeConfig
+
+        defaults = {"gen_length": gen_length, "policy": "confidence", "temperature": 0.0}
+        return DecodeConfig.from_dict({**defaults, **self.decode})
+
+    def callbacks(self, tasks: Sequence[Task], tokenizer: Any, gen_length: int,
+                  out_dir: str | None) -> list[Callback]:
+        """The periodic pass@k evaluation on ``tasks`` (the first ``max_tasks``), written
+        under ``out_dir/eval``; none when disabled or without tasks."""
+        if not self.enabled or not tasks:
+            return []
+        from demask.training.callbacks import PassAtKEval
+
+        tasks = list(tasks)[: self.max_tasks] if self.max_tasks is not None else list(tasks)
+        out = Path(out_dir) / "eval" if out_dir else Path("eval")
+        return [PassAtKEval(tasks, tokenizer, self.decode_config(gen_length), out,
+                            n_samples=self.n_samples, batch_size=self.batch_size, seed=self.seed,
+                            timeout_s=self.timeout_s, workers=self.workers)]
 
 
 @dataclass
@@ -125,8 +161,9 @@ class TrainRecipe:
 
 
 # ---------------------------------------------------------------------------- YAML <-> dataclasses
-def load_recipe(path: str | Path) -> TrainRecipe:
-    """Read a recipe file; relative ``path``-like values stay as written (relative to the
+def load_recipe(path: str | Path, settings: Sequence[str] = ()) -> TrainRecipe:
+    """Read a recipe file, then apply ``KEY=VALUE`` settings (dotted keys, YAML values, e.g.
+    ``train.lr=1e-4``); relative ``path``-like values stay as written (relative to the
     working directory, as on the command line)."""
     path = Path(path)
     if not path.is_file():
@@ -135,6 +172,7 @@ def load_recipe(path: str | Path) -> TrainRecipe:
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: a recipe is a mapping with blocks model, tokenizer, data, train, eval")
     try:
+        apply_settings(raw, settings, TrainRecipe)
         return from_dict(TrainRecipe, raw)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: {exc}") from None
@@ -143,96 +181,3 @@ def load_recipe(path: str | Path) -> TrainRecipe:
 def dump_recipe(recipe: TrainRecipe) -> str:
     """The recipe as YAML (every field, defaults included)."""
     return yaml.safe_dump(to_dict(recipe), sort_keys=False, default_flow_style=None)
-
-
-def parse_setting(text: str, example: str) -> tuple[str, Any]:
-    """``"KEY=VALUE"`` -> ``(KEY, VALUE read as YAML)`` for command-line settings
-    (``--decode top_p=0.95``, ``--set training.lr=1e-4``); ``example`` goes in the error.
-
-    >>> parse_setting("grpo.beta=0.02", "k=v")
-    ('grpo.beta', 0.02)
-    """
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise ValueError(f"{text!r}: write KEY=VALUE, e.g. {example}")
-    return key.strip(), yaml.safe_load(value)
-
-
-def to_dict(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, (list, tuple)):
-        return [to_dict(v) for v in obj]
-    if isinstance(obj, dict):
-        return {k: to_dict(v) for k, v in obj.items()}
-    return obj
-
-
-def from_dict(cls: type, raw: dict[str, Any], where: str = "") -> Any:
-    """Build dataclass ``cls`` from a mapping, recursively, checking keys and types."""
-    if not isinstance(raw, dict):
-        raise ValueError(f"{where or 'the recipe'} must be a mapping, got {type(raw).__name__}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in raw.items():
-        name = f"{where}.{key}" if where else str(key)
-        if key not in fields:
-            raise ValueError(f"unknown key {name!r}{did_you_mean(str(key), fields)} "
-                             f"(known: {', '.join(sorted(fields))})")
-        kwargs[key] = _coerce(value, hints[key], name)
-    return cls(**kwargs)
-
-
-def _coerce(value: Any, typ: Any, where: str) -> Any:
-    origin = typing.get_origin(typ)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(typ)
-        if value is None:
-            if type(None) in options:
-                return None
-            raise ValueError(f"{where} may not be null")
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(value, option, where)
-            except ValueError as exc:
-                errors.append(str(exc))
-        raise ValueError(errors[0] if len(errors) == 1 else f"{where}: {value!r} fits none of {typ}")
-    if dataclasses.is_dataclass(typ):
-        return from_dict(typ, value, where)
-    if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{where} must be a list, got {value!r}")
-        args = typing.get_args(typ)
-        inner = args[0] if args else Any
-        items = [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if origin is dict or typ is dict:
-        if not isinstance(value, dict):
-            raise ValueError(f"{where} must be a mapping, got {value!r}")
-        return dict(value)
-    if typ is Any:
-        return value
-    if typ is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{where} must be true or false, got {value!r}")
-        return value
-    if typ is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{where} must be an integer, got {value!r}")
-        return value
-    if typ is float:
-        if isinstance(value, bool):
-            raise ValueError(f"{where} must be a number, got {value!r}")
-        try:
-            return float(value)  # YAML 1.1 reads 1e-3 as a string
-        except (TypeError, ValueError):
-            raise ValueError(f"{where} must be a number, got {value!r}") from None
-    if typ is str:
-        if not isinstance(value, str):
-            raise ValueError(f"{where} must be a string, got {value!r}")
-        return value
-    return value

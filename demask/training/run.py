@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from demask.model import ModelConfig, Tokenizer, Transformer, load_model, train_bpe_tokenizer
+from demask.model import Tokenizer, Transformer, load_model, train_bpe_tokenizer
 from demask.training.callbacks import PassAtKEval
 from demask.training.checkpointing import latest_checkpoint
 from demask.training.data import ExampleData
@@ -45,14 +45,8 @@ class Prepared:
 def apply_overrides(recipe: TrainRecipe, *, out_dir: str | None = None, max_steps: int | None = None,
                     **train_fields: Any) -> TrainRecipe:
     """A copy of ``recipe`` with train-block fields replaced (None values are ignored)."""
-    changes = {k: v for k, v in {"out_dir": out_dir, "max_steps": max_steps, **train_fields}.items()
-               if v is not None}
-    if not changes:
-        return recipe
-    max_steps = changes.get("max_steps", recipe.train.max_steps)
-    if "warmup_steps" not in changes and recipe.train.warmup_steps > max_steps:
-        changes["warmup_steps"] = max_steps // 10  # a short run of a long recipe
-    return dataclasses.replace(recipe, train=recipe.train.replace(**changes))
+    return dataclasses.replace(recipe, train=recipe.train.override(out_dir=out_dir, max_steps=max_steps,
+                                                                   **train_fields))
 
 
 def _tokenizer(recipe: TrainRecipe, source: DataSource, resume_from: Path | None,
@@ -94,14 +88,10 @@ def _model(recipe: TrainRecipe, tokenizer: Tokenizer) -> Transformer:
             raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens, the checkpoint's head "
                              f"{cfg.vocab_size} rows; use the checkpoint's own tokenizer")
         return model
-    config = ModelConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=spec.hidden_size,
-        intermediate_size=spec.intermediate_size, num_layers=spec.num_layers, num_heads=spec.num_heads,
-        num_kv_heads=spec.num_kv_heads or spec.num_heads,
-        max_position_embeddings=spec.max_position_embeddings, rope_theta=spec.rope_theta,
-        tie_word_embeddings=spec.tie_word_embeddings, causal=spec.causal, shift_logits=spec.shift_logits,
-        mask_token_id=tokenizer.mask_token_id, pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
+    config = dataclasses.replace(
+        spec.config, vocab_size=tokenizer.vocab_size, mask_token_id=tokenizer.mask_token_id,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id)
     model = Transformer(config)
     model.init_weights(std=spec.init_std, generator=torch.Generator().manual_seed(recipe.train.seed))
     return model
@@ -116,19 +106,8 @@ def _eval_callbacks(recipe: TrainRecipe, source: DataSource, tokenizer: Tokenize
 
         tasks = load_tasks(spec.tasks)
     else:
-        tasks = source.eval_tasks()
-    if not tasks:
-        return []
-    if spec.max_tasks is not None:
-        tasks = tasks[: spec.max_tasks]
-    from demask.decoding import DecodeConfig
-
-    decode = {"gen_length": recipe.data.completion_length, "policy": "confidence", "temperature": 0.0,
-              **spec.decode}
-    out = Path(recipe.train.out_dir) / "eval" if recipe.train.out_dir else Path("eval")
-    return [PassAtKEval(tasks, tokenizer, DecodeConfig(**decode), out, n_samples=spec.n_samples,
-                        batch_size=spec.batch_size, seed=spec.seed, timeout_s=spec.timeout_s,
-                        workers=spec.workers)]
+        tasks = source.eval_tasks() or []  # None: the source has no held-out tasks
+    return spec.callbacks(tasks, tokenizer, recipe.data.completion_length, recipe.train.out_dir)
 
 
 def prepare(recipe: TrainRecipe, *, resume: bool = False) -> Prepared:

@@ -36,7 +36,7 @@ from demask.training.data import (
     read_texts,
     source_files,
 )
-from demask.training.registry import Registry, did_you_mean
+from demask.registry import Registry, did_you_mean
 
 
 @dataclass
@@ -97,7 +97,7 @@ class DataSource(ABC):
         return ""
 
 
-DATA_SOURCES: Registry[type[DataSource]] = Registry("data source")
+DATA_SOURCES: Registry[type[DataSource]] = Registry("data source", base=DataSource)
 
 
 def _end_and_pad(tokenizer: Tokenizer) -> tuple[int, int]:
@@ -201,6 +201,7 @@ class JsonlSource(_SFTSource):
         self.completion_key = recipe.options.get("completion_key", "completion")
 
     def pairs(self) -> list[tuple[str, str]]:
+        assert self.recipe.path is not None  # checked in __init__
         path = Path(self.recipe.path)
         if not path.is_file():
             raise FileNotFoundError(f"data.path {path} does not exist (a JSON-lines file with "
@@ -232,6 +233,7 @@ class SourceFolder(DataSource):
 
     def texts(self) -> list[str]:
         if self._texts is None:
+            assert self.recipe.path is not None  # checked in __init__
             files = source_files(resolve_path(self.recipe.path), self.recipe.patterns, self.recipe.max_files)
             self._texts = read_texts(files)
         return self._texts

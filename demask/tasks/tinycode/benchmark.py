@@ -1,6 +1,6 @@
 """TinyCode in the benchmark registry: ``load_tasks("tinycode:test")``.
 
-The registry (demask.tasks.registry) collects ``BENCHMARKS`` from this package. Keyword
+The registry (demask.tasks.registry) loads ``TINYCODE`` from here on first use. Keyword
 arguments of ``load_tasks`` are TinyCodeConfig fields (``load_tasks("tinycode:train",
 n_train=2000, seed=1)``); a build is cached per config, so loading both splits of one config
 generates once. ``tinycode:fresh`` (option ``n_fresh``, default 2000) holds tasks of
@@ -38,7 +38,7 @@ def cached_fresh(config: TinyCodeConfig, n_tasks: int) -> tuple[Task, ...]:
 
 def _load(split: str | None, **options: Any) -> list[Task]:
     n_fresh = options.pop("n_fresh", 2000)
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
     config = TinyCodeConfig(**fields)
     if split == "fresh":
         return list(cached_fresh(config, int(n_fresh)))
@@ -46,9 +46,8 @@ def _load(split: str | None, **options: Any) -> list[Task]:
     return list(splits.train if split == "train" else splits.test)
 
 
-BENCHMARKS = (
-    Benchmark("tinycode", TINYCODE_VERSION, _load, splits=("train", "test", "fresh"), default_split="test",
-              description="TinyCode: seeded compositional Python function tasks; the test "
-                          "split holds compositions never seen in training; fresh: compositions in "
-                          "neither, for post-training"),
-)
+TINYCODE = Benchmark("tinycode", TINYCODE_VERSION, _load, splits=("train", "test", "fresh"), default_split="test",
+                     description="TinyCode: seeded compositional Python function tasks; the test "
+                                 "split holds compositions never seen in training; fresh: compositions in "
+                                 "neither, for post-training")
+BENCHMARKS = (TINYCODE,)

@@ -399,7 +399,7 @@ def split_compositions(comps: list[Composition], cfg: TinyCodeConfig
 
 def _instances(comp: Composition, count: int, split: str, cfg: TinyCodeConfig,
                seen: set[str]) -> list[tuple[_Instance, Composition, random.Random]]:
-    out = []
+    out: list[tuple[_Instance, Composition, random.Random]] = []
     for i in itertools.count():
         if len(out) == count or i >= 3 * count + 10:
             break

@@ -54,9 +54,11 @@ class ConstRanges:
         A factor's neighbours stay >= 1 and a count's >= 0, so a mutant never divides by 0.
         """
         if kind is ConstKind.CHAR:
+            assert isinstance(value, str)  # draw() gives CHAR slots a str, the rest an int
             i = self.chars.index(value)
             near = (self.chars[(i + 1) % len(self.chars)], self.chars[(i - 1) % len(self.chars)])
             return [c for c in dict.fromkeys(near) if c != value]
+        assert isinstance(value, int)
         floor = {ConstKind.FACTOR: 1, ConstKind.COUNT: 0}.get(kind)
         return [v for v in (value - 1, value + 1) if floor is None or v >= floor]
 

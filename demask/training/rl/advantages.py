@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import torch
 
-from demask.training.registry import Registry
+from demask.registry import Registry
 
 AdvantageFn = Callable[..., torch.Tensor]
 

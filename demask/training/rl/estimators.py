@@ -62,7 +62,7 @@ import torch
 from torch import nn
 
 from demask.model.transformer import token_logits
-from demask.training.registry import Registry
+from demask.registry import Registry
 
 Seed = int | torch.Generator
 
@@ -299,7 +299,7 @@ class LogProbEstimator(ABC):
         return (plan.weights.to(logp.device) * logp).sum(dim=0)
 
 
-ESTIMATORS: Registry[type[LogProbEstimator]] = Registry("log-prob estimator")
+ESTIMATORS: Registry[type[LogProbEstimator]] = Registry("log-prob estimator", base=LogProbEstimator)
 register_estimator = ESTIMATORS.register
 
 
@@ -309,7 +309,7 @@ def estimator_names() -> list[str]:
 
 def get_estimator(name: str, **kwargs) -> LogProbEstimator:
     """Build a registered estimator: ``get_estimator("coupled", t_min=0.2, t_max=0.8)``."""
-    return ESTIMATORS.get(name)(**kwargs)
+    return ESTIMATORS.create(name, **kwargs)
 
 
 def _check_max_rows(owner: object) -> None:

@@ -50,15 +50,17 @@ import contextlib
 import copy
 import dataclasses
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import nn
 
 from demask.decoding.config import DecodeConfig
+from demask.model.config import ModelConfig
 from demask.tasks.base import Task
 from demask.training.checkpointing import (
     load_trainer_state,
@@ -79,7 +81,6 @@ from demask.training.loop import (
 )
 from demask.training.order import _mix, global_batch_indices
 from demask.training.recipe import EvalRecipe
-from demask.training.registry import did_you_mean
 from demask.training.rl.advantages import ADVANTAGES, compute_advantages, select_groups, varied_groups
 from demask.training.rl.estimators import ESTIMATORS, LogProbEstimator, get_estimator
 from demask.training.rl.grpo_loss import GRPOLossConfig, grpo_loss, tokens_through_first_end
@@ -282,7 +283,8 @@ def train_grpo(config: GRPOConfig, train: TrainConfig, policy: nn.Module, tasks:
         if tokenizer is None:
             raise ValueError("the default rollouts decode text: pass tokenizer (or a rollout_fn)")
         rollouts = DecodingRollouts(tokenizer, config.rollout, greedy_per_group=config.greedy_rollouts)
-    end_ids = sorted({i for i in (policy.config.eos_token_id, policy.config.pad_token_id) if i is not None})
+    policy_config = cast(ModelConfig, policy.config)  # nn.Module types attributes as Tensor | Module
+    end_ids = sorted({i for i in (policy_config.eos_token_id, policy_config.pad_token_id) if i is not None})
     if not end_ids:
         raise ValueError("the policy's config has no eos_token_id or pad_token_id: the loss counts "
                          "tokens up to the first end token")
@@ -319,7 +321,7 @@ def train_grpo(config: GRPOConfig, train: TrainConfig, policy: nn.Module, tasks:
     if sandbox is None and getattr(reward, "needs_sandbox", False):
         from demask.execution import Sandbox, SandboxConfig
 
-        kw = {"timeout_s": config.timeout_s}
+        kw: dict[str, Any] = {"timeout_s": config.timeout_s}
         if config.sandbox_workers is not None:
             kw["workers"] = config.sandbox_workers
         sandbox = own_sandbox = Sandbox(SandboxConfig(**kw))
@@ -408,7 +410,7 @@ def train_grpo(config: GRPOConfig, train: TrainConfig, policy: nn.Module, tasks:
             if info.world_size > 1:  # every process stops after the same round
                 over = bool(all_reduce_mean(torch.tensor([float(over)], device=info.device), info)[0] > 0)
             last = train.max_steps if not over else done  # a stop on time is a last round
-            row = {}
+            row: dict[str, float] = {}
             if _crossed(prev, done, train.log_every, last):
                 local = torch.tensor([
                     rolled["reward_mean"], _pass_rate(scored), _mean(s.format for s in scored),
@@ -417,11 +419,11 @@ def train_grpo(config: GRPOConfig, train: TrainConfig, policy: nn.Module, tasks:
                     float((advantages != 0).float().mean()), rolled["informative"], time.perf_counter() - r_t0,
                     t_roll,
                 ], dtype=torch.float64)
-                stats = all_reduce_mean(local.to(info.device), info).cpu().tolist()
+                means = all_reduce_mean(local.to(info.device), info).cpu().tolist()
                 keys = ("reward_mean", "pass_rate", "format_mean", "loss", "kl", "clip_fraction",
                         "ratio_mean", "grad_norm", "nfe_mean", "completion_tokens", "nonzero_adv",
                         "informative_groups", "round_s", "rollout_s")
-                row = {"lr": lr, **dict(zip(keys, stats)), "elapsed_s": time.perf_counter() - run_t0}
+                row = {"lr": lr, **dict(zip(keys, means)), "elapsed_s": time.perf_counter() - run_t0}
                 log_file.write(done, row)
                 last_row = row
                 bar.set_postfix(reward=f"{row['reward_mean']:.3f}", pass_=f"{row['pass_rate']:.2f}",
@@ -514,7 +516,7 @@ class GRPORecipe:
     policy: the checkpoint to post-train (config.json + safetensors + tokenizer.json).
     tasks / task_options: the prompts, a benchmark spec for ``demask.tasks.load_tasks`` and
         its keyword arguments (tinycode: TinyCodeConfig fields).
-    grpo: :class:`GRPOConfig`; training: the optimizer, schedule, seed, cadence and output
+    grpo: :class:`GRPOConfig`; train: the optimizer, schedule, seed, cadence and output
         (:class:`~demask.training.config.TrainConfig`); eval: the periodic held-out pass@k
         (:class:`~demask.training.recipe.EvalRecipe`, ``tasks`` defaults to ``tinycode:test``).
     """
@@ -531,9 +533,8 @@ class GRPORecipe:
     max_tasks: int | None = None
     """Use only the first this many tasks (None = all)."""
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
-    training: TrainConfig = field(default_factory=TrainConfig)
-    """The optimizer, schedule, seed, cadence and output (``training:``, not ``train:``, so that
-    SFT tooling that reads every recipe with a ``train:`` block does not take this for one)."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """The optimizer, schedule, seed, cadence and output (the ``train:`` block of an SFT recipe)."""
     eval: EvalRecipe | None = None
     """The periodic held-out evaluation (EvalRecipe fields); null = none."""
 
@@ -541,20 +542,37 @@ class GRPORecipe:
         if self.max_tasks is not None and self.max_tasks < 1:
             raise ValueError(f"max_tasks must be positive or null (all), got {self.max_tasks}")
 
+    renamed_keys: ClassVar[dict[str, str]] = {"training": "train"}
+    """Former block names (read with a deprecation warning, in recipes and ``--set``)."""
 
-def load_grpo_recipe(path: str | Path) -> GRPORecipe:
-    """Read a GRPO recipe; unknown keys are named with the closest known one."""
+    @staticmethod
+    def upgrade_keys(raw: dict[str, Any], where: str = "") -> dict[str, Any]:
+        """Read the former block name ``training:`` as ``train:`` (with a deprecation warning)."""
+        if "training" in raw:
+            if "train" in raw:
+                raise ValueError("a GRPO recipe has both 'training:' and 'train:' blocks; keep 'train:'")
+            warnings.warn("the GRPO recipe block 'training:' is called 'train:' now, as in SFT recipes; "
+                          "the old name goes in the next release", DeprecationWarning, stacklevel=3)
+            raw["train"] = raw.pop("training")
+        return raw
+
+
+def load_grpo_recipe(path: str | Path, settings: Sequence[str] = ()) -> GRPORecipe:
+    """Read a GRPO recipe, then apply ``KEY=VALUE`` settings (see :func:`set_recipe_fields`);
+    unknown keys are named with the closest known one."""
     import yaml
 
-    from demask.training.recipe import from_dict
+    from demask.config import apply_settings, from_dict
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no recipe at {path}")
     raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: a GRPO recipe is a mapping with blocks policy, tasks, grpo, training, eval")
+        raise ValueError(f"{path}: a GRPO recipe is a mapping with blocks policy, tasks, grpo, train, eval")
     try:
+        raw = GRPORecipe.upgrade_keys(raw)
+        apply_settings(raw, settings, GRPORecipe, example="grpo.advantage=loo or train.lr=1e-4")
         return from_dict(GRPORecipe, raw)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: {exc}") from None
@@ -564,74 +582,46 @@ def dump_grpo_recipe(recipe: GRPORecipe) -> str:
     """The recipe as YAML (every field); load(dump(r)) == r."""
     import yaml
 
-    from demask.training.recipe import to_dict
+    from demask.config import to_dict
 
     return yaml.safe_dump(to_dict(recipe), sort_keys=False, default_flow_style=None)
 
 
-def override_grpo_recipe(recipe: GRPORecipe, *, out_dir: str | None = None, max_steps: int | None = None,
-                         estimator: str | None = None, seed: int | None = None,
-                         max_seconds: float | None = None) -> GRPORecipe:
-    """A copy with the command line's overrides applied (None values are ignored). A shorter
-    max_steps keeps the warm-up within it."""
-    train = recipe.training
-    changes = {k: v for k, v in {"out_dir": out_dir, "max_steps": max_steps, "seed": seed}.items()
-               if v is not None}
-    if "max_steps" in changes and train.warmup_steps > changes["max_steps"]:
-        changes["warmup_steps"] = changes["max_steps"] // 10
+def override_grpo_recipe(recipe: GRPORecipe, *, estimator: str | None = None,
+                         max_seconds: float | None = None, **train_fields: Any) -> GRPORecipe:
+    """A copy with these overrides applied (None values are ignored): ``train_fields`` go to
+    the train block (out_dir, max_steps, seed, lr ...; a shorter max_steps keeps the warm-up
+    within it); a new estimator clears the recipe's estimator options."""
     grpo = recipe.grpo if estimator is None else recipe.grpo.replace(estimator=estimator, estimator_options={})
     if max_seconds is not None:
         grpo = grpo.replace(max_seconds=max_seconds)
-    return dataclasses.replace(recipe, training=train.replace(**changes) if changes else train, grpo=grpo)
+    return dataclasses.replace(recipe, train=recipe.train.override(**train_fields), grpo=grpo)
 
 
 def set_recipe_fields(recipe: GRPORecipe, settings: Sequence[str]) -> GRPORecipe:
     """A copy with ``KEY=VALUE`` settings applied, KEY a dotted path into the recipe
-    (``grpo.advantage=loo_positive``, ``training.lr=1e-4``, ``grpo.rollout.policy=confidence``)
+    (``grpo.advantage=loo_positive``, ``train.lr=1e-4``, ``grpo.rollout.policy=confidence``)
     and VALUE read as YAML (``null``, numbers, ``{a: 1}``). The result is checked like a loaded
     recipe: a misspelt key is named with the closest known one."""
-    from demask.training.recipe import from_dict, parse_setting, to_dict
+    from demask.config import apply_settings, from_dict, to_dict
 
-    raw = to_dict(recipe)
-    for item in settings:
-        key, value = parse_setting(item, "grpo.advantage=loo or training.lr=1e-4")
-        parts = key.split(".")
-        if not all(parts):
-            raise ValueError(f"setting {item!r}: {key!r} is not a dotted KEY=VALUE path, e.g. "
-                             "grpo.advantage=loo")
-        node = raw
-        for depth, part in enumerate(parts[:-1]):
-            child = node.get(part)
-            if child is None and part not in node:
-                raise ValueError(f"setting {item!r}: the recipe has no block "
-                                 f"{'.'.join(parts[:depth + 1])!r}{did_you_mean(part, node)}")
-            if not isinstance(child, dict):
-                raise ValueError(f"setting {item!r}: {'.'.join(parts[:depth + 1])} is a value, "
-                                 "not a block; set it directly")
-            node = child
-        node[parts[-1]] = value
     try:
+        raw = apply_settings(to_dict(recipe), settings, GRPORecipe,
+                             example="grpo.advantage=loo or train.lr=1e-4")
         return from_dict(GRPORecipe, raw)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"settings {list(settings)}: {exc}") from None
 
 
 def eval_callbacks(recipe: GRPORecipe, tokenizer: Any, gen_length: int) -> list[Callback]:
-    """The periodic held-out pass@k of ``recipe.eval`` (PassAtKEval), or none."""
+    """The periodic held-out pass@k of ``recipe.eval`` (``tasks`` default: tinycode:test), or none."""
     spec = recipe.eval
     if spec is None or not spec.enabled:
         return []
     from demask.tasks import load_tasks
-    from demask.training.callbacks import PassAtKEval
 
-    tasks = load_tasks(spec.tasks or "tinycode:test")
-    if spec.max_tasks is not None:
-        tasks = tasks[: spec.max_tasks]
-    decode = {"gen_length": gen_length, "policy": "confidence", "temperature": 0.0, **spec.decode}
-    out = Path(recipe.training.out_dir) / "eval" if recipe.training.out_dir else Path("eval")
-    return [PassAtKEval(tasks, tokenizer, DecodeConfig(**decode), out, n_samples=spec.n_samples,
-                        batch_size=spec.batch_size, seed=spec.seed, timeout_s=spec.timeout_s,
-                        workers=spec.workers)]
+    return spec.callbacks(load_tasks(spec.tasks or "tinycode:test"), tokenizer, gen_length,
+                          recipe.train.out_dir)
 
 
 def run_grpo_recipe(recipe: GRPORecipe, *, resume: bool = False,
@@ -648,7 +638,7 @@ def run_grpo_recipe(recipe: GRPORecipe, *, resume: bool = False,
     g = recipe.grpo
     say(f"policy: {recipe.policy} ({model.num_parameters() / 1e6:.2f}M parameters); {len(tasks)} "
         f"prompts from {recipe.tasks}; estimator {g.estimator}, G={g.group_size}, "
-        f"{g.prompts_per_step} prompts/round, mu={g.inner_iterations}, {recipe.training.max_steps} updates")
+        f"{g.prompts_per_step} prompts/round, mu={g.inner_iterations}, {recipe.train.max_steps} updates")
     callbacks = eval_callbacks(recipe, tokenizer, g.rollout.gen_length)
-    return train_grpo(g, recipe.training, model, tasks, tokenizer=tokenizer, callbacks=callbacks,
+    return train_grpo(g, recipe.train, model, tasks, tokenizer=tokenizer, callbacks=callbacks,
                       resume=resume, extra_files={"grpo_recipe.yaml": dump_grpo_recipe(recipe)}, log=say)

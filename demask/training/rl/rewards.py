@@ -38,7 +38,7 @@ from typing import ClassVar, Protocol
 
 from demask.execution.types import ExecutionResult, Program, Verdict
 from demask.tasks.base import Task
-from demask.training.registry import Registry
+from demask.registry import Registry
 
 FENCE = "```"
 _OPEN_FENCE = re.compile(r"```[ \t]*(?:python3?|py)[ \t]*\n", re.IGNORECASE)
@@ -249,7 +249,7 @@ class RewardFn(ABC):
         """One :class:`RewardBreakdown` per completion, in order."""
 
 
-REWARDS: Registry[type[RewardFn]] = Registry("reward")
+REWARDS: Registry[type[RewardFn]] = Registry("reward", base=RewardFn)
 register_reward = REWARDS.register
 
 
@@ -259,7 +259,7 @@ def reward_names() -> list[str]:
 
 def get_reward(name: str, **kwargs) -> RewardFn:
     """Build a registered reward: ``get_reward("code_format", style="chat")``."""
-    return REWARDS.get(name)(**kwargs)
+    return REWARDS.create(name, **kwargs)
 
 
 @register_reward("code_format")
@@ -292,10 +292,6 @@ class CodeFormatReward(RewardFn):
             raise ValueError("response_prefix only applies to style='chat'")
         if self.timeout_s is not None and self.timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0 or None, got {self.timeout_s}")
-
-    @property
-    def max_reward(self) -> float:
-        return self.w_code + self.w_format
 
     def __call__(self, completions, tasks, sandbox=None):
         return compute_rewards(completions, tasks, sandbox, style=self.style, w_code=self.w_code,

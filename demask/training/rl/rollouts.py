@@ -34,12 +34,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import torch
 from torch import nn
 
 from demask.tasks.base import Task
+
+if TYPE_CHECKING:
+    from demask.decoding.config import DecodeConfig
+    from demask.model.config import ModelConfig
 
 
 @dataclass
@@ -115,8 +119,8 @@ class DecodingRollouts:
     greedy_per_group: 0, or 1 to make each group's first row the argmax decode.
     """
 
-    tokenizer: object
-    decode_config: object
+    tokenizer: Any
+    decode_config: DecodeConfig
     greedy_per_group: int = 0
 
     def __post_init__(self) -> None:
@@ -157,7 +161,7 @@ class DecodingRollouts:
                 tokens, completions, nfe, p = out.tokens, out.completions, out.nfe, out.prompt_length
         finally:
             model.train(was_training)
-        mcfg = model.config
+        mcfg = cast("ModelConfig", model.config)  # nn.Module types attributes as Tensor | Module
         ids = tokens.clone()  # (N, P + L)
         ends = end_token_ids(mcfg)
         if ends:
