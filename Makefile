@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   - install into .venv and run `demask demo` on the shipped tiny model
-#   make test   - install into .venv and run the test suite
+#   make test   - install into .venv, check lint, format and types, and run the test suite
 # torch==2.13.0 goes in first so that pip never pulls a CUDA build on a CPU machine.
 PY ?= python3
 VENV ?= .venv
@@ -9,7 +9,9 @@ STAMP := $(VENV)/.demask-installed
 # CI runs the slow tests too; a developer's `make test` skips them.
 PYTEST_MARK := $(if $(filter true,$(CI)),,-m "not slow")
 
-.PHONY: install demo test test-all clean
+LINTED := demask tests benchmarks experiments
+
+.PHONY: install demo lint test test-all clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,10 +25,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/demask demo
 
-test: $(STAMP)
+# ruff (lint and format) and mypy, configured in pyproject.toml
+lint: $(STAMP)
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest -q $(PYTEST_MARK)
 
-test-all: $(STAMP)
+test-all: lint
 	$(BIN)/python -m pytest -q
 
 clean:

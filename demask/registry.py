@@ -61,11 +61,17 @@ def accepted_options(target: Any) -> tuple[dict[str, bool], bool]:
     """The keyword options ``target(**options)`` accepts: {name: required}, and whether it
     takes any keyword (``**kwargs``). A dataclass's fields, else the call signature."""
     if dataclasses.is_dataclass(target) and isinstance(target, type):
-        return {f.name: (f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
-                for f in dataclasses.fields(target) if f.init}, False
+        return {
+            f.name: (f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+            for f in dataclasses.fields(target)
+            if f.init
+        }, False
     params = inspect.signature(target).parameters.values()
-    named = {p.name: p.default is inspect.Parameter.empty for p in params
-             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    named = {
+        p.name: p.default is inspect.Parameter.empty
+        for p in params
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
     return named, any(p.kind is p.VAR_KEYWORD for p in params)
 
 
@@ -76,8 +82,7 @@ def check_options(target: Any, options: Mapping[str, Any], what: str) -> None:
         for key in options:
             if key not in named:
                 known = ", ".join(sorted(named)) or "none"
-                raise ValueError(f"{what} has no option {key!r}{did_you_mean(key, named)} "
-                                 f"(its options: {known})")
+                raise ValueError(f"{what} has no option {key!r}{did_you_mean(key, named)} (its options: {known})")
     missing = [k for k, required in named.items() if required and k not in options]
     if missing:
         raise ValueError(f"{what} needs the option(s) {', '.join(missing)}; pass them in its options")
@@ -100,8 +105,10 @@ class Registry(Generic[T]):
     # ------------------------------------------------------------------ adding
     def register(self, name: str, *aliases: str, replace: bool = False) -> Callable[[T], T]:
         """Decorator: ``@REG.register("name", "alias")``."""
+
         def add(entry: T) -> T:
             return self.add(name, entry, *aliases, replace=replace)
+
         return add
 
     def add(self, name: str, entry: T, *aliases: str, replace: bool = False) -> T:
@@ -128,8 +135,10 @@ class Registry(Generic[T]):
             owner = self._keys.get(normalise(key))
             if owner is not None and not (replace and owner == name):
                 if not replace:
-                    raise ValueError(f"{self.kind} name {key!r} is already registered (for {owner!r}); "
-                                     "pick another name or pass replace=True")
+                    raise ValueError(
+                        f"{self.kind} name {key!r} is already registered (for {owner!r}); "
+                        "pick another name or pass replace=True"
+                    )
                 self._forget(owner)
         for key in (name, *aliases):
             self._keys[normalise(key)] = name
@@ -144,8 +153,9 @@ class Registry(Generic[T]):
             return
         ok = issubclass(entry, self.base) if isinstance(entry, type) else isinstance(entry, self.base)
         if not ok:
-            raise TypeError(f"{self.kind} {name!r}: {entry!r} is not a {self.base.__name__} "
-                            f"(subclass it or give an instance of it)")
+            raise TypeError(
+                f"{self.kind} {name!r}: {entry!r} is not a {self.base.__name__} (subclass it or give an instance of it)"
+            )
 
     # ----------------------------------------------------------------- looking up
     def canonical(self, name: str) -> str:
@@ -153,8 +163,10 @@ class Registry(Generic[T]):
         canonical = self._keys.get(normalise(name))
         if canonical is None:
             hint = "; or give a 'module.path:Name' reference" if self.references else ""
-            raise ValueError(f"unknown {self.kind} {name!r}{did_you_mean(normalise(name), self._keys)} "
-                             f"(known: {', '.join(self.names())}{hint})")
+            raise ValueError(
+                f"unknown {self.kind} {name!r}{did_you_mean(normalise(name), self._keys)} "
+                f"(known: {', '.join(self.names())}{hint})"
+            )
         return canonical
 
     def get(self, name: str) -> T:
@@ -176,8 +188,10 @@ class Registry(Generic[T]):
         try:
             return import_target(target)
         except (ImportError, AttributeError, ValueError) as exc:
-            raise ValueError(f"{self.kind} {name!r} refers to {target!r}, which cannot be loaded: {exc}; "
-                             "check the module path and that its package is installed") from None
+            raise ValueError(
+                f"{self.kind} {name!r} refers to {target!r}, which cannot be loaded: {exc}; "
+                "check the module path and that its package is installed"
+            ) from None
 
     def create(self, name: str, **options: Any) -> Any:
         """``get(name)(**options)`` with the options checked against the entry's signature."""

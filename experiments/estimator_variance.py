@@ -41,16 +41,25 @@ VARIANTS = [
 
 
 def tiny_model(init_std: float, seed: int) -> Transformer:
-    cfg = ModelConfig(vocab_size=64, hidden_size=64, intermediate_size=128, num_layers=2,
-                      num_heads=4, num_kv_heads=4, max_position_embeddings=128, causal=False,
-                      shift_logits=True, mask_token_id=63, pad_token_id=0)
+    cfg = ModelConfig(
+        vocab_size=64,
+        hidden_size=64,
+        intermediate_size=128,
+        num_layers=2,
+        num_heads=4,
+        num_kv_heads=4,
+        max_position_embeddings=128,
+        causal=False,
+        shift_logits=True,
+        mask_token_id=63,
+        pad_token_id=0,
+    )
     model = Transformer(cfg).eval()
     model.init_weights(std=init_std, generator=torch.Generator().manual_seed(seed))
     return model
 
 
-def measure(model: Transformer, ids: torch.Tensor, prompt_len: int, name: str, kwargs: dict,
-            seeds: int) -> dict:
+def measure(model: Transformer, ids: torch.Tensor, prompt_len: int, name: str, kwargs: dict, seeds: int) -> dict:
     est = get_estimator(name, **kwargs)
     am = torch.ones_like(ids, dtype=torch.bool)
     draws = []
@@ -80,8 +89,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("experiments/results/estimator_variance"))
     args = parser.parse_args()
     torch.manual_seed(0)
-    ids = torch.randint(1, 63, (args.batch, args.prompt_len + args.completion_len),
-                        generator=torch.Generator().manual_seed(0))
+    ids = torch.randint(
+        1, 63, (args.batch, args.prompt_len + args.completion_len), generator=torch.Generator().manual_seed(0)
+    )
     rows = []
     start = time.perf_counter()
     for init_std in args.init_std:
@@ -90,9 +100,12 @@ def main() -> None:
             row = measure(model, ids, args.prompt_len, name, kwargs, args.seeds)
             row["init_std"] = init_std
             rows.append(row)
-            print(f"init_std={init_std:<5} {row['estimator']:<18} passes={row['forward_passes']} "
-                  f"seq_std={row['seq_std']:.3f} seq_mean={row['seq_mean']:.2f} "
-                  f"token_std={row['token_std']:.4f}", flush=True)
+            print(
+                f"init_std={init_std:<5} {row['estimator']:<18} passes={row['forward_passes']} "
+                f"seq_std={row['seq_std']:.3f} seq_mean={row['seq_mean']:.2f} "
+                f"token_std={row['token_std']:.4f}",
+                flush=True,
+            )
     settings = {k: (v if not isinstance(v, Path) else str(v)) for k, v in vars(args).items()}
     settings["seconds"] = round(time.perf_counter() - start, 1)
     settings["torch"] = torch.__version__
@@ -109,8 +122,10 @@ def main() -> None:
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['init_std']} | {r['estimator']} | {r['forward_passes']} | "
-                     f"{r['seq_std']:.3f} | {r['seq_mean']:.2f} | {r['token_std']:.4f} |")
+        lines.append(
+            f"| {r['init_std']} | {r['estimator']} | {r['forward_passes']} | "
+            f"{r['seq_std']:.3f} | {r['seq_mean']:.2f} | {r['token_std']:.4f} |"
+        )
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out.with_suffix('.json')} and .md ({settings['seconds']} s)")
 

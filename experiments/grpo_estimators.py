@@ -50,6 +50,8 @@ sys.path.insert(0, str(ROOT))
 
 SFT = ROOT / "demask" / "assets" / "tinycode-mdm"
 PASSES = {"coupled": 3, "decoupled": 3, "full_mask": 1, "d1": 1}
+
+
 def mean_ci(values: list[float]) -> dict[str, float]:
     """Mean and the half-width of its 95% t-interval (0 for one value)."""
     from demask.evaluation.stats import mean_interval
@@ -58,8 +60,9 @@ def mean_ci(values: list[float]) -> dict[str, float]:
     return {"mean": iv.mean, "ci95": iv.half_width, "n": iv.n}
 
 
-def evaluate_model(model, tokenizer, tasks, out: Path, *, samples: int, ks: tuple[int, ...],
-                   workers: int, batch_size: int = 64) -> dict[str, float]:
+def evaluate_model(
+    model, tokenizer, tasks, out: Path, *, samples: int, ks: tuple[int, ...], workers: int, batch_size: int = 64
+) -> dict[str, float]:
     """Greedy pass@1 + global AR-ness, and pass@k at temperature 1.0, of one model."""
     import torch
 
@@ -80,19 +83,37 @@ def evaluate_model(model, tokenizer, tasks, out: Path, *, samples: int, ks: tupl
 
     model.eval()
     with Sandbox(SandboxConfig(workers=workers, timeout_s=3.0)) as sandbox, torch.inference_mode():
-        g = evaluate(tasks, decoding_sampler(model, tokenizer, greedy, observe=observe), 1,
-                     out / "eval-greedy", sandbox, batch_size=batch_size, ks=(1,), progress=False,
-                     run_info={"decode": "greedy confidence 48 steps, 2 blocks, dual cache"})
+        g = evaluate(
+            tasks,
+            decoding_sampler(model, tokenizer, greedy, observe=observe),
+            1,
+            out / "eval-greedy",
+            sandbox,
+            batch_size=batch_size,
+            ks=(1,),
+            progress=False,
+            run_info={"decode": "greedy confidence 48 steps, 2 blocks, dual cache"},
+        )
         arness_file = out / "eval-greedy" / "global_ar_ness.json"
         if arness:
             arness_file.write_text(json.dumps(arness) + "\n")
         elif arness_file.is_file():  # resumed after the greedy evaluation had finished
             arness = json.loads(arness_file.read_text())
-        s = evaluate(tasks, decoding_sampler(model, tokenizer, sampled), samples, out / "eval-t1",
-                     sandbox, batch_size=batch_size, ks=ks, progress=False,
-                     run_info={"decode": "confidence 48 steps, 2 blocks, dual cache, temperature 1.0"})
-    row = {"pass@1_greedy": float(g["pass_at_k"]["pass@1"]),
-           "global_ar_ness": statistics.fmean(arness) if arness else float("nan")}
+        s = evaluate(
+            tasks,
+            decoding_sampler(model, tokenizer, sampled),
+            samples,
+            out / "eval-t1",
+            sandbox,
+            batch_size=batch_size,
+            ks=ks,
+            progress=False,
+            run_info={"decode": "confidence 48 steps, 2 blocks, dual cache, temperature 1.0"},
+        )
+    row = {
+        "pass@1_greedy": float(g["pass_at_k"]["pass@1"]),
+        "global_ar_ness": statistics.fmean(arness) if arness else float("nan"),
+    }
     for k in ks:
         row[f"pass@{k}_t1"] = float(s["pass_at_k"].get(f"pass@{k}", float("nan")))
     return row
@@ -108,8 +129,9 @@ def run_one(args, estimator: str, seed: int, tasks, out: Path) -> dict:
     done_file = out / "result.json"
     if done_file.is_file():
         return json.loads(done_file.read_text())
-    recipe = override_grpo_recipe(load_grpo_recipe(args.recipe), out_dir=str(out / "train"),
-                                  estimator=estimator, seed=seed)
+    recipe = override_grpo_recipe(
+        load_grpo_recipe(args.recipe), out_dir=str(out / "train"), estimator=estimator, seed=seed
+    )
     grpo, train = recipe.grpo, recipe.train
     if args.quick:
         grpo = grpo.replace(group_size=4, prompts_per_step=4, rollout=grpo.rollout.replace(steps=12))
@@ -118,20 +140,27 @@ def run_one(args, estimator: str, seed: int, tasks, out: Path) -> dict:
         train = train.replace(max_steps=args.max_steps)
     if args.match_passes and PASSES[estimator] == 1:
         grpo = grpo.replace(inner_iterations=grpo.inner_iterations * 3)
-        train = train.replace(max_steps=train.max_steps * 3, save_every=train.save_every * 3,
-                              log_every=train.log_every * 3)
+        train = train.replace(
+            max_steps=train.max_steps * 3, save_every=train.save_every * 3, log_every=train.log_every * 3
+        )
     train = train.replace(progress=not args.quiet)
-    recipe = dataclasses.replace(recipe, grpo=grpo, training=train, eval=None,
-                                 task_options={**recipe.task_options, **args.task_options})
+    recipe = dataclasses.replace(
+        recipe, grpo=grpo, training=train, eval=None, task_options={**recipe.task_options, **args.task_options}
+    )
     t0 = time.perf_counter()
     result = run_grpo_recipe(recipe, resume=True, log=None if args.quiet else print)
     train_s = time.perf_counter() - t0
     model, tokenizer = load_pretrained(latest_checkpoint(out / "train"), dtype=inference_dtype())
-    row = evaluate_model(model, tokenizer, tasks, out, samples=args.samples, ks=args.ks,
-                         workers=args.workers)
-    row.update(estimator=estimator, seed=seed, updates=result.step, train_seconds=train_s,
-               passes_per_estimate=PASSES[estimator], inner_iterations=grpo.inner_iterations,
-               last_round={k: result.metrics.get(k) for k in ("reward_mean", "pass_rate", "kl")})
+    row = evaluate_model(model, tokenizer, tasks, out, samples=args.samples, ks=args.ks, workers=args.workers)
+    row.update(
+        estimator=estimator,
+        seed=seed,
+        updates=result.step,
+        train_seconds=train_s,
+        passes_per_estimate=PASSES[estimator],
+        inner_iterations=grpo.inner_iterations,
+        last_round={k: result.metrics.get(k) for k in ("reward_mean", "pass_rate", "kl")},
+    )
     done_file.write_text(json.dumps(row, indent=1) + "\n")
     return row
 
@@ -161,8 +190,9 @@ def finished_runs(out: Path) -> list[dict]:
     """The result.json of every finished (estimator, seed) run under ``out``, in PASSES order."""
     rows = [json.loads(f.read_text()) for f in out.glob("*-s*/result.json")]
     order = list(PASSES)
-    return sorted((r for r in rows if r.get("estimator") in PASSES),
-                  key=lambda r: (order.index(r["estimator"]), r["seed"]))
+    return sorted(
+        (r for r in rows if r.get("estimator") in PASSES), key=lambda r: (order.index(r["estimator"]), r["seed"])
+    )
 
 
 def summarize(rows: list[dict], baseline: dict, metrics: list[str]) -> dict:
@@ -176,23 +206,33 @@ def summarize(rows: list[dict], baseline: dict, metrics: list[str]) -> dict:
 
 def write_report(table: dict, rows: list[dict], metrics: list[str], docs: Path, args) -> None:
     docs.parent.mkdir(parents=True, exist_ok=True)
-    (docs.with_suffix(".json")).write_text(json.dumps({"table": table, "runs": rows,
-                                                       "quick": args.quick}, indent=1) + "\n")
+    (docs.with_suffix(".json")).write_text(
+        json.dumps({"table": table, "runs": rows, "quick": args.quick}, indent=1) + "\n"
+    )
     head = "| model | passes/estimate | seeds | " + " | ".join(metrics) + " |"
-    lines = ["# GRPO estimators on TinyCode (experiments/grpo_estimators.py)", "",
-             "Held-out TinyCode (all tasks unless --eval-tasks), from the shipped SFT model; mean "
-             "and 95% t-interval over seeds. pass@1_greedy and global_ar_ness: greedy confidence "
-             f"decoding, 48 steps in 2 blocks of 24, dual cache (the demo's decoder); pass@k_t1: temperature 1.0, {args.samples} samples per task.",
-             "", f"Budget per run: {sorted({r['updates'] for r in rows})} optimizer updates with "
-             f"`{Path(args.recipe).relative_to(ROOT) if Path(args.recipe).is_relative_to(ROOT) else args.recipe}`"
-             f"{' (--match-passes: 1-pass estimators get 3x the inner iterations)' if args.match_passes else ''}. "
-             "Plot: docs/grpo_estimators.png (dots: seeds; red: mean and 95% interval; dashed: "
-             "the SFT model).",
-             "" if not args.quick else "\n**Quick configuration: a smoke run, not a result.**", "",
-             head, "|" + "---|" * (3 + len(metrics))]
+    lines = [
+        "# GRPO estimators on TinyCode (experiments/grpo_estimators.py)",
+        "",
+        "Held-out TinyCode (all tasks unless --eval-tasks), from the shipped SFT model; mean "
+        "and 95% t-interval over seeds. pass@1_greedy and global_ar_ness: greedy confidence "
+        "decoding, 48 steps in 2 blocks of 24, dual cache (the demo's decoder); pass@k_t1: temperature 1.0, "
+        f"{args.samples} samples per task.",
+        "",
+        f"Budget per run: {sorted({r['updates'] for r in rows})} optimizer updates with "
+        f"`{Path(args.recipe).relative_to(ROOT) if Path(args.recipe).is_relative_to(ROOT) else args.recipe}`"
+        f"{' (--match-passes: 1-pass estimators get 3x the inner iterations)' if args.match_passes else ''}. "
+        "Plot: docs/grpo_estimators.png (dots: seeds; red: mean and 95% interval; dashed: "
+        "the SFT model).",
+        "" if not args.quick else "\n**Quick configuration: a smoke run, not a result.**",
+        "",
+        head,
+        "|" + "---|" * (3 + len(metrics)),
+    ]
     for name, cells in table.items():
-        vals = [f"{cells[m]['mean']:.3f} ± {cells[m]['ci95']:.3f}" if name != "sft"
-                else f"{cells[m]['mean']:.3f}" for m in metrics]
+        vals = [
+            f"{cells[m]['mean']:.3f} ± {cells[m]['ci95']:.3f}" if name != "sft" else f"{cells[m]['mean']:.3f}"
+            for m in metrics
+        ]
         n = cells[metrics[0]]["n"]
         lines.append(f"| {name} | {cells.get('passes_per_estimate', '-')} | {n} | " + " | ".join(vals) + " |")
     docs.with_suffix(".md").write_text("\n".join(lines) + "\n")
@@ -211,8 +251,7 @@ def write_report(table: dict, rows: list[dict], metrics: list[str], docs: Path, 
         for x, name in enumerate(names):
             seeds = [r[m] for r in rows if r["estimator"] == name]
             ax.scatter([x] * len(seeds), seeds, color="C0", alpha=0.5, s=14)
-            ax.errorbar(x + 0.15, table[name][m]["mean"], yerr=table[name][m]["ci95"], fmt="o",
-                        color="C3", capsize=3)
+            ax.errorbar(x + 0.15, table[name][m]["mean"], yerr=table[name][m]["ci95"], fmt="o", color="C3", capsize=3)
         ax.set_xticks(range(len(names)), names, rotation=30)
         ax.set_xlim(-0.5, len(names) - 0.3)
         ax.set_title(m)
@@ -228,18 +267,23 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per estimator")
     p.add_argument("--recipe", default=str(ROOT / "recipes/tinycode/grpo_estimators.yaml"))
     p.add_argument("--max-steps", type=int, default=None, help="override the recipe's updates")
-    p.add_argument("--match-passes", action="store_true",
-                   help="give 1-pass estimators 3x the inner iterations (same forward passes)")
+    p.add_argument(
+        "--match-passes",
+        action="store_true",
+        help="give 1-pass estimators 3x the inner iterations (same forward passes)",
+    )
     p.add_argument("--samples", type=int, default=5, help="samples per task at temperature 1.0")
     p.add_argument("--eval-tasks", type=int, default=None, help="first N held-out tasks (default all)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", default=str(ROOT / "runs/grpo_estimators"))
     p.add_argument("--docs", default=str(ROOT / "docs/grpo_estimators"))
-    p.add_argument("--quick", action="store_true",
-                   help="smoke configuration: 4 updates, G=4, 4 prompts, 32 tasks, 4 samples")
+    p.add_argument(
+        "--quick", action="store_true", help="smoke configuration: 4 updates, G=4, 4 prompts, 32 tasks, 4 samples"
+    )
     p.add_argument("--quiet", action="store_true")
-    p.add_argument("--reverse", action="store_true",
-                   help="take the runs last first (a second process helping with the same grid)")
+    p.add_argument(
+        "--reverse", action="store_true", help="take the runs last first (a second process helping with the same grid)"
+    )
     args = p.parse_args(argv)
     args.task_options = {}
     if args.quick:
@@ -265,8 +309,9 @@ def main(argv: list[str] | None = None) -> None:
         baseline = json.loads(base_file.read_text())
     else:
         model, tokenizer = load_pretrained(SFT, dtype=inference_dtype())
-        baseline = evaluate_model(model, tokenizer, tasks, out / "sft", samples=args.samples, ks=args.ks,
-                                  workers=args.workers)
+        baseline = evaluate_model(
+            model, tokenizer, tasks, out / "sft", samples=args.samples, ks=args.ks, workers=args.workers
+        )
         base_file.write_text(json.dumps(baseline, indent=1) + "\n")
     print("sft:", {m: round(baseline[m], 4) for m in metrics})
     estimators = args.estimators.split(",")
@@ -274,7 +319,7 @@ def main(argv: list[str] | None = None) -> None:
         if est not in PASSES:
             raise SystemExit(f"unknown estimator {est!r}; choose from {sorted(PASSES)}")
     grid = [(est, seed) for est in estimators for seed in range(args.seeds)]
-    for est, seed in (reversed(grid) if args.reverse else grid):
+    for est, seed in reversed(grid) if args.reverse else grid:
         run_dir = out / f"{est}-s{seed}"
         if not (run_dir / "result.json").is_file() and not claim(run_dir):
             print(f"{est} seed {seed}: another process is on it; skipped")

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from demask.evaluation.compare import load_results, task_scores  # noqa: E402
+from demask.evaluation.compare import load_results, task_scores  # noqa: E402  # after the sys.path line
 from demask.evaluation.stats import mean_interval, paired_difference  # noqa: E402
 
 GOAL = 0.05
@@ -46,13 +46,22 @@ def summarize(data: dict) -> list[dict]:
     base = dict(zip(data["tasks"], data["base_passed"]))
     rows = []
     for label in dict.fromkeys(r["label"] for r in data["runs"]):
-        diffs = [paired_difference(base, dict(zip(data["tasks"], r["passed"])))
-                 for r in data["runs"] if r["label"] == label]
+        diffs = [
+            paired_difference(base, dict(zip(data["tasks"], r["passed"]))) for r in data["runs"] if r["label"] == label
+        ]
         over_seeds = mean_interval(d.diff.mean for d in diffs)
-        rows.append({"label": label, "seeds": len(diffs), "pass@1": [d.other_mean for d in diffs],
-                     "diff": [d.diff.mean for d in diffs], "paired_ci95": [d.diff.half_width for d in diffs],
-                     "mean_diff": over_seeds.mean, "ci95_over_seeds": over_seeds.half_width,
-                     "base": diffs[0].base_mean})
+        rows.append(
+            {
+                "label": label,
+                "seeds": len(diffs),
+                "pass@1": [d.other_mean for d in diffs],
+                "diff": [d.diff.mean for d in diffs],
+                "paired_ci95": [d.diff.half_width for d in diffs],
+                "mean_diff": over_seeds.mean,
+                "ci95_over_seeds": over_seeds.half_width,
+                "base": diffs[0].base_mean,
+            }
+        )
     return rows
 
 
@@ -68,8 +77,9 @@ def plot(rows: list[dict], path: Path) -> None:
             jitter = (k - (row["seeds"] - 1) / 2) * 0.12
             ax.errorbar(d, y + jitter, xerr=half, fmt="o", color="C0", alpha=0.55, ms=4, capsize=2)
         if row["seeds"] > 1:
-            ax.errorbar(row["mean_diff"], y, xerr=row["ci95_over_seeds"], fmt="D", color="C3", ms=6,
-                        capsize=4, zorder=3)
+            ax.errorbar(
+                row["mean_diff"], y, xerr=row["ci95_over_seeds"], fmt="D", color="C3", ms=6, capsize=4, zorder=3
+            )
     ax.axvline(0.0, color="grey", linestyle="--", linewidth=1)
     ax.axvline(GOAL, color="C2", linestyle=":", linewidth=1.5, label="goal: +0.05")
     ax.set_yticks(range(len(rows)), [f"{r['label']} ({r['seeds']})" for r in rows], fontsize=8)
@@ -85,8 +95,13 @@ def plot(rows: list[dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--base", type=Path, help="eval directory (or results.json) of the SFT model")
-    p.add_argument("--run", action="append", default=[], metavar="LABEL=DIR",
-                   help="an eval directory of a post-trained model (repeat; a repeated label = seeds)")
+    p.add_argument(
+        "--run",
+        action="append",
+        default=[],
+        metavar="LABEL=DIR",
+        help="an eval directory of a post-trained model (repeat; a repeated label = seeds)",
+    )
     p.add_argument("--from-json", type=Path, help="re-summarize and re-plot a JSON this script wrote")
     p.add_argument("--docs", type=Path, default=ROOT / "docs/grpo_fresh")
     args = p.parse_args(argv)
@@ -107,8 +122,10 @@ def main(argv: list[str] | None = None) -> None:
     rows = summarize(data)
     for row in rows:
         seeds = ", ".join(f"{d:+.3f}" for d in row["diff"])
-        print(f"{row['label']:<48} seeds {row['seeds']}  diff {seeds}  mean {row['mean_diff']:+.3f} "
-              f"± {row['ci95_over_seeds']:.3f}")
+        print(
+            f"{row['label']:<48} seeds {row['seeds']}  diff {seeds}  mean {row['mean_diff']:+.3f} "
+            f"± {row['ci95_over_seeds']:.3f}"
+        )
     plot(rows, args.docs.with_suffix(".png"))
     print(f"plot: {args.docs.with_suffix('.png')}")
 

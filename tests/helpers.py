@@ -14,9 +14,19 @@ import torch
 from demask.model import ModelConfig, Transformer
 
 TINY: dict[str, Any] = dict(
-    vocab_size=32, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
-    max_position_embeddings=32, causal=False, shift_logits=True, mask_token_id=31, pad_token_id=0,
-    eos_token_id=2)
+    vocab_size=32,
+    hidden_size=32,
+    intermediate_size=64,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    max_position_embeddings=32,
+    causal=False,
+    shift_logits=True,
+    mask_token_id=31,
+    pad_token_id=0,
+    eos_token_id=2,
+)
 """The default tiny sizes and special ids (mask 31 = the last id, pad 0, end 2)."""
 
 

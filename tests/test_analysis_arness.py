@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from demask.analysis import (
-    commit_order, first_step_profile, global_arness, local_arness, position_profile, trace_arness,
+    commit_order,
+    first_step_profile,
+    global_arness,
+    local_arness,
+    position_profile,
+    trace_arness,
 )
 from demask.decoding.mock import tiny_transformer
 from demask.decoding.trace import Trace, TraceStep
@@ -65,22 +70,37 @@ def test_bad_traces_are_refused():
 def test_trace_arness_reads_a_batched_trace():
     trace = Trace(batch_size=2, gen_length=4)
     # step 1: row 0 commits 1 and 0, row 1 commits 3; step 2: row 0 commits 2, 3; row 1 0, 1, 2
-    trace.record(TraceStep(rows=torch.tensor([0, 1]), nfe=torch.tensor([1, 1]), offset=0,
-                           commit=torch.tensor([[1, 1, 0, 0], [0, 0, 0, 1]], dtype=torch.bool),
-                           tokens=torch.zeros(2, 4, dtype=torch.long), scores=torch.zeros(2, 4),
-                           confidence=torch.ones(2, 4)))
-    trace.record(TraceStep(rows=torch.tensor([0, 1]), nfe=torch.tensor([2, 2]), offset=0,
-                           commit=torch.tensor([[0, 0, 1, 1], [1, 1, 1, 0]], dtype=torch.bool),
-                           tokens=torch.zeros(2, 4, dtype=torch.long), scores=torch.zeros(2, 4),
-                           confidence=torch.ones(2, 4)))
+    trace.record(
+        TraceStep(
+            rows=torch.tensor([0, 1]),
+            nfe=torch.tensor([1, 1]),
+            offset=0,
+            commit=torch.tensor([[1, 1, 0, 0], [0, 0, 0, 1]], dtype=torch.bool),
+            tokens=torch.zeros(2, 4, dtype=torch.long),
+            scores=torch.zeros(2, 4),
+            confidence=torch.ones(2, 4),
+        )
+    )
+    trace.record(
+        TraceStep(
+            rows=torch.tensor([0, 1]),
+            nfe=torch.tensor([2, 2]),
+            offset=0,
+            commit=torch.tensor([[0, 0, 1, 1], [1, 1, 1, 0]], dtype=torch.bool),
+            tokens=torch.zeros(2, 4, dtype=torch.long),
+            scores=torch.zeros(2, 4),
+            confidence=torch.ones(2, 4),
+        )
+    )
     out = trace_arness(trace, k=1)
     assert out["local"] == [1.0, 0.5]  # row 1: order 3,0,1,2 -> 3 n, 0 n (after 3), 1 y, 2 y
     assert out["global"] == [1.0, 0.75]
 
 
 def test_position_profile_exact():
-    logits = torch.tensor([[[0.0, 0.0, 0.0, 0.0], [100.0, 0.0, 0.0, 0.0]],
-                           [[0.0, 0.0, 0.0, 0.0], [math.log(3.0), 0.0, -1e9, -1e9]]])
+    logits = torch.tensor(
+        [[[0.0, 0.0, 0.0, 0.0], [100.0, 0.0, 0.0, 0.0]], [[0.0, 0.0, 0.0, 0.0], [math.log(3.0), 0.0, -1e9, -1e9]]]
+    )
     prof = position_profile(logits)
     assert prof["confidence"].tolist() == pytest.approx([0.25, (1.0 + 0.75) / 2])
     h2 = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))

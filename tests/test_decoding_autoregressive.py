@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from demask.analysis import local_arness, global_arness, trace_arness
+from demask.analysis import global_arness, local_arness, trace_arness
 from demask.decoding import DecodeConfig, generate
 from demask.decoding.mock import tiny_transformer
 
@@ -43,8 +43,9 @@ def test_cached_batched_ar_equals_the_naive_loop(causal_model, cache):
 
 
 def test_ar_without_early_stop_runs_every_step_and_is_ar_by_construction(causal_model):
-    out = generate(causal_model, PROMPTS, DecodeConfig(gen_length=12, trace=True, early_stop=False,
-                                                       temperature=1.0, seed=0))
+    out = generate(
+        causal_model, PROMPTS, DecodeConfig(gen_length=12, trace=True, early_stop=False, temperature=1.0, seed=0)
+    )
     assert out.nfe == [12, 12, 12]
     arness = trace_arness(out.trace, k=3)
     assert arness == {"local": [1.0] * 3, "global": [1.0] * 3}
@@ -52,7 +53,7 @@ def test_ar_without_early_stop_runs_every_step_and_is_ar_by_construction(causal_
         row = out.trace.row(i)
         assert row.order() == list(range(12))
         assert local_arness(row.step_groups(), 1) == global_arness(row.step_groups(), 1) == 1.0
-        assert [s.tokens[0] for s in row.steps] == out.tokens[i, out.prompt_length:].tolist()
+        assert [s.tokens[0] for s in row.steps] == out.tokens[i, out.prompt_length :].tolist()
 
 
 def test_ar_sampling_follows_the_seed_and_fills_after_the_end(causal_model):
@@ -62,7 +63,7 @@ def test_ar_sampling_follows_the_seed_and_fills_after_the_end(causal_model):
     assert torch.equal(a.tokens, b.tokens) and a.nfe == b.nfe
     ends = {causal_model.config.eos_token_id, causal_model.config.pad_token_id}
     for i, c in enumerate(a.completions):
-        rest = a.tokens[i, a.prompt_length + len(c):].tolist()
+        rest = a.tokens[i, a.prompt_length + len(c) :].tolist()
         assert len(set(rest)) <= 1 and (not rest or rest[0] in ends)
 
 

@@ -19,22 +19,54 @@ def load_benchmark():
     return module
 
 
-SMALL = ["--n-tasks", "2", "--gen-length", "8", "--block-length", "4", "--policies", "confidence@half",
-         "threshold", "--caches", "none", "dual", "--threads", "1", "--repeats", "1"]
+SMALL = [
+    "--n-tasks",
+    "2",
+    "--gen-length",
+    "8",
+    "--block-length",
+    "4",
+    "--policies",
+    "confidence@half",
+    "threshold",
+    "--caches",
+    "none",
+    "dual",
+    "--threads",
+    "1",
+    "--repeats",
+    "1",
+]
 
 
 def test_random_model_run_writes_the_json(tmp_path, capsys):
     bench = load_benchmark()
     n = torch.get_num_threads()
     try:
-        result = bench.main(["--out", str(tmp_path / "r.json"), "--random-model", "--hidden", "32",
-                             "--layers", "1", "--vocab", "64", *SMALL])
+        result = bench.main(
+            [
+                "--out",
+                str(tmp_path / "r.json"),
+                "--random-model",
+                "--hidden",
+                "32",
+                "--layers",
+                "1",
+                "--vocab",
+                "64",
+                *SMALL,
+            ]
+        )
     finally:
         torch.set_num_threads(n)
     saved = json.loads((tmp_path / "r.json").read_text())
     assert saved["baseline"].keys() >= {"tokens_per_s", "nfe_per_token", "pass_at_1"}
-    assert [m["name"] for m in saved["modes"]] == ["confidence@half/none", "confidence@half/dual",
-                                                    "threshold/none", "threshold/dual"]
+    assert [m["name"] for m in saved["modes"]] == [
+        "confidence@half/none",
+        "confidence@half/dual",
+        "threshold/none",
+        "threshold/dual",
+    ]
     for m in [saved["baseline"]] + saved["modes"]:
         assert m["tokens_per_s"] > 0 and m["pass_at_1"] is None
     # no end token in the random model: every row decodes all 8 tokens; NFE per token exact
@@ -47,24 +79,28 @@ def test_random_model_run_writes_the_json(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_checkpoint_run_scores_pass_at_1_in_the_sandbox(tmp_path):
-    from demask.model import ModelConfig, Transformer, save_pretrained, train_bpe_tokenizer
+    from helpers import tiny_model
+
+    from demask.model import save_pretrained, train_bpe_tokenizer
     from demask.tasks import load_tasks
 
     tasks = load_tasks("tinycode:test")[:2]
-    tok = train_bpe_tokenizer([t.prompt + t.canonical_solution for t in load_tasks("tinycode:test")],
-                              vocab_size=300)
-    cfg = ModelConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_layers=1,
-                      num_heads=2, num_kv_heads=2, max_position_embeddings=512,
-                      mask_token_id=tok.mask_token_id, pad_token_id=tok.pad_token_id,
-                      eos_token_id=tok.eos_token_id)
-    model = Transformer(cfg)
-    model.init_weights(0.02, torch.Generator().manual_seed(0))
+    tok = train_bpe_tokenizer([t.prompt + t.canonical_solution for t in load_tasks("tinycode:test")], vocab_size=300)
+    model = tiny_model(
+        std=0.02,
+        vocab_size=tok.vocab_size,
+        num_layers=1,
+        num_heads=2,
+        max_position_embeddings=512,
+        mask_token_id=tok.mask_token_id,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     save_pretrained(model, tmp_path / "ckpt", tok)
     bench = load_benchmark()
     n = torch.get_num_threads()
     try:
-        result = bench.main(["--out", str(tmp_path / "r.json"), "--checkpoint", str(tmp_path / "ckpt"),
-                             *SMALL])
+        result = bench.main(["--out", str(tmp_path / "r.json"), "--checkpoint", str(tmp_path / "ckpt"), *SMALL])
     finally:
         torch.set_num_threads(n)
     assert result["setup"]["n_tasks"] == len(tasks) == 2

@@ -1,13 +1,13 @@
 """`demask generate` on a tiny random checkpoint with a real tokenizer."""
 
 import pytest
-import torch
+from helpers import tiny_model
 from typer.testing import CliRunner
 
 from demask.cli.generate import render_commit_order, step_colour
 from demask.cli.main import app
 from demask.decoding import DecodeConfig, generate
-from demask.model import ModelConfig, Transformer, load_pretrained, save_pretrained, train_bpe_tokenizer
+from demask.model import load_pretrained, save_pretrained, train_bpe_tokenizer
 
 TEXT = ["def add(a, b):\n    return a + b\n", "def neg(x):\n    return -x\n"] * 20
 
@@ -15,44 +15,83 @@ TEXT = ["def add(a, b):\n    return a + b\n", "def neg(x):\n    return -x\n"] * 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     tok = train_bpe_tokenizer(TEXT, vocab_size=300)
-    cfg = ModelConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_layers=2,
-                      num_heads=2, num_kv_heads=2, max_position_embeddings=128,
-                      mask_token_id=tok.mask_token_id, pad_token_id=tok.pad_token_id,
-                      eos_token_id=tok.eos_token_id)
-    model = Transformer(cfg)
-    model.init_weights(0.5, torch.Generator().manual_seed(0))
+    model = tiny_model(
+        std=0.5,
+        vocab_size=tok.vocab_size,
+        num_heads=2,
+        max_position_embeddings=128,
+        mask_token_id=tok.mask_token_id,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     path = tmp_path_factory.mktemp("ckpt") / "tiny"
     save_pretrained(model, path, tok)
     return path
 
 
 def test_generate_prints_what_the_library_decodes(checkpoint):
-    result = CliRunner().invoke(app, [
-        "generate", "--checkpoint", str(checkpoint), "--prompt", "def add(a, b):\n",
-        "--gen-length", "16", "--block-length", "8", "--policy", "threshold",
-        "--set", "policy_options.threshold=0.5", "--cache", "dual", "--seed", "3"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "generate",
+            "--checkpoint",
+            str(checkpoint),
+            "--prompt",
+            "def add(a, b):\n",
+            "--gen-length",
+            "16",
+            "--block-length",
+            "8",
+            "--policy",
+            "threshold",
+            "--set",
+            "policy_options.threshold=0.5",
+            "--cache",
+            "dual",
+            "--seed",
+            "3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     model, tok = load_pretrained(checkpoint)
-    out = generate(model, [tok.encode("def add(a, b):\n")],
-                   DecodeConfig(gen_length=16, block_length=8, policy="threshold",
-                                policy_options={"threshold": 0.5}, cache="dual", seed=3))
+    out = generate(
+        model,
+        [tok.encode("def add(a, b):\n")],
+        DecodeConfig(
+            gen_length=16, block_length=8, policy="threshold", policy_options={"threshold": 0.5}, cache="dual", seed=3
+        ),
+    )
     assert result.stdout.startswith(tok.decode(out.completions[0]))
     assert f"{out.nfe[0]} forward passes" in result.output
 
 
 def test_show_draws_the_commit_order(checkpoint):
-    result = CliRunner().invoke(app, [
-        "generate", "--checkpoint", str(checkpoint), "--prompt", "def neg(x):", "--gen-length", "8",
-        "--show", "--no-early-stop"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "generate",
+            "--checkpoint",
+            str(checkpoint),
+            "--prompt",
+            "def neg(x):",
+            "--gen-length",
+            "8",
+            "--show",
+            "--no-early-stop",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "commit step: 1" in result.stdout and result.stdout.rstrip().endswith("8")
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--policy", "confidense"], "did you mean 'confidence'"),
-    (["--policy", "threshold", "--set", "policy_options.tresh=0.5"], "did you mean 'threshold'"),
-    (["--set", "gen_lenght=8"], "did you mean 'gen_length'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--policy", "confidense"], "did you mean 'confidence'"),
+        (["--policy", "threshold", "--set", "policy_options.tresh=0.5"], "did you mean 'threshold'"),
+        (["--set", "gen_lenght=8"], "did you mean 'gen_length'"),
+    ],
+)
 def test_bad_option_is_reported(checkpoint, args, message):
     result = CliRunner().invoke(app, ["generate", "--checkpoint", str(checkpoint), "--prompt", "x", *args])
     assert result.exit_code == 2
@@ -61,8 +100,17 @@ def test_bad_option_is_reported(checkpoint, args, message):
 
 
 def test_former_policy_flags_still_work_with_a_warning(checkpoint):
-    base = ["generate", "--checkpoint", str(checkpoint), "--prompt", "def f(x):", "--gen-length", "8",
-            "--policy", "threshold"]
+    base = [
+        "generate",
+        "--checkpoint",
+        str(checkpoint),
+        "--prompt",
+        "def f(x):",
+        "--gen-length",
+        "8",
+        "--policy",
+        "threshold",
+    ]
     old = CliRunner().invoke(app, [*base, "--threshold", "0.5"])
     new = CliRunner().invoke(app, [*base, "--set", "policy_options.threshold=0.5"])
     assert old.exit_code == 0 and new.exit_code == 0, old.output + new.output

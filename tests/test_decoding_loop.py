@@ -8,9 +8,15 @@ from demask.decoding.mock import ScriptedModel, mock_config, tiny_transformer
 from demask.model.transformer import token_logits
 
 PROMPTS = [[5, 6, 7, 8, 9], [10, 11], [3, 4, 5, 6, 7, 8, 9]]
-POLICIES = [("confidence", {}), ("margin", {}), ("entropy", {}), ("left-to-right", {}),
-            ("threshold", {"threshold": 0.5}), ("factor", {"factor": 2.0}),
-            ("entropy-bound", {"gamma": 1.0})]
+POLICIES = [
+    ("confidence", {}),
+    ("margin", {}),
+    ("entropy", {}),
+    ("left-to-right", {}),
+    ("threshold", {"threshold": 0.5}),
+    ("factor", {"factor": 2.0}),
+    ("entropy-bound", {"gamma": 1.0}),
+]
 
 
 @pytest.fixture(scope="module")
@@ -60,23 +66,24 @@ def naive_decode(model, prompt, gen_length, block_length, steps, policy="confide
 
 @pytest.mark.parametrize("shifted", [True, False])
 @pytest.mark.parametrize("block_length, steps", [(16, 16), (4, 8), (8, 16)])
-def test_cache_off_equals_the_naive_loop_bit_for_bit(shifted, block_length, steps, shifted_model,
-                                                     unshifted_model):
+def test_cache_off_equals_the_naive_loop_bit_for_bit(shifted, block_length, steps, shifted_model, unshifted_model):
     model = shifted_model if shifted else unshifted_model
     cfg = DecodeConfig(gen_length=16, block_length=block_length, steps=steps, early_stop=False)
     out = generate(model, PROMPTS, cfg)
     for i, prompt in enumerate(PROMPTS):
         tokens, nfe = naive_decode(model, prompt, 16, block_length, steps)
-        assert out.tokens[i, out.prompt_length:].tolist() == tokens
+        assert out.tokens[i, out.prompt_length :].tolist() == tokens
         assert out.nfe[i] == nfe
 
 
 def test_threshold_equals_the_naive_threshold_loop(shifted_model):
-    cfg = DecodeConfig(gen_length=16, block_length=8, policy="threshold", policy_options={"threshold": 0.5}, early_stop=False)
+    cfg = DecodeConfig(
+        gen_length=16, block_length=8, policy="threshold", policy_options={"threshold": 0.5}, early_stop=False
+    )
     out = generate(shifted_model, PROMPTS, cfg)
     for i, prompt in enumerate(PROMPTS):
         tokens, nfe = naive_decode(shifted_model, prompt, 16, 8, 16, policy="threshold", tau=0.5)
-        assert out.tokens[i, out.prompt_length:].tolist() == tokens
+        assert out.tokens[i, out.prompt_length :].tolist() == tokens
         assert out.nfe[i] == nfe
 
 
@@ -93,32 +100,48 @@ def test_batch_rows_are_independent_and_left_padding_changes_nothing(policy, kno
 
 
 def test_unshifted_rows_are_independent_too(unshifted_model):
-    cfg = DecodeConfig(gen_length=16, block_length=4, policy="threshold", policy_options={"threshold": 0.5}, cache="dual")
+    cfg = DecodeConfig(
+        gen_length=16, block_length=4, policy="threshold", policy_options={"threshold": 0.5}, cache="dual"
+    )
     together = generate(unshifted_model, PROMPTS, cfg)
     for i, prompt in enumerate(PROMPTS):
         assert together.completions[i] == generate(unshifted_model, [prompt], cfg).completions[0]
 
 
 @pytest.mark.parametrize("cache", ["none", "prefix", "dual"])
-@pytest.mark.parametrize("policy, knobs", POLICIES + [("random", {})])
+@pytest.mark.parametrize("policy, knobs", [*POLICIES, ("random", {})])
 def test_no_commit_lands_outside_the_current_block(policy, knobs, cache, shifted_model):
-    cfg = DecodeConfig(gen_length=16, block_length=4, policy=policy, cache=cache, trace=True,
-                       temperature=1.0, early_stop=False, seed=3, policy_options=knobs)
+    cfg = DecodeConfig(
+        gen_length=16,
+        block_length=4,
+        policy=policy,
+        cache=cache,
+        trace=True,
+        temperature=1.0,
+        early_stop=False,
+        seed=3,
+        policy_options=knobs,
+    )
     out = generate(shifted_model, PROMPTS, cfg)
     for i in range(len(PROMPTS)):
         when = out.trace.row(i).commit_steps()
         assert min(when) >= 0  # every position committed exactly once
         for blk in range(1, 4):
-            prev, cur = when[(blk - 1) * 4:blk * 4], when[blk * 4:(blk + 1) * 4]
+            prev, cur = when[(blk - 1) * 4 : blk * 4], when[blk * 4 : (blk + 1) * 4]
             assert max(prev) < min(cur)  # block b starts only once block b-1 is done
 
 
-@pytest.mark.parametrize("policy, knobs", POLICIES + [("random", {})])
+@pytest.mark.parametrize("policy, knobs", [*POLICIES, ("random", {})])
 def test_same_seed_same_output_and_other_seeds_differ(policy, knobs, shifted_model):
-    cfg = DecodeConfig(gen_length=16, block_length=8, policy=policy, temperature=1.0, top_p=0.95,
-                       policy_options={**knobs, **({"alg_temp": 0.5} if policy in ("confidence", "margin") else {})})
-    runs = [generate(shifted_model, PROMPTS, cfg, generator=torch.Generator().manual_seed(s))
-            for s in (7, 7, 8)]
+    cfg = DecodeConfig(
+        gen_length=16,
+        block_length=8,
+        policy=policy,
+        temperature=1.0,
+        top_p=0.95,
+        policy_options={**knobs, **({"alg_temp": 0.5} if policy in ("confidence", "margin") else {})},
+    )
+    runs = [generate(shifted_model, PROMPTS, cfg, generator=torch.Generator().manual_seed(s)) for s in (7, 7, 8)]
     assert runs[0].completions == runs[1].completions and runs[0].nfe == runs[1].nfe
     assert torch.equal(runs[0].tokens, runs[1].tokens)
     assert runs[0].completions != runs[2].completions
@@ -128,14 +151,16 @@ def test_same_seed_same_output_and_other_seeds_differ(policy, knobs, shifted_mod
 
 
 def test_trace_is_none_when_off_and_complete_when_on(shifted_model):
-    cfg = DecodeConfig(gen_length=16, block_length=8, policy="threshold", policy_options={"threshold": 0.5}, early_stop=False)
+    cfg = DecodeConfig(
+        gen_length=16, block_length=8, policy="threshold", policy_options={"threshold": 0.5}, early_stop=False
+    )
     assert generate(shifted_model, PROMPTS, cfg).trace is None
     out = generate(shifted_model, PROMPTS, cfg.replace(trace=True))
     for i in range(len(PROMPTS)):
         row = out.trace.row(i)
         assert sorted(row.order()) == list(range(16))
         assert [s.nfe for s in row.steps] == list(range(1, out.nfe[i] + 1))
-        tokens = out.tokens[i, out.prompt_length:]
+        tokens = out.tokens[i, out.prompt_length :]
         for s in row.steps:
             assert s.tokens == tokens[s.positions].tolist()
             assert all(0 < c <= 1 for c in s.confidences)
@@ -176,7 +201,7 @@ def chain_model(vocab=16, stop_after=(7,), shifted=False):
 def test_early_stop_equals_decoding_to_the_end_and_rows_leave_the_batch(policy, shifted):
     prompts = [[4, 5], [1], [8, 9, 2], [3]]  # 6 7 | 2 3 4 5 6 7 | 3 4 5 6 7 | 4 5 6 7, then EOS
     if shifted:
-        prompts = [[1] + p for p in prompts]  # a shifted model needs the token left of each slice
+        prompts = [[1, *p] for p in prompts]  # a shifted model needs the token left of each slice
     cfg = DecodeConfig(gen_length=12, policy=policy, trace=True)
     full = generate(chain_model(shifted=shifted), prompts, cfg.replace(early_stop=False))
     model = chain_model(shifted=shifted)
@@ -192,7 +217,7 @@ def test_early_stop_equals_decoding_to_the_end_and_rows_leave_the_batch(policy, 
     # the rest of a stopped row is the end token
     eos = model.config.eos_token_id
     for i, c in enumerate(stop.completions):
-        assert stop.tokens[i, stop.prompt_length + len(c):].eq(eos).all()
+        assert stop.tokens[i, stop.prompt_length + len(c) :].eq(eos).all()
         assert stop.trace.row(i).stopped_at == len(c)
 
 
@@ -203,9 +228,14 @@ def test_early_stop_keeps_the_sampled_completion_of_a_real_model():
     stopped = 0
     for seed in range(12):
         for policy in ("confidence", "threshold"):
-            cfg = DecodeConfig(gen_length=24, block_length=8, policy=policy,
-                               policy_options={"threshold": 0.5} if policy == "threshold" else {},
-                               temperature=1.0, seed=seed)
+            cfg = DecodeConfig(
+                gen_length=24,
+                block_length=8,
+                policy=policy,
+                policy_options={"threshold": 0.5} if policy == "threshold" else {},
+                temperature=1.0,
+                seed=seed,
+            )
             a = generate(model, [[1, 2, 3]], cfg)
             b = generate(model, [[1, 2, 3]], cfg.replace(early_stop=False))
             assert a.completions == b.completions
@@ -278,8 +308,15 @@ def test_learned_policy_through_the_loop(shifted_model):
         first = features.masked.float().argmax(-1, keepdim=True)
         return torch.zeros_like(features.confidence).scatter(-1, first, 1.0)
 
-    cfg = DecodeConfig(gen_length=8, block_length=4, policy=LearnedPolicy(leftmost), trace=True,
-                       early_stop=False, temperature=1.0, seed=0)
+    cfg = DecodeConfig(
+        gen_length=8,
+        block_length=4,
+        policy=LearnedPolicy(leftmost),
+        trace=True,
+        early_stop=False,
+        temperature=1.0,
+        seed=0,
+    )
     out = generate(shifted_model, PROMPTS, cfg)
     assert all(out.trace.row(i).step_groups() == [[j] for j in range(8)] for i in range(3))
     assert out.nfe == [8, 8, 8]

@@ -7,8 +7,15 @@ import torch
 
 from demask.decoding import DecodeConfig, LearnedPolicy, StepState, make_policy, policy_class
 from demask.decoding.policies import (
-    ConfidencePolicy, EntropyBoundPolicy, EntropyPolicy, FactorPolicy, LeftToRightPolicy,
-    MarginPolicy, RandomPolicy, ThresholdPolicy, commit_top,
+    ConfidencePolicy,
+    EntropyBoundPolicy,
+    EntropyPolicy,
+    FactorPolicy,
+    LeftToRightPolicy,
+    MarginPolicy,
+    RandomPolicy,
+    ThresholdPolicy,
+    commit_top,
 )
 
 
@@ -19,8 +26,9 @@ def state_from(probs, masked, counts=None, tokens=None, **kw):
     masked = torch.tensor(masked, dtype=torch.bool)
     counts = None if counts is None else torch.tensor(counts)
     kw.setdefault("nfe", torch.ones(probs.shape[0], dtype=torch.long))
-    return StepState(tokens=tokens, probs=probs, masked=masked, step=0, gen_length=probs.shape[1],
-                     block_start=0, counts=counts, **kw)
+    return StepState(
+        tokens=tokens, probs=probs, masked=masked, step=0, gen_length=probs.shape[1], block_start=0, counts=counts, **kw
+    )
 
 
 def two_token(ps):
@@ -41,8 +49,7 @@ def test_confidence_takes_the_counts_most_confident_masked_positions():
 
 
 def test_counts_differ_per_row_and_never_exceed_masked():
-    st = state_from([two_token([0.6, 0.9, 0.7]), two_token([0.8, 0.55, 0.95])],
-                    [[1, 1, 1], [1, 0, 0]], counts=[3, 1])
+    st = state_from([two_token([0.6, 0.9, 0.7]), two_token([0.8, 0.55, 0.95])], [[1, 1, 1], [1, 0, 0]], counts=[3, 1])
     assert committed(ConfidencePolicy().select(st)) == [[0, 1, 2], [0]]
 
 
@@ -79,8 +86,9 @@ def test_ties_go_left_and_unmasked_never_win_even_at_minus_infinity():
 
 
 def test_threshold_commits_all_above_tau_and_at_least_one():
-    st = state_from([two_token([0.95, 0.5, 0.9, 0.92]), two_token([0.6, 0.7, 0.55, 0.51])],
-                    [[1, 1, 1, 0], [1, 1, 1, 1]])
+    st = state_from(
+        [two_token([0.95, 0.5, 0.9, 0.92]), two_token([0.6, 0.7, 0.55, 0.51])], [[1, 1, 1, 0], [1, 1, 1, 1]]
+    )
     assert committed(ThresholdPolicy(0.9).select(st)) == [[0, 2], [1]]
     assert committed(ThresholdPolicy(0.6).select(st)) == [[0, 2], [0, 1]]
 
@@ -115,8 +123,13 @@ def test_alg_temp_samples_positions_from_the_softmax_of_scores():
     # two positions with confidence 0.75 / 0.25 and alg_temp = 1: softmax picks position 0
     # with probability e^0.75 / (e^0.75 + e^0.25) = 0.6225 (one draw per row, 4000 rows)
     n = 4000
-    st = state_from([two_token([0.75, 0.25])] * n, [[1, 1]] * n, counts=[1] * n, tokens=[[0, 0]] * n,
-                    generator=torch.Generator().manual_seed(0))
+    st = state_from(
+        [two_token([0.75, 0.25])] * n,
+        [[1, 1]] * n,
+        counts=[1] * n,
+        tokens=[[0, 0]] * n,
+        generator=torch.Generator().manual_seed(0),
+    )
     sel = ConfidencePolicy(alg_temp=1.0).select(st)
     assert sel.commit.sum(-1).tolist() == [1] * n
     freq = sel.commit[:, 0].float().mean().item()
@@ -132,8 +145,9 @@ def test_random_commits_exact_counts_among_masked_and_follows_the_seed():
     masked = [[1, 0, 1, 1, 1, 0]] * n
 
     def run(seed):
-        st = state_from([two_token([0.5] * 6)] * n, masked, counts=[2] * n,
-                        generator=torch.Generator().manual_seed(seed))
+        st = state_from(
+            [two_token([0.5] * 6)] * n, masked, counts=[2] * n, generator=torch.Generator().manual_seed(seed)
+        )
         return RandomPolicy().select(st).commit
 
     a, b, c = run(1), run(1), run(2)
@@ -150,9 +164,12 @@ def test_learned_policy_bernoulli_forcing_and_logprob():
         return torch.tensor([[0.9, 0.2, 0.6, 1.0], [0.3, 0.4, 0.1, 1.0]])
 
     masked = torch.tensor([[1, 1, 0], [1, 1, 1]], dtype=torch.bool)
-    st = state_from([two_token([0.5] * 3)] * 2, masked.int().tolist(),
-                    completion_masked=torch.ones(2, 4, dtype=torch.bool),
-                    completion_confidence=torch.full((2, 4), 0.5))
+    st = state_from(
+        [two_token([0.5] * 3)] * 2,
+        masked.int().tolist(),
+        completion_masked=torch.ones(2, 4, dtype=torch.bool),
+        completion_confidence=torch.full((2, 4), 0.5),
+    )
     sel = LearnedPolicy(fn, deterministic=True).select(st)
     # row 0: p >= 0.5 at 0 (and 2, not masked); row 1 selects nothing -> forced to its best (1)
     assert committed(sel) == [[0], [1]]
@@ -171,9 +188,13 @@ def test_learned_policy_bernoulli_forcing_and_logprob():
 
 def test_learned_policy_samples_with_its_probabilities():
     n = 3000
-    st = state_from([two_token([0.5, 0.5])] * n, [[1, 1]] * n, generator=torch.Generator().manual_seed(0),
-                    completion_masked=torch.ones(n, 2, dtype=torch.bool),
-                    completion_confidence=torch.zeros(n, 2))
+    st = state_from(
+        [two_token([0.5, 0.5])] * n,
+        [[1, 1]] * n,
+        generator=torch.Generator().manual_seed(0),
+        completion_masked=torch.ones(n, 2, dtype=torch.bool),
+        completion_confidence=torch.zeros(n, 2),
+    )
     sel = LearnedPolicy(lambda f: torch.tensor([0.0, 0.3]).expand(n, 2), force_nonempty=False).select(st)
     assert not sel.commit[:, 0].any()
     assert abs(sel.commit[:, 1].float().mean().item() - 0.3) < 0.03
@@ -200,14 +221,17 @@ def test_make_policy_passes_the_policy_options():
     assert config.make_policy().threshold == 0.7
 
 
-@pytest.mark.parametrize("name, options, match", [
-    ("threshold", {"thresold": 0.8}, "has no option 'thresold'; did you mean 'threshold'"),
-    ("confidence", {"threshold": 0.8}, r"'confidence' has no option 'threshold'.*alg_temp"),
-    ("threshold", {"threshold": 1.5}, r"threshold must lie in \(0, 1\]"),
-    ("factor", {"factor": 0}, "factor must be > 0"),
-    ("entropy-bound", {"gamma": -1}, "gamma must be >= 0"),
-    ("margin", {"alg_temp": 0}, "alg_temp must be > 0"),
-])
+@pytest.mark.parametrize(
+    "name, options, match",
+    [
+        ("threshold", {"thresold": 0.8}, "has no option 'thresold'; did you mean 'threshold'"),
+        ("confidence", {"threshold": 0.8}, r"'confidence' has no option 'threshold'.*alg_temp"),
+        ("threshold", {"threshold": 1.5}, r"threshold must lie in \(0, 1\]"),
+        ("factor", {"factor": 0}, "factor must be > 0"),
+        ("entropy-bound", {"gamma": -1}, "gamma must be >= 0"),
+        ("margin", {"alg_temp": 0}, "alg_temp must be > 0"),
+    ],
+)
 def test_bad_policy_options_are_named(name, options, match):
     with pytest.raises(ValueError, match=match):
         DecodeConfig(policy=name, policy_options=options)

@@ -60,8 +60,7 @@ def test_filtered_tokens_are_never_sampled():
     logits = torch.tensor([0.0, 0.5, 0.1, 0.4, 0.2, 0.3]).expand(n, 6)
     tokens, _ = choose_tokens(logits, temperature=1.0, top_k=2, generator=torch.Generator().manual_seed(0))
     assert set(tokens.tolist()) == {1, 3}
-    tokens, _ = choose_tokens(LOGP.expand(n, 4), temperature=1.0, top_p=0.7,
-                              generator=torch.Generator().manual_seed(0))
+    tokens, _ = choose_tokens(LOGP.expand(n, 4), temperature=1.0, top_p=0.7, generator=torch.Generator().manual_seed(0))
     assert set(tokens.tolist()) == {0, 1}
     # ties with the k-th value are kept (as in transformers)
     assert kept(filter_logits(torch.zeros(6), top_k=2)) == list(range(6))

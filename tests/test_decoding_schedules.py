@@ -73,11 +73,10 @@ def test_loop_follows_llada_counts_and_confidence_order(shifted):
 
 def test_loop_dream_schedule_wastes_the_first_step_at_full_steps():
     model = descending_confidence_model(10)
-    out = generate(model, [[1, 2]], DecodeConfig(gen_length=8, steps=8, schedule="dream",
-                                                 trace=True, early_stop=False))
+    out = generate(model, [[1, 2]], DecodeConfig(gen_length=8, steps=8, schedule="dream", trace=True, early_stop=False))
     groups = out.trace.row(0).step_groups()
     assert groups[0] == [] and len(groups) == 8 and out.nfe == [8]
-    assert sorted(sum(groups, [])) == list(range(8))
+    assert sorted(i for group in groups for i in group) == list(range(8))
 
 
 def test_blocks_split_the_steps_and_the_remainder_goes_first():
@@ -87,17 +86,20 @@ def test_blocks_split_the_steps_and_the_remainder_goes_first():
     assert DecodeConfig(gen_length=12, policy="threshold").block_steps() is None
 
 
-@pytest.mark.parametrize("bad, match", [
-    (dict(gen_length=10, block_length=4), "divide gen_length"),
-    (dict(gen_length=8, block_length=2, steps=3), "between the number of blocks"),
-    (dict(gen_length=8, steps=9), "between the number of blocks"),
-    (dict(policy="threshold", steps=8), "leave steps unset"),
-    (dict(temperature=-1.0), "temperature"),
-    (dict(top_p=0.0), "top_p"),
-    (dict(cache="full"), "cache"),
-    (dict(policy="threshold", policy_options={"threshold": 1.5}), "threshold"),
-    (dict(steps=2.5), "whole number"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(gen_length=10, block_length=4), "divide gen_length"),
+        (dict(gen_length=8, block_length=2, steps=3), "between the number of blocks"),
+        (dict(gen_length=8, steps=9), "between the number of blocks"),
+        (dict(policy="threshold", steps=8), "leave steps unset"),
+        (dict(temperature=-1.0), "temperature"),
+        (dict(top_p=0.0), "top_p"),
+        (dict(cache="full"), "cache"),
+        (dict(policy="threshold", policy_options={"threshold": 1.5}), "threshold"),
+        (dict(steps=2.5), "whole number"),
+    ],
+)
 def test_config_rejects_contradictions_with_a_named_fix(bad, match):
     with pytest.raises(ValueError, match=match):
         DecodeConfig(**bad)

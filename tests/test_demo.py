@@ -1,6 +1,7 @@
 """`demask demo` on the shipped models: the files it promises, re-scorable by another harness."""
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -12,8 +13,9 @@ from demask.execution import Sandbox, SandboxConfig
 from demask.model import load_pretrained
 from demask.tasks.jsonl import read_tasks_jsonl
 
-pytestmark = pytest.mark.skipif(not (SHIPPED["diffusion"] / "config.json").is_file(),
-                                reason="the shipped TinyCode model is not installed")
+pytestmark = pytest.mark.skipif(
+    not (SHIPPED["diffusion"] / "config.json").is_file(), reason="the shipped TinyCode model is not installed"
+)
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +30,7 @@ def test_demo_writes_rescorable_results(tmp_path, tasks):
     assert [r.policy for r in rows] == ["confidence", "left-to-right"]
     results = json.loads((tmp_path / "results.json").read_text())
     for entry in results["policies"]:
-        assert set(entry) >= {"policy", "pass_at_1", "nfe_per_token", "tokens_per_s",
-                              "global_ar_ness", "samples_file"}
+        assert set(entry) >= {"policy", "pass_at_1", "nfe_per_token", "tokens_per_s", "global_ar_ness", "samples_file"}
         assert 0.0 <= entry["pass_at_1"] <= 1.0 and entry["nfe_per_token"] > 0
     ltr = results["policies"][1]
     assert ltr["global_ar_ness"] == 1.0  # left to right commits the leftmost masked position
@@ -48,38 +49,69 @@ def test_demo_skips_rows_of_models_not_given(tmp_path, tasks):
     assert run_demo({"diffusion": model}, tasks[:1], tmp_path, only_ar, workers=1) == []
 
 
-@pytest.mark.skipif(not (SHIPPED["autoregressive"] / "config.json").is_file(),
-                    reason="the shipped autoregressive model is not installed")
+@pytest.mark.skipif(
+    not (SHIPPED["autoregressive"] / "config.json").is_file(),
+    reason="the shipped autoregressive model is not installed",
+)
 def test_demo_command(tmp_path):
-    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--max-tasks", "3",
-                                      "--policy", "threshold 0.9", "--policy", "autoregressive model"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "demo",
+            "--out",
+            str(tmp_path),
+            "--max-tasks",
+            "3",
+            "--policy",
+            "threshold 0.9",
+            "--policy",
+            "autoregressive model",
+        ],
+    )
     assert result.exit_code == 0, result.output
     names = [p["policy"] for p in json.loads((tmp_path / "results.json").read_text())["policies"]]
     assert names == ["threshold 0.9", "autoregressive model"]
     assert "pass@1" in result.output
 
 
-@pytest.mark.skipif(not (SHIPPED["autoregressive"] / "config.json").is_file(),
-                    reason="the shipped autoregressive model is not installed")
+@pytest.mark.skipif(
+    not (SHIPPED["autoregressive"] / "config.json").is_file(),
+    reason="the shipped autoregressive model is not installed",
+)
 def test_demo_command_rejects_unknown_row(tmp_path):
     result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--policy", "bogus"])
     assert result.exit_code != 0
     assert "unknown policy row" in result.output
 
 
-@pytest.mark.skipif(not (SHIPPED["autoregressive"] / "config.json").is_file(),
-                    reason="the shipped autoregressive model is not installed")
+@pytest.mark.skipif(
+    not (SHIPPED["autoregressive"] / "config.json").is_file(),
+    reason="the shipped autoregressive model is not installed",
+)
 def test_demo_grpo_row_decodes_the_given_checkpoint(tmp_path):
     # the SFT model stands in for a GRPO checkpoint: its row must equal the confidence row
-    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--max-tasks", "4",
-                                      "--grpo", str(SHIPPED["diffusion"]), "--policy", "confidence",
-                                      "--policy", "coupled-GRPO model, confidence"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "demo",
+            "--out",
+            str(tmp_path),
+            "--max-tasks",
+            "4",
+            "--grpo",
+            str(SHIPPED["diffusion"]),
+            "--policy",
+            "confidence",
+            "--policy",
+            "coupled-GRPO model, confidence",
+        ],
+    )
     assert result.exit_code == 0, result.output
     rows = json.loads((tmp_path / "results.json").read_text())["policies"]
     assert [r["policy"] for r in rows] == ["confidence", "coupled-GRPO model, confidence"]
     assert rows[0]["pass_at_1"] == rows[1]["pass_at_1"]
-    first = [json.loads(line)["completion"] for line in open(rows[0]["samples_file"])]
-    second = [json.loads(line)["completion"] for line in open(rows[1]["samples_file"])]
+    first = [json.loads(line)["completion"] for line in Path(rows[0]["samples_file"]).read_text().splitlines()]
+    second = [json.loads(line)["completion"] for line in Path(rows[1]["samples_file"]).read_text().splitlines()]
     assert first == second
 
 
@@ -90,7 +122,6 @@ def test_demo_grpo_option_names_a_missing_checkpoint(tmp_path):
 
 
 def test_demo_grpo_row_without_a_checkpoint_is_refused(tmp_path):
-    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--policy",
-                                      "coupled-GRPO model, confidence"])
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--policy", "coupled-GRPO model, confidence"])
     assert result.exit_code != 0
     assert "--grpo" in result.output

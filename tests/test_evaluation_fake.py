@@ -49,7 +49,7 @@ class FakeSandbox:
         self.timeout_s = timeout_s
         self.calls = 0
 
-    def __enter__(self) -> "FakeSandbox":
+    def __enter__(self) -> FakeSandbox:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -69,16 +69,29 @@ class FakeSandbox:
         timeout = program.timeout_s or self.timeout_s
         payload = json.dumps({"code": program.code, "tests": list(program.tests)})
         try:
-            proc = subprocess.run([sys.executable, "-I", "-c", _HARNESS], input=payload, text=True,
-                                  capture_output=True, timeout=timeout, cwd="/tmp")
+            proc = subprocess.run(
+                [sys.executable, "-I", "-c", _HARNESS],
+                input=payload,
+                text=True,
+                capture_output=True,
+                timeout=timeout,
+                cwd="/tmp",
+            )
         except subprocess.TimeoutExpired:
-            return ExecutionResult(Verdict.TIMEOUT, 0, len(program.tests),
-                                   [Verdict.TIMEOUT] * len(program.tests), error="timeout")
+            return ExecutionResult(
+                Verdict.TIMEOUT, 0, len(program.tests), [Verdict.TIMEOUT] * len(program.tests), error="timeout"
+            )
         marker = proc.stdout.rfind("@@RESULT@@")
         if marker < 0:
-            return ExecutionResult(Verdict.KILLED, 0, len(program.tests), [Verdict.KILLED] * len(program.tests),
-                                   error=f"exit {proc.returncode}", stderr=proc.stderr[-2000:])
-        out = json.loads(proc.stdout[marker + len("@@RESULT@@"):])
+            return ExecutionResult(
+                Verdict.KILLED,
+                0,
+                len(program.tests),
+                [Verdict.KILLED] * len(program.tests),
+                error=f"exit {proc.returncode}",
+                stderr=proc.stderr[-2000:],
+            )
+        out = json.loads(proc.stdout[marker + len("@@RESULT@@") :])
         if out["code"] is not None:
             v, err = out["code"]
             n = len(program.tests)
@@ -86,8 +99,9 @@ class FakeSandbox:
         per = [Verdict(v) for v, _ in out["tests"]]
         errors = [e for v, e in out["tests"] if e]
         first_bad = next((v for v in per if v is not Verdict.PASSED), Verdict.PASSED)
-        return ExecutionResult(first_bad, sum(v is Verdict.PASSED for v in per), len(per), per,
-                               error=errors[0] if errors else None)
+        return ExecutionResult(
+            first_bad, sum(v is Verdict.PASSED for v in per), len(per), per, error=errors[0] if errors else None
+        )
 
 
 def best_sandbox(workers: int = 2, timeout_s: float = 5.0) -> Sandbox:

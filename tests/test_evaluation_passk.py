@@ -9,18 +9,21 @@ from demask.evaluation.passk import mean_pass_at_k, pass_at_k, pass_at_k_totals
 EXACT = 1e-15
 
 
-@pytest.mark.parametrize("n, c, k, expected", [
-    (5, 2, 2, 1 - 3 / 10),          # 1 - C(3,2)/C(5,2)
-    (4, 1, 2, 1 - 3 / 6),           # 1 - C(3,2)/C(4,2)
-    (6, 2, 3, 1 - 4 / 20),          # 1 - C(4,3)/C(6,3)
-    (10, 3, 1, 0.3),                # pass@1 = c / n
-    (200, 1, 100, 0.5),             # 1 - C(199,100)/C(200,100) = 1 - 100/200
-    (10, 0, 5, 0.0),
-    (10, 10, 1, 1.0),
-    (3, 2, 2, 1.0),                 # n - c = 1 < k: every draw of 2 holds a pass
-    (7, 5, 3, 1.0),                 # n - c = 2 < 3
-    (1, 0, 1, 0.0),
-])
+@pytest.mark.parametrize(
+    "n, c, k, expected",
+    [
+        (5, 2, 2, 1 - 3 / 10),  # 1 - C(3,2)/C(5,2)
+        (4, 1, 2, 1 - 3 / 6),  # 1 - C(3,2)/C(4,2)
+        (6, 2, 3, 1 - 4 / 20),  # 1 - C(4,3)/C(6,3)
+        (10, 3, 1, 0.3),  # pass@1 = c / n
+        (200, 1, 100, 0.5),  # 1 - C(199,100)/C(200,100) = 1 - 100/200
+        (10, 0, 5, 0.0),
+        (10, 10, 1, 1.0),
+        (3, 2, 2, 1.0),  # n - c = 1 < k: every draw of 2 holds a pass
+        (7, 5, 3, 1.0),  # n - c = 2 < 3
+        (1, 0, 1, 0.0),
+    ],
+)
 def test_pass_at_k_hand_computed(n, c, k, expected):
     assert pass_at_k(n, c, k) == pytest.approx(expected, abs=EXACT)
 
@@ -65,7 +68,7 @@ def test_large_n_is_stable():
 def test_mean_only_when_every_task_has_k_samples():
     counts = [(5, 2), (4, 1)]
     assert mean_pass_at_k(counts, 2) == pytest.approx((0.7 + 0.5) / 2, abs=EXACT)
-    assert mean_pass_at_k(counts + [(1, 1)], 2) is None
+    assert mean_pass_at_k([*counts, (1, 1)], 2) is None
     assert mean_pass_at_k([], 1) is None
 
 

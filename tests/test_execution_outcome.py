@@ -13,17 +13,20 @@ P, F, E, T, M, K = "passed", "failed", "error", "timeout", "memory", "killed"
 
 
 # ---------------------------------------------------------------------- config
-@pytest.mark.parametrize("field, value, words", [
-    ("workers", 0, "workers=0"),
-    ("timeout_s", 0, "timeout_s=0"),
-    ("timeout_s", float("nan"), "timeout_s=nan"),
-    ("memory_mb", 64, "memory_mb=64"),
-    ("cpu_s", 0, "cpu_s=0"),
-    ("max_processes", 0, "max_processes=0"),
-    ("max_restarts", -1, "max_restarts=-1"),
-    ("uid_base", 0, "uid_base=0"),
-    ("preload", ("os; import x",), "preload"),
-])
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("workers", 0, "workers=0"),
+        ("timeout_s", 0, "timeout_s=0"),
+        ("timeout_s", float("nan"), "timeout_s=nan"),
+        ("memory_mb", 64, "memory_mb=64"),
+        ("cpu_s", 0, "cpu_s=0"),
+        ("max_processes", 0, "max_processes=0"),
+        ("max_restarts", -1, "max_restarts=-1"),
+        ("uid_base", 0, "uid_base=0"),
+        ("preload", ("os; import x",), "preload"),
+    ],
+)
 def test_config_rejects_bad_values_naming_them(field, value, words):
     with pytest.raises(ValueError, match=words.replace("(", r"\(")):
         SandboxConfig(**{field: value})
@@ -54,7 +57,7 @@ def test_channel_rejects_forgery(forge):
     good0, good1 = encode(key, 0, part_payload(0, P)), encode(key, 1, part_payload(1, P))
     stream = {
         "wrong_key": encode(b"x" * 32, 0, part_payload(0, P)),
-        "replay": good0 + good0,          # the second copy carries seq 0 where 1 is due
+        "replay": good0 + good0,  # the second copy carries seq 0 where 1 is due
         "reorder": good1 + good0,
         "garbage": b"passed\n" * 10,
         "oversize": (1 << 30).to_bytes(4, "big") + b"x" * 40,
@@ -83,8 +86,7 @@ def test_outcome_all_pass():
 def test_outcome_code_failure_decides_every_test():
     o = ProgramOutcome(3, max_restarts=2)
     assert o.add(_att(0, {0: (E, "KeyError: 'k'")}, done=True)) is None
-    assert o.finish() == dict(verdict=E, per_test=[E, E, E], tests_passed=0, tests_total=3,
-                              error="KeyError: 'k'")
+    assert o.finish() == dict(verdict=E, per_test=[E, E, E], tests_passed=0, tests_total=3, error="KeyError: 'k'")
 
 
 def test_outcome_restarts_after_a_hung_test_and_continues():
@@ -118,8 +120,7 @@ def test_outcome_code_dies_on_restart():
 def test_outcome_no_tests_and_early_exit():
     o = ProgramOutcome(0, max_restarts=2)
     assert o.add(_att(0, {}, stop=(K, "exited with status 0"))) is None
-    assert o.finish() == dict(verdict=K, per_test=[], tests_passed=0, tests_total=0,
-                              error="exited with status 0")
+    assert o.finish() == dict(verdict=K, per_test=[], tests_passed=0, tests_total=0, error="exited with status 0")
 
 
 def test_outcome_everything_reported_then_died_stands():

@@ -10,11 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from demask.execution import (ExecutionResult, Program, Sandbox, SandboxConfig, Verdict,
-                              run_programs)
+from demask.execution import ExecutionResult, Program, Sandbox, SandboxConfig, Verdict, run_programs
 
-P, F, E, T, M, K = (Verdict.PASSED, Verdict.FAILED, Verdict.ERROR, Verdict.TIMEOUT,
-                    Verdict.MEMORY, Verdict.KILLED)
+P, F, E, T, M, K = (Verdict.PASSED, Verdict.FAILED, Verdict.ERROR, Verdict.TIMEOUT, Verdict.MEMORY, Verdict.KILLED)
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 
 
@@ -32,16 +30,19 @@ def test_passed_without_and_with_tests(sb):
     assert r.error is None and r.isolation == sb.isolation
 
 
-@pytest.mark.parametrize("code, verdict, error", [
-    ("assert 1 == 2, 'one is not two'", F, "AssertionError: one is not two"),
-    ("raise ValueError('boom')", E, "ValueError: boom"),
-    ("def f(:\n    pass", E, "SyntaxError"),
-    ("undefined_name", E, "NameError: name 'undefined_name' is not defined"),
-    ("while True:\n    pass", T, "wall-clock limit of 1 s exceeded"),
-    ("x = bytearray(2 ** 40)", M, "MemoryError"),
-    ("import ctypes\nctypes.string_at(0)", K, "killed by signal SIGSEGV"),
-    ("import os\nos._exit(3)", K, "exited with status 3"),
-])
+@pytest.mark.parametrize(
+    "code, verdict, error",
+    [
+        ("assert 1 == 2, 'one is not two'", F, "AssertionError: one is not two"),
+        ("raise ValueError('boom')", E, "ValueError: boom"),
+        ("def f(:\n    pass", E, "SyntaxError"),
+        ("undefined_name", E, "NameError: name 'undefined_name' is not defined"),
+        ("while True:\n    pass", T, "wall-clock limit of 1 s exceeded"),
+        ("x = bytearray(2 ** 40)", M, "MemoryError"),
+        ("import ctypes\nctypes.string_at(0)", K, "killed by signal SIGSEGV"),
+        ("import os\nos._exit(3)", K, "exited with status 3"),
+    ],
+)
 def test_verdicts(sb, code, verdict, error):
     r = sb.run(code)
     assert r.verdict is verdict, (r.error, r.stderr)
@@ -56,13 +57,15 @@ def test_error_message_of_hostile_exception_str(sb):
 
 
 def test_per_test_pass_rate_with_restarts(sb):
-    tests = ("assert f(1) == 2",            # passed
-             "assert f(2) == 5",            # failed
-             "raise ValueError('boom')",    # error
-             "while True:\n    pass",       # timeout: the child is killed, a fresh one goes on
-             "assert f(3) == 6",            # passed
-             "import os\nos._exit(0)",      # killed (exited early): restart again
-             "assert f(0) == 0")            # passed
+    tests = (
+        "assert f(1) == 2",  # passed
+        "assert f(2) == 5",  # failed
+        "raise ValueError('boom')",  # error
+        "while True:\n    pass",  # timeout: the child is killed, a fresh one goes on
+        "assert f(3) == 6",  # passed
+        "import os\nos._exit(0)",  # killed (exited early): restart again
+        "assert f(0) == 0",
+    )  # passed
     r = sb.run(Program("def f(x):\n    return 2 * x\nprint('code ran')", tests=tests))
     assert r.per_test == [P, F, E, T, P, K, P]
     assert (r.tests_passed, r.tests_total) == (3, 7)
@@ -201,7 +204,9 @@ def test_isolation_report_says_when_network_is_left_on():
         with Sandbox(SandboxConfig(workers=1, timeout_s=2.0, isolate_network=False)) as box:
             assert box.isolation.startswith("WEAKER") and "network reachable" in box.isolation
             assert "isolate_network=False" in box.isolation
-            r = box.run(f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1)\nprint('connected')")
+            r = box.run(
+                f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1)\nprint('connected')"
+            )
             assert r.stdout == "connected\n" and r.isolation == box.isolation
         with pytest.raises(RuntimeError, match="full isolation unavailable"):
             Sandbox(SandboxConfig(workers=1, isolate_network=False, require_full_isolation=True)).start()
@@ -211,30 +216,45 @@ def test_isolation_report_says_when_network_is_left_on():
 
 def _as_nobody(script: str) -> subprocess.CompletedProcess:
     repo = Path(__file__).resolve().parents[1]
-    return subprocess.run(["/usr/bin/python3", "-c", script], cwd=repo, user=65534, group=65534,
-                          extra_groups=[], capture_output=True, text=True, timeout=120,
-                          env={"PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        ["/usr/bin/python3", "-c", script],
+        cwd=repo,
+        user=65534,
+        group=65534,
+        extra_groups=[],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin"},
+    )
 
 
 def _world_readable(path: Path) -> bool:
     return all(p.stat().st_mode & 0o005 == 0o005 for p in [path, *path.parents])
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not os.access("/usr/bin/python3", os.X_OK)
-                    or not _world_readable(Path(__file__).resolve().parents[1] / "demask"),
-                    reason="needs root (to switch to uid 65534), a system /usr/bin/python3 and "
-                           "a checkout that uid 65534 can read")
-@pytest.mark.parametrize("flags, expect", [
-    ("", ("[userns]", "[none]")),  # user namespaces if the kernel allows them
-    ("isolate_network=False, isolate_filesystem=False, isolate_processes=False", ("WEAKER isolation [none]",)),
-])
+@pytest.mark.skipif(
+    os.geteuid() != 0
+    or not os.access("/usr/bin/python3", os.X_OK)
+    or not _world_readable(Path(__file__).resolve().parents[1] / "demask"),
+    reason="needs root (to switch to uid 65534), a system /usr/bin/python3 and a checkout that uid 65534 can read",
+)
+@pytest.mark.parametrize(
+    "flags, expect",
+    [
+        ("", ("[userns]", "[none]")),  # user namespaces if the kernel allows them
+        ("isolate_network=False, isolate_filesystem=False, isolate_processes=False", ("WEAKER isolation [none]",)),
+    ],
+)
 def test_isolation_report_when_not_root(flags, expect):
-    script = ("from demask.execution import Sandbox, SandboxConfig\n"
-              f"with Sandbox(SandboxConfig(workers=1, timeout_s=2.0, {flags})) as sb:\n"
-              "    print(sb.isolation)\n"
-              "    r = sb.run('import os\\nif os.fork() == 0:\\n    os.setsid()\\n    import time\\n    time.sleep(60)\\n')\n"
-              "    print(r.verdict.value)\n"
-              "    print(sb.run('while True: pass').verdict.value)\n")
+    script = (
+        "from demask.execution import Sandbox, SandboxConfig\n"
+        f"with Sandbox(SandboxConfig(workers=1, timeout_s=2.0, {flags})) as sb:\n"
+        "    print(sb.isolation)\n"
+        "    r = sb.run('import os\\nif os.fork() == 0:\\n    os.setsid()\\n    import time\\n    time.sleep(60)\\n')\n"
+        "    print(r.verdict.value)\n"
+        "    print(sb.run('while True: pass').verdict.value)\n"
+    )
     out = _as_nobody(script)
     assert out.returncode == 0, out.stderr
     isolation, first, second = out.stdout.strip().splitlines()

@@ -28,12 +28,13 @@ def test_report_pairs_seeds_and_replots_from_json(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     report = _script()
     base = _eval_dir(tmp_path, "sft", [1, 0, 0, 1])
-    s0 = _eval_dir(tmp_path, "s0", [1, 1, 0, 1])   # +0.25
-    s1 = _eval_dir(tmp_path, "s1", [1, 0, 0, 0])   # -0.25
+    s0 = _eval_dir(tmp_path, "s0", [1, 1, 0, 1])  # +0.25
+    s1 = _eval_dir(tmp_path, "s1", [1, 0, 0, 0])  # -0.25
     other = _eval_dir(tmp_path, "x", [1, 1, 1, 1])  # +0.5
     docs = tmp_path / "docs" / "fresh"
-    report.main(["--base", str(base), "--run", f"C=s0={s0}", "--run", f"C=s0={s1}",
-                 "--run", f"X={other}", "--docs", str(docs)])
+    report.main(
+        ["--base", str(base), "--run", f"C=s0={s0}", "--run", f"C=s0={s1}", "--run", f"X={other}", "--docs", str(docs)]
+    )
     rows = report.summarize(json.loads(docs.with_suffix(".json").read_text()))
     # labels may contain '=': the path is after the last one
     assert [r["label"] for r in rows] == ["C=s0", "X"]

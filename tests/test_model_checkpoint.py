@@ -6,12 +6,26 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from demask.model import (ModelConfig, Transformer, load_model, load_pretrained, read_config,
-                          save_pretrained, train_bpe_tokenizer)
+from demask.model import (
+    ModelConfig,
+    Transformer,
+    load_model,
+    load_pretrained,
+    read_config,
+    save_pretrained,
+    train_bpe_tokenizer,
+)
 from demask.model.checkpoint import LLADA_NAME_MAP, llada_to_demask_name
 
-SMALL = dict(vocab_size=300, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
-             num_kv_heads=2, max_position_embeddings=64)
+SMALL = dict(
+    vocab_size=300,
+    hidden_size=32,
+    intermediate_size=64,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    max_position_embeddings=64,
+)
 
 
 def _model(**kw):
@@ -39,8 +53,8 @@ def test_round_trip_identical_logits(tmp_path, tokenizer, kw):
     with torch.no_grad():
         assert torch.equal(loaded(_ids()), m(_ids()))
     assert loaded.config == m.config.replace(
-        mask_token_id=tokenizer.mask_token_id, pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id)
+        mask_token_id=tokenizer.mask_token_id, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id
+    )
     assert tok.mask_token_id == tokenizer.mask_token_id == loaded.config.mask_token_id
     assert tok.decode(tok.encode("def f(x):\n    return x\n")) == "def f(x):\n    return x\n"
 
@@ -64,12 +78,24 @@ def test_dtype_choice_at_load(tmp_path):
 
 
 DIFFUCODER_CONFIG = {
-    "architectures": ["DreamModel"], "model_type": "Dream", "vocab_size": 300, "hidden_size": 32,
-    "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-    "num_key_value_heads": 2, "hidden_act": "silu", "max_position_embeddings": 64,
-    "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "rope_scaling": None,
-    "tie_word_embeddings": False, "mask_token_id": 299, "pad_token_id": 298,
-    "torch_dtype": "bfloat16", "auto_map": {"AutoModel": "modeling_dream.DreamModel"},
+    "architectures": ["DreamModel"],
+    "model_type": "Dream",
+    "vocab_size": 300,
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "hidden_act": "silu",
+    "max_position_embeddings": 64,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 1000000.0,
+    "rope_scaling": None,
+    "tie_word_embeddings": False,
+    "mask_token_id": 299,
+    "pad_token_id": 298,
+    "torch_dtype": "bfloat16",
+    "auto_map": {"AutoModel": "modeling_dream.DreamModel"},
 }
 
 
@@ -122,11 +148,26 @@ def test_loads_llada_layout_through_name_map(tmp_path):
     state = {inverse[k]: t.clone() for k, t in ours.state_dict().items()}
     assert all(llada_to_demask_name(k) in ours.state_dict() for k in state)
     save_file(state, str(tmp_path / "model.safetensors"))
-    config = {"model_type": "llada", "architectures": ["LLaDAModelLM"], "d_model": 32, "n_heads": 4,
-              "n_kv_heads": 2, "n_layers": 2, "mlp_hidden_size": 64, "rope_theta": 10000.0,
-              "rms_norm_eps": 1e-5, "vocab_size": 300, "embedding_size": 300, "weight_tying": False,
-              "mask_token_id": 126, "eos_token_id": 12, "pad_token_id": 12,
-              "max_sequence_length": 64, "include_bias": False, "block_type": "llama"}
+    config = {
+        "model_type": "llada",
+        "architectures": ["LLaDAModelLM"],
+        "d_model": 32,
+        "n_heads": 4,
+        "n_kv_heads": 2,
+        "n_layers": 2,
+        "mlp_hidden_size": 64,
+        "rope_theta": 10000.0,
+        "rms_norm_eps": 1e-5,
+        "vocab_size": 300,
+        "embedding_size": 300,
+        "weight_tying": False,
+        "mask_token_id": 126,
+        "eos_token_id": 12,
+        "pad_token_id": 12,
+        "max_sequence_length": 64,
+        "include_bias": False,
+        "block_type": "llama",
+    }
     (tmp_path / "config.json").write_text(json.dumps(config))
     m = load_model(tmp_path)
     assert (m.config.shift_logits, m.config.causal, m.config.mask_token_id) == (False, False, 126)
@@ -163,7 +204,11 @@ def test_shape_mismatch_names_tensor_and_both_shapes(tmp_path):
     cfg = json.loads((tmp_path / "ckpt" / "config.json").read_text())
     cfg["intermediate_size"] = 80
     (tmp_path / "ckpt" / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ValueError, match=r"tensor 'model.layers.0.mlp.down_proj.weight' in model.safetensors has shape \(32, 64\), the config implies \(32, 80\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"tensor 'model.layers.0.mlp.down_proj.weight' in model.safetensors has shape \(32, 64\), "
+        r"the config implies \(32, 80\)",
+    ):
         load_model(tmp_path / "ckpt")
 
 
@@ -189,10 +234,18 @@ def test_bad_config_values_are_named():
 
 def test_diffucoder_7b_on_meta_device():
     """DiffuCoder-7B's sizes instantiate without memory and count ~7.6B parameters."""
-    cfg = ModelConfig.from_hf_dict({**DIFFUCODER_CONFIG, "vocab_size": 152064, "hidden_size": 3584,
-                                    "intermediate_size": 18944, "num_hidden_layers": 28,
-                                    "num_attention_heads": 28, "num_key_value_heads": 4,
-                                    "max_position_embeddings": 131072})
+    cfg = ModelConfig.from_hf_dict(
+        {
+            **DIFFUCODER_CONFIG,
+            "vocab_size": 152064,
+            "hidden_size": 3584,
+            "intermediate_size": 18944,
+            "num_hidden_layers": 28,
+            "num_attention_heads": 28,
+            "num_key_value_heads": 4,
+            "max_position_embeddings": 131072,
+        }
+    )
     with torch.device("meta"):
         m = Transformer(cfg)
     assert all(p.is_meta for p in m.parameters())
@@ -206,7 +259,10 @@ def test_tokenizer_special_tokens_from_files(tmp_path, tokenizer):
 
     tok = Tokenizer.from_dir(tmp_path)
     assert (tok.mask_token_id, tok.pad_token_id, tok.eos_token_id) == (
-        tokenizer.mask_token_id, tokenizer.pad_token_id, tokenizer.eos_token_id)
+        tokenizer.mask_token_id,
+        tokenizer.pad_token_id,
+        tokenizer.eos_token_id,
+    )
     # config.json ids win over names
     tok2 = Tokenizer.from_dir(tmp_path, config={"mask_token_id": 7})
     assert tok2.mask_token_id == 7

@@ -10,9 +10,17 @@ transformers = pytest.importorskip("transformers")
 
 def _qwen2(tmp_path, tie=False):
     cfg = transformers.Qwen2Config(
-        vocab_size=97, hidden_size=64, intermediate_size=112, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-        rms_norm_eps=1e-6, rope_theta=10000.0, tie_word_embeddings=tie)
+        vocab_size=97,
+        hidden_size=64,
+        intermediate_size=112,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        rms_norm_eps=1e-6,
+        rope_theta=10000.0,
+        tie_word_embeddings=tie,
+    )
     torch.manual_seed(0)
     ref = transformers.Qwen2ForCausalLM(cfg).eval()
     with torch.no_grad():  # biases default to zero: randomise them so they are checked too
@@ -25,9 +33,17 @@ def _qwen2(tmp_path, tie=False):
 
 def _llama(tmp_path):
     cfg = transformers.LlamaConfig(
-        vocab_size=101, hidden_size=48, intermediate_size=96, num_hidden_layers=2,
-        num_attention_heads=6, num_key_value_heads=3, max_position_embeddings=128,
-        rms_norm_eps=1e-5, rope_theta=500000.0, tie_word_embeddings=False)
+        vocab_size=101,
+        hidden_size=48,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=6,
+        num_key_value_heads=3,
+        max_position_embeddings=128,
+        rms_norm_eps=1e-5,
+        rope_theta=500000.0,
+        tie_word_embeddings=False,
+    )
     torch.manual_seed(1)
     ref = transformers.LlamaForCausalLM(cfg).eval()
     ref.save_pretrained(tmp_path)

@@ -8,13 +8,13 @@ import sys
 import textwrap
 
 import pytest
-import torch
+from helpers import tiny_model
 from typer.testing import CliRunner
 
 from demask.cli.main import app
 from demask.decoding import POLICIES, DecodeConfig, generate
 from demask.decoding.mock import tiny_transformer
-from demask.model import ModelConfig, Transformer, save_pretrained, train_bpe_tokenizer
+from demask.model import save_pretrained, train_bpe_tokenizer
 from demask.training.recipe import EvalRecipe
 
 PLUGIN = '''
@@ -90,20 +90,40 @@ def test_a_recipe_names_the_policy(plugin):
 
 def test_the_command_line_uses_the_policy(plugin, tmp_path):
     tok = train_bpe_tokenizer(["def f(x):\n    return x\n"] * 8, vocab_size=260)
-    cfg = ModelConfig(vocab_size=tok.vocab_size, hidden_size=16, intermediate_size=32, num_layers=1,
-                      num_heads=2, num_kv_heads=2, max_position_embeddings=64,
-                      mask_token_id=tok.mask_token_id, pad_token_id=tok.pad_token_id,
-                      eos_token_id=tok.eos_token_id)
-    model = Transformer(cfg)
-    model.init_weights(0.5, torch.Generator().manual_seed(0))
+    model = tiny_model(
+        std=0.5,
+        vocab_size=tok.vocab_size,
+        num_layers=1,
+        num_heads=2,
+        max_position_embeddings=64,
+        mask_token_id=tok.mask_token_id,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     save_pretrained(model, tmp_path / "ckpt", tok)
-    args = ["generate", "--checkpoint", str(tmp_path / "ckpt"), "--prompt", "def f(x):", "--gen-length", "8",
-            "--no-early-stop", "--policy", f"{plugin}:RightToLeft", "--set", "policy_options.bonus=0.5"]
+    args = [
+        "generate",
+        "--checkpoint",
+        str(tmp_path / "ckpt"),
+        "--prompt",
+        "def f(x):",
+        "--gen-length",
+        "8",
+        "--no-early-stop",
+        "--policy",
+        f"{plugin}:RightToLeft",
+        "--set",
+        "policy_options.bonus=0.5",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    library = generate(model, [tok.encode("def f(x):")],
-                       DecodeConfig(gen_length=8, early_stop=False, seed=0, policy=f"{plugin}:RightToLeft",
-                                    policy_options={"bonus": 0.5}))
+    library = generate(
+        model,
+        [tok.encode("def f(x):")],
+        DecodeConfig(
+            gen_length=8, early_stop=False, seed=0, policy=f"{plugin}:RightToLeft", policy_options={"bonus": 0.5}
+        ),
+    )
     assert result.stdout.startswith(tok.decode(library.completions[0]))
     bad = CliRunner().invoke(app, [*args[:-1], "policy_options.bonus=-1"])
     assert bad.exit_code == 2 and "error: bonus must be >= 0" in bad.output

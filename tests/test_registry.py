@@ -58,7 +58,8 @@ def test_entries_are_checked_against_the_base(reg):
 
 def test_lazy_entries_import_on_first_lookup(reg, tmp_path, monkeypatch):
     (tmp_path / "lazy_widgets.py").write_text(
-        "from test_registry import Base\n\nclass Lazy(Base):\n    pass\n\nNOT_A_WIDGET = 3\n")
+        "from test_registry import Base\n\nclass Lazy(Base):\n    pass\n\nNOT_A_WIDGET = 3\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "lazy_widgets", raising=False)
     reg.register_lazy("lazy", "lazy_widgets:Lazy", "lz")
@@ -89,8 +90,11 @@ def test_create_checks_options_against_the_signature(reg):
 
     made = reg.create("knobbed", alpha=0.5)
     assert (made.alpha, made.beta) == (0.5, 2)
-    with pytest.raises(ValueError, match=r"widget 'knobbed' has no option 'alpa'; did you mean 'alpha'\? "
-                                         r"\(its options: alpha, beta\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"widget 'knobbed' has no option 'alpa'; did you mean 'alpha'\? "
+        r"\(its options: alpha, beta\)",
+    ):
         reg.create("knobbed", alpa=1)
     with pytest.raises(ValueError, match="needs the option\\(s\\) alpha"):
         reg.create("knobbed")
@@ -128,6 +132,15 @@ def test_every_project_registry_is_the_one_registry():
     from demask.training.rl.rewards import REWARDS
     from demask.training.sources import DATA_SOURCES
 
-    for registry in (POLICIES, SCHEDULES, BENCHMARKS, STRATEGIES, OBJECTIVES, ADVANTAGES, ESTIMATORS,
-                     REWARDS, DATA_SOURCES):
+    for registry in (
+        POLICIES,
+        SCHEDULES,
+        BENCHMARKS,
+        STRATEGIES,
+        OBJECTIVES,
+        ADVANTAGES,
+        ESTIMATORS,
+        REWARDS,
+        DATA_SOURCES,
+    ):
         assert type(registry) is Registry and len(registry) > 0

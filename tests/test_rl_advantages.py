@@ -35,8 +35,10 @@ def test_loo_positive_by_hand():
     # the groups of test_loo_by_hand: [-3, -1.5, 4.5] and [-1.5, -1.5, 3] -> negatives to 0
     r = torch.tensor([1.0, 2.0, 6.0, 0.0, 0.0, 3.0])
     assert loo_positive_advantages(r, 3).tolist() == [0.0, 0.0, 4.5, 0.0, 0.0, 3.0]
-    torch.testing.assert_close(compute_advantages(torch.tensor([2.5, 0.5, 0.0, 1.5]), 4, "loo_positive"),
-                               torch.tensor([2.5 - 2.0 / 3, 0.0, 0.0, 0.5]))
+    torch.testing.assert_close(
+        compute_advantages(torch.tensor([2.5, 0.5, 0.0, 1.5]), 4, "loo_positive"),
+        torch.tensor([2.5 - 2.0 / 3, 0.0, 0.0, 0.5]),
+    )
 
 
 def test_mean_and_mean_std_by_hand():
@@ -44,7 +46,7 @@ def test_mean_and_mean_std_by_hand():
     assert mean_advantages(r).tolist() == [[-2.0, 0.0, 2.0], [-2.0, -2.0, 4.0]]
     # unbiased std: group 1 sqrt((4+0+4)/2) = 2; group 2 sqrt((4+4+16)/2) = sqrt(12)
     out = mean_std_advantages(r, eps=0.0)
-    s12 = 12 ** 0.5
+    s12 = 12**0.5
     torch.testing.assert_close(out, torch.tensor([[-1.0, 0.0, 1.0], [-2 / s12, -2 / s12, 4 / s12]]))
     # eps is added to the std, not to the variance
     torch.testing.assert_close(mean_std_advantages(r[:1], eps=2.0), torch.tensor([[-0.5, 0.0, 0.5]]))
@@ -88,7 +90,7 @@ def test_shape_and_name_errors():
 
 def test_select_groups_puts_groups_whose_rewards_differ_first():
     # groups of 3: uniform, varied, uniform, varied, varied
-    r = torch.tensor([1., 1., 1., 0., 2., 2., 0., 0., 0., 3., 3., 1., 0., 0., 0.5])
+    r = torch.tensor([1.0, 1.0, 1.0, 0.0, 2.0, 2.0, 0.0, 0.0, 0.0, 3.0, 3.0, 1.0, 0.0, 0.0, 0.5])
     assert select_groups(r, 3, 2) == [1, 3]
     assert select_groups(r, 3, 3) == [1, 3, 4]
     assert select_groups(r, 3, 5) == [1, 3, 4, 0, 2]  # then the uniform ones, in order
@@ -103,6 +105,6 @@ def test_select_groups_refuses_a_count_outside_the_groups(keep):
 
 
 def test_varied_groups_marks_groups_with_different_rewards():
-    r = torch.tensor([[1., 1., 1.], [0., 2., 2.], [0., 0., 0.], [3., 3., 1.]])
+    r = torch.tensor([[1.0, 1.0, 1.0], [0.0, 2.0, 2.0], [0.0, 0.0, 0.0], [3.0, 3.0, 1.0]])
     assert varied_groups(r).tolist() == [False, True, False, True]
     assert varied_groups(r.flatten(), 3).tolist() == [False, True, False, True]

@@ -87,9 +87,11 @@ def test_coupled_formula_by_hand(shifted):
     # logp = 1/2 [-2.10 - 1.10/0.25, -2.20 - 1.70/0.75, -2.30 - 1.80/0.75]
     ids, am = scripted_batch(1, 2, 5)
     plan = E.coupled_plan(0.25, torch.tensor([[0.1, 0.9, 0.3]]), prompt_len=2)
-    assert plan.masks[:, 0].tolist() == [[False, False, True, True, True],
-                                         [False, False, True, False, False],
-                                         [False, False, False, True, True]]
+    assert plan.masks[:, 0].tolist() == [
+        [False, False, True, True, True],
+        [False, False, True, False, False],
+        [False, False, False, True, True],
+    ]
     out = fixed(E.get_estimator("coupled"), plan).log_probs(ScriptedModel(shifted), ids, am, 2, seed=0)
     expected = [0.5 * (-2.10 - 1.10 / 0.25), 0.5 * (-2.20 - 1.70 / 0.75), 0.5 * (-2.30 - 1.80 / 0.75)]
     torch.testing.assert_close(out, torch.tensor([expected]), atol=1e-5, rtol=0)
@@ -161,7 +163,7 @@ def test_coupled_weights_follow_the_note():
     torch.testing.assert_close(w[1], (u < t).float() / (2 * t))
     torch.testing.assert_close(w[2], (u >= t).float() / (2 * (1 - t)))
     # each completion token has exactly one non-zero partial weight
-    assert torch.all(((w[1] > 0) ^ (w[2] > 0)))
+    assert torch.all((w[1] > 0) ^ (w[2] > 0))
 
 
 # ---------------------------------------------------------------------- mask properties
@@ -247,7 +249,12 @@ def test_errors_name_the_fix():
         E.get_estimator("full_mask").log_probs(ScriptedModel(), ids, am, 5, 0)
     assert E.estimator_names() == ["coupled", "decoupled", "full_mask", "d1", "autoregressive"]
     assert {n: E.get_estimator(n).num_forward_passes for n in E.estimator_names()} == {
-        "coupled": 3, "decoupled": 3, "full_mask": 1, "d1": 1, "autoregressive": 1}
+        "coupled": 3,
+        "decoupled": 3,
+        "full_mask": 1,
+        "d1": 1,
+        "autoregressive": 1,
+    }
 
 
 # ---------------------------------------------------------------------- tiny Transformer
@@ -284,8 +291,9 @@ def test_autoregressive_is_exact_on_a_causal_transformer():
     with torch.no_grad():
         out = E.get_estimator("autoregressive").log_probs(model, ids, None, 4, 0)
         logits = model(ids)  # position i-1 predicts token i
-        manual = torch.stack([logits[:, i - 1].log_softmax(-1).gather(-1, ids[:, i:i + 1])[:, 0]
-                              for i in range(4, 10)], dim=1)
+        manual = torch.stack(
+            [logits[:, i - 1].log_softmax(-1).gather(-1, ids[:, i : i + 1])[:, 0] for i in range(4, 10)], dim=1
+        )
     torch.testing.assert_close(out, manual, atol=1e-5, rtol=0)
 
 

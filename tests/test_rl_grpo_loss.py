@@ -51,8 +51,7 @@ def test_gradient_by_hand_and_only_through_logp():
     old = old.clone().requires_grad_(True)
     adv = adv.clone().requires_grad_(True)
     ref = (old.detach() - 0.1).requires_grad_(True)
-    loss, _ = grpo_loss(logp, old, adv, torch.ones(2, 3), ref_logp=ref,
-                        config=GRPOLossConfig(epsilon=0.5, beta=0.0))
+    loss, _ = grpo_loss(logp, old, adv, torch.ones(2, 3), ref_logp=ref, config=GRPOLossConfig(epsilon=0.5, beta=0.0))
     loss.backward()
     assert old.grad is None and adv.grad is None and ref.grad is None
     # d/dlogp of -r A is -r A where the unclipped term is active, 0 where clipping is active
@@ -76,8 +75,7 @@ def test_kl_term_by_hand():
     old = logp.detach().clone()  # ratio 1: the policy term is -A per token
     ref = torch.tensor([[math.log(0.5), math.log(0.5)]], dtype=torch.float64)
     adv = torch.tensor([2.0], dtype=torch.float64)
-    loss, m = grpo_loss(logp, old, adv, torch.ones(1, 2), ref_logp=ref,
-                        config=GRPOLossConfig(epsilon=0.5, beta=0.01))
+    loss, m = grpo_loss(logp, old, adv, torch.ones(1, 2), ref_logp=ref, config=GRPOLossConfig(epsilon=0.5, beta=0.01))
     kl = (1 - math.log(2), 0.0)
     assert m["kl_mean"] == pytest.approx(sum(kl) / 2)
     assert loss.item() == pytest.approx((-2.0 - 2.0) / 2 + 0.01 * sum(kl) / 2)
@@ -98,8 +96,11 @@ def test_asymmetric_clip_higher():
 def test_tokens_through_first_end():
     ids = torch.tensor([[5, 2, 9, 2], [2, 6, 7, 8], [5, 6, 7, 8], [5, 6, 3, 2]])
     assert tokens_through_first_end(ids, 2).tolist() == [
-        [True, True, False, False], [True, False, False, False],
-        [True, True, True, True], [True, True, True, True]]
+        [True, True, False, False],
+        [True, False, False, False],
+        [True, True, True, True],
+        [True, True, True, True],
+    ]
     # several end ids (EOS and a pad token): the first of either ends the completion
     assert tokens_through_first_end(ids, [2, 3])[3].tolist() == [True, True, True, False]
 

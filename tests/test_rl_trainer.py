@@ -41,15 +41,20 @@ class ScriptedRollouts:
             good = torch.arange(n) % 2 == 0
         rows = [PROMPT + (GOOD if g else BAD) for g in good.tolist()]
         ids = torch.tensor(rows)
-        return RolloutBatch(ids, torch.ones_like(ids, dtype=torch.bool), len(PROMPT),
-                            ["good" if g else "bad" for g in good.tolist()], [3] * n)
+        return RolloutBatch(
+            ids,
+            torch.ones_like(ids, dtype=torch.bool),
+            len(PROMPT),
+            ["good" if g else "bad" for g in good.tolist()],
+            [3] * n,
+        )
 
 
 def reward_for(rewarded: str):
     def reward(completions, task_list, sandbox=None):
         assert len(completions) == len(task_list)
-        return [RewardBreakdown(2.5 if c == rewarded else 0.0, 1.0 if c == rewarded else 0.0, 1.0)
-                for c in completions]
+        return [RewardBreakdown(2.5 if c == rewarded else 0.0, 1.0 if c == rewarded else 0.0, 1.0) for c in completions]
+
     return reward
 
 
@@ -59,8 +64,7 @@ def grpo(**kw) -> GRPOConfig:
 
 
 def train_cfg(**kw) -> TrainConfig:
-    base = dict(max_steps=2, lr=1e-3, warmup_steps=0, log_every=1, progress=False, beta2=0.99,
-                grad_clip=1.0)
+    base = dict(max_steps=2, lr=1e-3, warmup_steps=0, log_every=1, progress=False, beta2=0.99, grad_clip=1.0)
     return TrainConfig(**{**base, **kw})
 
 
@@ -68,8 +72,7 @@ def seq_logp(model, completion) -> float:
     """Deterministic (fully masked) log-prob of PROMPT + completion, through its first end."""
     ids = torch.tensor([PROMPT + completion])
     with torch.no_grad():
-        lp = get_estimator("full_mask").log_probs(model, ids, torch.ones_like(ids, dtype=torch.bool),
-                                                  len(PROMPT), 0)
+        lp = get_estimator("full_mask").log_probs(model, ids, torch.ones_like(ids, dtype=torch.bool), len(PROMPT), 0)
     n = completion.index(EOS) + 1
     return float(lp[0, :n].sum())
 
@@ -77,8 +80,7 @@ def seq_logp(model, completion) -> float:
 def test_one_round_changes_every_parameter():
     model = tiny_model()
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    res = train_grpo(grpo(), train_cfg(), model, tasks(), rollout_fn=ScriptedRollouts(),
-                     reward_fn=reward_for("good"))
+    res = train_grpo(grpo(), train_cfg(), model, tasks(), rollout_fn=ScriptedRollouts(), reward_fn=reward_for("good"))
     assert res.step == 2
     changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
     assert sorted(changed) == sorted(before)
@@ -91,16 +93,23 @@ def test_one_round_changes_every_parameter():
 
 
 def test_kl_ratio_and_clip_are_exact_right_after_init():
-    res = train_grpo(grpo(inner_iterations=1), train_cfg(max_steps=1), tiny_model(), tasks(),
-                     rollout_fn=ScriptedRollouts(), reward_fn=reward_for("good"))
+    res = train_grpo(
+        grpo(inner_iterations=1),
+        train_cfg(max_steps=1),
+        tiny_model(),
+        tasks(),
+        rollout_fn=ScriptedRollouts(),
+        reward_fn=reward_for("good"),
+    )
     m = res.metrics
     assert m["kl"] == 0.0 and m["ratio_mean"] == 1.0 and m["clip_fraction"] == 0.0
 
 
 def test_kl_becomes_positive_once_the_policy_moves():
     # mu = 2: the second update's log-probs come from moved weights, the reference stays put
-    res = train_grpo(grpo(), train_cfg(), tiny_model(), tasks(), rollout_fn=ScriptedRollouts(),
-                     reward_fn=reward_for("good"))
+    res = train_grpo(
+        grpo(), train_cfg(), tiny_model(), tasks(), rollout_fn=ScriptedRollouts(), reward_fn=reward_for("good")
+    )
     assert res.metrics["kl"] > 0.0
 
 
@@ -123,15 +132,22 @@ def test_mask_seeds_shared_within_an_iteration_fresh_across_iterations():
     reference = copy.deepcopy(policy)
     spy = SpyEstimator(policy, reference)
     mu, rounds = 3, 2
-    train_grpo(grpo(inner_iterations=mu), train_cfg(max_steps=mu * rounds, seed=7), policy, tasks(),
-               reference=reference, estimator=spy, rollout_fn=ScriptedRollouts(),
-               reward_fn=reward_for("good"))
+    train_grpo(
+        grpo(inner_iterations=mu),
+        train_cfg(max_steps=mu * rounds, seed=7),
+        policy,
+        tasks(),
+        reference=reference,
+        estimator=spy,
+        rollout_fn=ScriptedRollouts(),
+        reward_fn=reward_for("good"),
+    )
     per_round = len(spy.calls) // rounds
     # per round: old log-probs for iterations 1..mu-1, reference for 0..mu-1, current for 0..mu-1
     assert per_round == (mu - 1) + mu + mu
     seen = set()
     for r in range(rounds):
-        calls = spy.calls[r * per_round:(r + 1) * per_round]
+        calls = spy.calls[r * per_round : (r + 1) * per_round]
         old = [s for who, grad, s in calls if who == "policy" and not grad]
         ref = [s for who, grad, s in calls if who == "reference"]
         cur = [s for who, grad, s in calls if who == "policy" and grad]
@@ -148,8 +164,14 @@ def test_mask_seeds_shared_within_an_iteration_fresh_across_iterations():
 def test_rewarded_completion_becomes_more_likely(rewarded, winner, loser):
     model = tiny_model()
     win0, lose0 = seq_logp(model, winner), seq_logp(model, loser)
-    train_grpo(grpo(beta=0.0), train_cfg(max_steps=6), model, tasks(), rollout_fn=ScriptedRollouts(),
-               reward_fn=reward_for(rewarded))
+    train_grpo(
+        grpo(beta=0.0),
+        train_cfg(max_steps=6),
+        model,
+        tasks(),
+        rollout_fn=ScriptedRollouts(),
+        reward_fn=reward_for(rewarded),
+    )
     win1, lose1 = seq_logp(model, winner), seq_logp(model, loser)
     assert win1 > win0 + 0.1, (win0, win1)
     assert lose1 < lose0 - 0.1, (lose0, lose1)
@@ -159,9 +181,8 @@ def pad_fill_logp(model) -> float:
     """Fully masked log-prob of GOOD's two pads after its end token."""
     ids = torch.tensor([PROMPT + GOOD])
     with torch.no_grad():
-        lp = get_estimator("full_mask").log_probs(model, ids, torch.ones_like(ids, dtype=torch.bool),
-                                                  len(PROMPT), 0)
-    return float(lp[0, GOOD.index(EOS) + 1:].sum())
+        lp = get_estimator("full_mask").log_probs(model, ids, torch.ones_like(ids, dtype=torch.bool), len(PROMPT), 0)
+    return float(lp[0, GOOD.index(EOS) + 1 :].sum())
 
 
 def test_loss_tokens_all_also_trains_the_pad_fill_after_the_end():
@@ -172,8 +193,14 @@ def test_loss_tokens_all_also_trains_the_pad_fill_after_the_end():
     for mode in ("through_end", "all"):
         model = tiny_model()
         before = pad_fill_logp(model)
-        res = train_grpo(grpo(beta=0.0, loss_tokens=mode), train_cfg(max_steps=6), model, tasks(),
-                         rollout_fn=ScriptedRollouts(), reward_fn=reward_for("good"))
+        res = train_grpo(
+            grpo(beta=0.0, loss_tokens=mode),
+            train_cfg(max_steps=6),
+            model,
+            tasks(),
+            rollout_fn=ScriptedRollouts(),
+            reward_fn=reward_for("good"),
+        )
         gains[mode] = pad_fill_logp(model) - before
         assert res.metrics["completion_tokens"] == pytest.approx(5.0)
     assert gains["all"] > 0.5 and gains["all"] > gains["through_end"] + 0.5, gains
@@ -237,23 +264,33 @@ def test_reference_is_resynced_every_n_updates():
     policy = tiny_model()
     ref = copy.deepcopy(policy)
     r0 = ref.lm_head.weight.detach().clone()
-    train_grpo(grpo(ref_sync_every=2, ref_mixup=1.0), train_cfg(), policy, tasks(), reference=ref,
-               rollout_fn=ScriptedRollouts(), reward_fn=reward_for("good"))
+    train_grpo(
+        grpo(ref_sync_every=2, ref_mixup=1.0),
+        train_cfg(),
+        policy,
+        tasks(),
+        reference=ref,
+        rollout_fn=ScriptedRollouts(),
+        reward_fn=reward_for("good"),
+    )
     assert not torch.equal(ref.lm_head.weight, r0)
     torch.testing.assert_close(ref.lm_head.weight, policy.lm_head.weight)
 
 
-@pytest.mark.parametrize("bad, match", [
-    (dict(estimator="coupld"), "coupled"),
-    (dict(advantage="loo", group_size=1), "group_size"),
-    (dict(ref_mixup=0.0), "ref_mixup"),
-    (dict(epsilon=1.5), "epsilon"),
-    (dict(oversample=2), "filter_groups"),
-    (dict(oversample=0), "oversample"),
-    (dict(loss_tokens="everything"), "through_end"),
-    (dict(greedy_rollouts=2), "one per group"),
-    (dict(greedy_rollouts=1, group_size=1, advantage="mean"), "below group_size"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(estimator="coupld"), "coupled"),
+        (dict(advantage="loo", group_size=1), "group_size"),
+        (dict(ref_mixup=0.0), "ref_mixup"),
+        (dict(epsilon=1.5), "epsilon"),
+        (dict(oversample=2), "filter_groups"),
+        (dict(oversample=0), "oversample"),
+        (dict(loss_tokens="everything"), "through_end"),
+        (dict(greedy_rollouts=2), "one per group"),
+        (dict(greedy_rollouts=1, group_size=1, advantage="mean"), "below group_size"),
+    ],
+)
 def test_config_errors_name_the_problem(bad, match):
     with pytest.raises(ValueError, match=match):
         GRPOConfig(**bad)
@@ -261,14 +298,21 @@ def test_config_errors_name_the_problem(bad, match):
 
 def test_max_steps_must_be_a_multiple_of_mu():
     with pytest.raises(ValueError, match="multiple of grpo.inner_iterations"):
-        train_grpo(grpo(inner_iterations=2), train_cfg(max_steps=3), tiny_model(), tasks(),
-                   rollout_fn=ScriptedRollouts(), reward_fn=reward_for("good"))
+        train_grpo(
+            grpo(inner_iterations=2),
+            train_cfg(max_steps=3),
+            tiny_model(),
+            tasks(),
+            rollout_fn=ScriptedRollouts(),
+            reward_fn=reward_for("good"),
+        )
 
 
 def test_time_budget_stops_after_a_round_and_saves_it(tmp_path):
     cfg = train_cfg(max_steps=10, save_every=0, log_every=100, out_dir=str(tmp_path))
-    res = train_grpo(grpo(max_seconds=1e-6), cfg, tiny_model(), tasks(), rollout_fn=ScriptedRollouts(),
-                     reward_fn=reward_for("good"))
+    res = train_grpo(
+        grpo(max_seconds=1e-6), cfg, tiny_model(), tasks(), rollout_fn=ScriptedRollouts(), reward_fn=reward_for("good")
+    )
     assert res.step == 2  # one round of mu = 2 updates
     assert res.checkpoint is not None and res.checkpoint.name == "checkpoint-0000002"
     assert res.metrics["reward_mean"] == pytest.approx(1.25)  # logged as a last round
@@ -304,9 +348,15 @@ class RowCounter(CoupledEstimator):
 
 def test_filter_groups_trains_on_the_oversampled_groups_whose_rewards_differ():
     rollouts, est = HalfUniformRollouts(), RowCounter()
-    res = train_grpo(grpo(prompts_per_step=2, oversample=4, filter_groups=True), train_cfg(),
-                     tiny_model(), tasks(8), rollout_fn=rollouts, reward_fn=reward_for("good"),
-                     estimator=est)
+    res = train_grpo(
+        grpo(prompts_per_step=2, oversample=4, filter_groups=True),
+        train_cfg(),
+        tiny_model(),
+        tasks(8),
+        rollout_fn=rollouts,
+        reward_fn=reward_for("good"),
+        estimator=est,
+    )
     assert len(rollouts.rolled) == 8  # 4 x 2 prompts rolled out ...
     assert est.rows == {2 * 4}  # ... 2 groups of 4 trained on ...
     assert res.metrics["informative_groups"] == 0.5
@@ -316,6 +366,13 @@ def test_filter_groups_trains_on_the_oversampled_groups_whose_rewards_differ():
     assert res.metrics["reward_mean"] == pytest.approx(2.5 * 0.75)
     # without the filter, the first prompts_per_step groups: here one uniform, one not
     plain, est = HalfUniformRollouts(), RowCounter()
-    res = train_grpo(grpo(prompts_per_step=8), train_cfg(), tiny_model(), tasks(8), rollout_fn=plain,
-                     reward_fn=reward_for("good"), estimator=est)
+    res = train_grpo(
+        grpo(prompts_per_step=8),
+        train_cfg(),
+        tiny_model(),
+        tasks(8),
+        rollout_fn=plain,
+        reward_fn=reward_for("good"),
+        estimator=est,
+    )
     assert est.rows == {8 * 4} and res.metrics["nonzero_adv"] == 0.5

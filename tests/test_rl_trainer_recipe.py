@@ -17,9 +17,12 @@ from demask.training.rl.grpo import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPES = [ROOT / "recipes/tinycode/coupled_grpo.yaml", ROOT / "recipes/tinycode/grpo_estimators.yaml",
-           ROOT / "recipes/tinycode/grpo_fresh.yaml",
-           ROOT / "recipes/diffucoder-7b/coupled_grpo.yaml"]
+RECIPES = [
+    ROOT / "recipes/tinycode/coupled_grpo.yaml",
+    ROOT / "recipes/tinycode/grpo_estimators.yaml",
+    ROOT / "recipes/tinycode/grpo_fresh.yaml",
+    ROOT / "recipes/diffucoder-7b/coupled_grpo.yaml",
+]
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: f"{p.parent.name}/{p.stem}")
@@ -39,8 +42,12 @@ def test_paper_recipe_has_the_paper_settings():
     assert (r.grpo.group_size, r.grpo.rollout.temperature, r.grpo.rollout.gen_length) == (10, 1.2, 256)
     assert (r.train.lr, r.train.beta2, r.train.grad_clip, r.train.weight_decay) == (1e-6, 0.99, 0.2, 0.1)
     assert (r.grpo.ref_sync_every, r.grpo.ref_mixup, r.grpo.inner_iterations) == (64, 0.6, 2)
-    assert r.grpo.reward_options == {"style": "chat", "w_code": 2.0, "w_format": 0.5,
-                                     "response_prefix": "Here is the code to solve this problem:\n```python\n"}
+    assert r.grpo.reward_options == {
+        "style": "chat",
+        "w_code": 2.0,
+        "w_format": 0.5,
+        "response_prefix": "Here is the code to solve this problem:\n```python\n",
+    }
 
 
 def test_unknown_key_is_named(tmp_path):
@@ -58,10 +65,19 @@ def test_overrides():
 
 def test_set_recipe_fields_reads_dotted_keys_and_yaml_values():
     base = load_grpo_recipe(RECIPES[0])
-    r = set_recipe_fields(base, ["grpo.advantage=loo_positive", "train.lr=1e-4",
-                                 "grpo.rollout.policy=confidence", "grpo.rollout.temperature=0.8",
-                                 "grpo.loss_tokens=all", "eval=null",
-                                 "task_options={n_fresh: 50}", "tasks=tinycode:fresh"])
+    r = set_recipe_fields(
+        base,
+        [
+            "grpo.advantage=loo_positive",
+            "train.lr=1e-4",
+            "grpo.rollout.policy=confidence",
+            "grpo.rollout.temperature=0.8",
+            "grpo.loss_tokens=all",
+            "eval=null",
+            "task_options={n_fresh: 50}",
+            "tasks=tinycode:fresh",
+        ],
+    )
     assert (r.grpo.advantage, r.train.lr, r.grpo.loss_tokens, r.eval) == ("loo_positive", 1e-4, "all", None)
     assert (r.grpo.rollout.policy, r.grpo.rollout.temperature) == ("confidence", 0.8)
     assert (r.tasks, r.task_options) == ("tinycode:fresh", {"n_fresh": 50})
@@ -69,14 +85,17 @@ def test_set_recipe_fields_reads_dotted_keys_and_yaml_values():
     assert set_recipe_fields(base, []) == base
 
 
-@pytest.mark.parametrize("setting, match", [
-    ("grpo.advantage", "KEY=VALUE"),
-    ("grpo..beta=1", "KEY=VALUE"),
-    ("grpo.advantge=loo", "advantge.*advantage"),
-    ("grop.beta=0.1", "grop.*grpo"),
-    ("train.lr.x=1", "is a value"),
-    ("grpo.loss_tokens=everything", "through_end"),
-])
+@pytest.mark.parametrize(
+    "setting, match",
+    [
+        ("grpo.advantage", "KEY=VALUE"),
+        ("grpo..beta=1", "KEY=VALUE"),
+        ("grpo.advantge=loo", "advantge.*advantage"),
+        ("grop.beta=0.1", "grop.*grpo"),
+        ("train.lr.x=1", "is a value"),
+        ("grpo.loss_tokens=everything", "through_end"),
+    ],
+)
 def test_set_recipe_fields_names_what_is_wrong(setting, match):
     with pytest.raises(ValueError, match=match):
         set_recipe_fields(load_grpo_recipe(RECIPES[0]), [setting])
@@ -118,10 +137,13 @@ def test_cli_runs_the_tinycode_recipe_end_to_end(tmp_path):
 
     recipe = load_grpo_recipe(RECIPES[0])
     recipe = dataclasses.replace(
-        recipe, task_options={"n_train": 300}, max_tasks=16, eval=None,
-        grpo=recipe.grpo.replace(group_size=2, prompts_per_step=2,
-                                 rollout=recipe.grpo.rollout.replace(steps=12)),
-        train=recipe.train.replace(max_steps=2, out_dir=str(tmp_path), progress=False, save_every=2))
+        recipe,
+        task_options={"n_train": 300},
+        max_tasks=16,
+        eval=None,
+        grpo=recipe.grpo.replace(group_size=2, prompts_per_step=2, rollout=recipe.grpo.rollout.replace(steps=12)),
+        train=recipe.train.replace(max_steps=2, out_dir=str(tmp_path), progress=False, save_every=2),
+    )
     res = run_grpo_recipe(recipe, log=None)
     assert res.step == 2
     m = res.metrics

@@ -24,8 +24,16 @@ class CharTokenizer:
 
 
 def model():
-    m = tiny_model(seed=3, std=0.5, vocab_size=40, num_layers=1, num_heads=2, mask_token_id=MASK,
-                   pad_token_id=PAD, eos_token_id=EOS)
+    m = tiny_model(
+        seed=3,
+        std=0.5,
+        vocab_size=40,
+        num_layers=1,
+        num_heads=2,
+        mask_token_id=MASK,
+        pad_token_id=PAD,
+        eos_token_id=EOS,
+    )
     # make the end token likely so that some rows end early
     with torch.no_grad():
         m.lm_head.weight[EOS] *= 4
@@ -35,8 +43,7 @@ def model():
 def test_groups_layout_attention_and_padding_after_the_end():
     m = model()
     tasks = [Task("a", "abc", (), "f"), Task("b", "defgh", (), "f")]
-    roll = DecodingRollouts(CharTokenizer(), DecodeConfig(gen_length=8, steps=8, policy="entropy",
-                                                          temperature=1.0))
+    roll = DecodingRollouts(CharTokenizer(), DecodeConfig(gen_length=8, steps=8, policy="entropy", temperature=1.0))
     out = roll(m, tasks, 3, torch.Generator().manual_seed(0))
     assert out.input_ids.shape == (6, 5 + 8) and out.prompt_length == 5
     # groups are contiguous: rows 0-2 hold task a's prompt (left-padded by 2), rows 3-5 task b's
@@ -50,8 +57,8 @@ def test_groups_layout_attention_and_padding_after_the_end():
         row = comp[r].tolist()
         ends = [k for k, t in enumerate(row) if t in (EOS, PAD)]
         if ends:  # after the first end token only pad
-            assert all(t == PAD for t in row[ends[0] + 1:])
-            assert out.completions[r] == CharTokenizer().decode(row[:ends[0]])
+            assert all(t == PAD for t in row[ends[0] + 1 :])
+            assert out.completions[r] == CharTokenizer().decode(row[: ends[0]])
     assert any(EOS in comp[r].tolist() for r in range(6)), "the scripted head should end some rows"
     assert all(1 <= n <= 8 for n in out.nfe)
     # repeatable from the generator alone
@@ -82,10 +89,11 @@ def test_greedy_member_leads_each_group():
     assert out.input_ids[:3, 2:5].tolist() == [[7, 8, 9]] * 3
     assert out.input_ids[3:, :5].tolist() == [[10, 11, 12, 13, 14]] * 3
     m.eval()
-    greedy = generate(m, [[7, 8, 9], [10, 11, 12, 13, 14]],
-                      DecodeConfig(gen_length=8, steps=8, policy="confidence", temperature=0.0))
+    greedy = generate(
+        m, [[7, 8, 9], [10, 11, 12, 13, 14]], DecodeConfig(gen_length=8, steps=8, policy="confidence", temperature=0.0)
+    )
     for g, row in ((0, 0), (1, 3)):  # the first row of each group is the argmax decode
-        want = pad_after_first_end(greedy.tokens[g:g + 1, 5:], [EOS, PAD], PAD)[0]
+        want = pad_after_first_end(greedy.tokens[g : g + 1, 5:], [EOS, PAD], PAD)[0]
         assert torch.equal(out.completion_ids[row], want)
     # the samples differ from the greedy answer somewhere (temperature 1 on a random model)
     assert any(not torch.equal(out.completion_ids[r], out.completion_ids[0]) for r in (1, 2))

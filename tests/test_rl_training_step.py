@@ -37,8 +37,7 @@ def test_one_step_changes_parameters_and_raises_the_positive_completion():
     # the paper's optimiser (Adam 0.9/0.99) with a step small enough to stay first-order
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.99))
     logp = est.log_probs(model, ids, am, 6, seed)
-    loss, metrics = grpo_loss(logp, old, adv, token_mask, ref_logp=ref,
-                              config=GRPOLossConfig(epsilon=0.5, beta=0.01))
+    loss, metrics = grpo_loss(logp, old, adv, token_mask, ref_logp=ref, config=GRPOLossConfig(epsilon=0.5, beta=0.01))
     # at the start of an update the ratio is exactly 1 and the KL exactly 0 (same seed)
     assert metrics["ratio_mean"] == 1.0 and metrics["kl_mean"] == 0.0
     assert metrics["clip_fraction"] == 0.0 and metrics["tokens"] == 5 + 7

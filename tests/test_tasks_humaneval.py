@@ -36,15 +36,16 @@ def test_program_is_exactly_human_evals(whole, problems):
         p = problems[task.task_id]
         program = task.program(completion)
         assert program.code + "\n" + program.tests[0] == (
-            p["prompt"] + completion + "\n" + p["test"] + "\n" + f"check({p['entry_point']})")
+            p["prompt"] + completion + "\n" + p["test"] + "\n" + f"check({p['entry_point']})"
+        )
         assert task.canonical_solution == p["canonical_solution"] and task.prefix_prompt
 
 
 def test_split_counts(asserts):
     by_id = {t.task_id: t for t in asserts}
-    assert len(by_id["HumanEval/0"].tests) == 7      # seven plain asserts
-    assert len(by_id["HumanEval/32"].tests) == 1     # one randomized loop
-    assert len(by_id["HumanEval/53"].tests) == 6     # five asserts and a loop of asserts
+    assert len(by_id["HumanEval/0"].tests) == 7  # seven plain asserts
+    assert len(by_id["HumanEval/32"].tests) == 1  # one randomized loop
+    assert len(by_id["HumanEval/53"].tests) == 6  # five asserts and a loop of asserts
     assert all(t.tests for t in asserts)
 
 

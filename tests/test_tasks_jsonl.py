@@ -25,8 +25,13 @@ def check(candidate):
         assert candidate(i) == i + 1
 """
 
-RECORD = {"task_id": "T/0", "prompt": "def inc(x):\n", "canonical_solution": "    return x + 1\n",
-          "test": TEST, "entry_point": "inc"}
+RECORD = {
+    "task_id": "T/0",
+    "prompt": "def inc(x):\n",
+    "canonical_solution": "    return x + 1\n",
+    "test": TEST,
+    "entry_point": "inc",
+}
 
 
 def write_lines(path, lines):
@@ -87,7 +92,9 @@ def test_missing_file_names_the_path(tmp_path):
 
 
 def test_bad_line_names_the_line_number(tmp_path):
-    path = write_lines(tmp_path / "t.jsonl", [json.dumps(RECORD), "", '{"task_id": "T/1", "prompt": ', json.dumps(RECORD)])
+    path = write_lines(
+        tmp_path / "t.jsonl", [json.dumps(RECORD), "", '{"task_id": "T/1", "prompt": ', json.dumps(RECORD)]
+    )
     with pytest.raises(ValueError, match=r"t\.jsonl, line 3: not valid JSON"):
         read_tasks_jsonl(path)
 
@@ -125,8 +132,15 @@ def test_write_then_read_round_trip(tmp_path, suffix):
     tasks = [
         task_from_record(RECORD),
         task_from_record(RECORD | {"task_id": "T/1"}, separate_asserts=True),
-        Task("tiny/0", '"""add two numbers"""\n', ("assert add(1, 2) == 3", "assert add(-1, 1) == 0"), "add",
-             canonical_solution="def add(a, b):\n    return a + b\n", prefix_prompt=False, setup="import math"),
+        Task(
+            "tiny/0",
+            '"""add two numbers"""\n',
+            ("assert add(1, 2) == 3", "assert add(-1, 1) == 0"),
+            "add",
+            canonical_solution="def add(a, b):\n    return a + b\n",
+            prefix_prompt=False,
+            setup="import math",
+        ),
         Task("tiny/1", "def s():\n", ('assert s() == """a\nb"""',), "s", canonical_solution='    return "a\\nb"\n'),
     ]
     path = write_tasks_jsonl(tmp_path / ("out" + suffix), tasks)
@@ -137,8 +151,13 @@ def test_write_then_read_round_trip(tmp_path, suffix):
 def test_written_test_field_runs_like_the_tasks_tests(tmp_path):
     """Tools that only know HumanEval keys build prompt + completion + test + check(entry)."""
     tasks = [
-        Task("tiny/0", "def add(a, b):\n", ("assert add(1, 2) == 3", "assert add(2, 2) == 4"), "add",
-             canonical_solution="    return a + b\n"),
+        Task(
+            "tiny/0",
+            "def add(a, b):\n",
+            ("assert add(1, 2) == 3", "assert add(2, 2) == 4"),
+            "add",
+            canonical_solution="    return a + b\n",
+        ),
         Task("tiny/1", "def s():\n", ('assert s() == """a\nb"""',), "s", canonical_solution='    return "a\\nb"\n'),
     ]
     path = write_tasks_jsonl(tmp_path / "out.jsonl", tasks)

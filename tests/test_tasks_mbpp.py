@@ -6,8 +6,7 @@ import pytest
 from test_evaluation_fake import best_sandbox
 
 from demask.evaluation.runner import run_programs
-from demask.tasks import load_tasks, read_tasks_jsonl, write_tasks_jsonl
-from demask.tasks import mbpp
+from demask.tasks import load_tasks, mbpp, read_tasks_jsonl, write_tasks_jsonl
 from demask.tasks.mbpp import MBPP_SHA256, SANITIZED_SHA256, download, load_mbpp, verify_sha256
 
 DATA = Path("/work/shared/data/mbpp")
@@ -28,10 +27,16 @@ SLOW_REFERENCES = {
 }
 
 
-@pytest.mark.parametrize("split, size, first, last", [
-    ("test", 500, 11, 510), ("validation", 90, 511, 600), ("train", 374, 601, 974),
-    ("prompt", 10, 1, 10), ("all", 974, 1, 974),
-])
+@pytest.mark.parametrize(
+    "split, size, first, last",
+    [
+        ("test", 500, 11, 510),
+        ("validation", 90, 511, 600),
+        ("train", 374, 601, 974),
+        ("prompt", 10, 1, 10),
+        ("all", 974, 1, 974),
+    ],
+)
 def test_splits_by_task_id(split, size, first, last):
     tasks = load_tasks(f"mbpp:{split}", path=MBPP_FILE)
     assert len(tasks) == size
@@ -44,11 +49,15 @@ def test_default_split_is_test():
 
 def test_task_shape_and_prompt_format():
     task = {t.task_id: t for t in load_tasks("mbpp:prompt", path=MBPP_FILE)}["Mbpp/2"]
-    assert task.prompt == ('"""\nWrite a function to find the similar elements from the given two tuple lists.\n'
-                           'assert similar_elements((3, 4, 5, 6),(5, 7, 4, 10)) == (4, 5)\n"""\n')
-    assert task.tests == ("assert similar_elements((3, 4, 5, 6),(5, 7, 4, 10)) == (4, 5)",
-                          "assert similar_elements((1, 2, 3, 4),(5, 4, 3, 7)) == (3, 4)",
-                          "assert similar_elements((11, 12, 14, 13),(17, 15, 14, 13)) == (13, 14)")
+    assert task.prompt == (
+        '"""\nWrite a function to find the similar elements from the given two tuple lists.\n'
+        'assert similar_elements((3, 4, 5, 6),(5, 7, 4, 10)) == (4, 5)\n"""\n'
+    )
+    assert task.tests == (
+        "assert similar_elements((3, 4, 5, 6),(5, 7, 4, 10)) == (4, 5)",
+        "assert similar_elements((1, 2, 3, 4),(5, 4, 3, 7)) == (3, 4)",
+        "assert similar_elements((11, 12, 14, 13),(17, 15, 14, 13)) == (13, 14)",
+    )
     assert task.entry_point == "similar_elements"
     assert not task.prefix_prompt and task.setup == ""
     assert "\r" not in task.canonical_solution
@@ -75,8 +84,7 @@ def test_entry_point_prefers_the_solutions_function():
 def test_sanitized_splits_and_imports():
     assert len(load_tasks("mbpp-sanitized:test", path=SANITIZED_FILE)) == 257
     assert len(load_tasks("mbpp-sanitized:all", path=SANITIZED_FILE)) == 427
-    with_imports = [t for t in load_tasks("mbpp-sanitized:all", path=SANITIZED_FILE)
-                    if t.tests[0].startswith("import")]
+    with_imports = [t for t in load_tasks("mbpp-sanitized:all", path=SANITIZED_FILE) if t.tests[0].startswith("import")]
     assert with_imports and all(all(x.startswith("import") for x in t.tests) for t in with_imports)
 
 
@@ -161,7 +169,10 @@ def test_every_test_split_reference_solution_passes():
     tasks = load_tasks("mbpp:test", path=MBPP_FILE)
     with best_sandbox(workers=2, timeout_s=10.0) as sb:
         results = run_programs(sb, [t.reference_program(SLOW_REFERENCES.get(t.task_id)) for t in tasks])
-    failing = {t.task_id: f"{r.verdict.value}: {r.error}" for t, r in zip(tasks, results)
-               if not r.passed and t.task_id not in KNOWN_FAILING_REFERENCES}
+    failing = {
+        t.task_id: f"{r.verdict.value}: {r.error}"
+        for t, r in zip(tasks, results)
+        if not r.passed and t.task_id not in KNOWN_FAILING_REFERENCES
+    }
     assert failing == {}
     assert all(r.tests_total == 3 for r in results)

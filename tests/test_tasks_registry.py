@@ -11,9 +11,11 @@ def test_builtin_benchmarks_are_lazy_entries():
     import subprocess
     import sys
 
-    code = ("import sys; import demask.tasks.registry as r; "
-            "assert 'demask.tasks.mbpp' not in sys.modules; r.get_benchmark('mbpp'); "
-            "assert 'demask.tasks.mbpp' in sys.modules; print(r.benchmark_names())")
+    code = (
+        "import sys; import demask.tasks.registry as r; "
+        "assert 'demask.tasks.mbpp' not in sys.modules; r.get_benchmark('mbpp'); "
+        "assert 'demask.tasks.mbpp' in sys.modules; print(r.benchmark_names())"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "tinycode" in out
 
@@ -85,8 +87,17 @@ def test_bad_benchmark_definitions():
 
 def test_paths_go_to_the_jsonl_reader(tmp_path):
     path = tmp_path / "t.jsonl"
-    path.write_text(json.dumps({"task_id": "x/0", "prompt": "def f():\n", "test": "def check(c):\n    assert c() == 1\n",
-                                "entry_point": "f"}) + "\n")
+    path.write_text(
+        json.dumps(
+            {
+                "task_id": "x/0",
+                "prompt": "def f():\n",
+                "test": "def check(c):\n    assert c() == 1\n",
+                "entry_point": "f",
+            }
+        )
+        + "\n"
+    )
     tasks = load_tasks(str(path))
     assert [t.task_id for t in tasks] == ["x/0"]
     with pytest.raises(FileNotFoundError, match="nope.jsonl"):

@@ -93,18 +93,22 @@ def test_every_primitive_code_agrees_with_its_reference(name):
 
 
 # ------------------------------------------------------------------ config
-@pytest.mark.parametrize("kwargs, words", [
-    (dict(heldout_fraction=0.9), "heldout_fraction=0.9"),
-    (dict(version="v9"), "version='v9'"),
-    (dict(compositions_per_depth=(3, 4)), "compositions_per_depth=(3, 4)"),
-    (dict(const_chars="az"), "const_chars='az'"),
-    (dict(factor_range=(1, 5)), "factor_range=(1, 5)"),
-    (dict(families=("list", "dict")), "unknown ['dict']"),
-    (dict(tests_per_task=1), "tests_per_task=1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        (dict(heldout_fraction=0.9), "heldout_fraction=0.9"),
+        (dict(version="v9"), "version='v9'"),
+        (dict(compositions_per_depth=(3, 4)), "compositions_per_depth=(3, 4)"),
+        (dict(const_chars="az"), "const_chars='az'"),
+        (dict(factor_range=(1, 5)), "factor_range=(1, 5)"),
+        (dict(families=("list", "dict")), "unknown ['dict']"),
+        (dict(tests_per_task=1), "tests_per_task=1"),
+    ],
+)
 def test_config_rejects_bad_values_by_name(kwargs, words):
-    with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")
-                       .replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(
+        ValueError, match=words.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")
+    ):
         TinyCodeConfig(**kwargs)
 
 
@@ -155,8 +159,7 @@ def test_counts_ids_and_meta(splits):
     assert len(splits.train) >= 0.99 * cfg.n_train
     assert len(splits.test) == cfg.test_per_composition * len(splits.compositions_test)
     for split, tasks in (("train", splits.train), ("test", splits.test)):
-        assert [t.task_id for t in tasks] == [f"TinyCode/{TINYCODE_VERSION}/{split}/{i}"
-                                              for i in range(len(tasks))]
+        assert [t.task_id for t in tasks] == [f"TinyCode/{TINYCODE_VERSION}/{split}/{i}" for i in range(len(tasks))]
         for t in tasks:
             assert t.meta["version"] == TINYCODE_VERSION and t.meta["split"] == split
             assert t.prefix_prompt and t.meta["depth"] == len(t.meta["composition"])
@@ -203,10 +206,9 @@ def _mutated_bodies(task: Task):
     for i, prim in enumerate(prims):
         for j, (_, kind) in enumerate(prim.slots):
             for v in cfg.ranges.neighbours(kind, consts[i][j]):
-                new = consts[i][:j] + (v,) + consts[i][j + 1:]
+                new = (*consts[i][:j], v, *consts[i][j + 1 :])
                 if prim.valid(new):
-                    lines = [p.render_code(new if k == i else c)
-                             for k, (p, c) in enumerate(zip(prims, consts))]
+                    lines = [p.render_code(new if k == i else c) for k, (p, c) in enumerate(zip(prims, consts))]
                     yield "".join(f"    {line}\n" for line in lines)
 
 
@@ -227,18 +229,16 @@ def test_dropping_a_line_fails_for_at_least_95_percent_of_tasks(splits):
     caught = 0
     for t in multi:
         lines = t.canonical_solution.splitlines(keepends=True)
-        caught += all(not _passes(t, "".join(lines[:i] + lines[i + 1:]))
-                      for i in range(len(lines) - 1))
+        caught += all(not _passes(t, "".join(lines[:i] + lines[i + 1 :])) for i in range(len(lines) - 1))
     assert caught >= 0.95 * len(multi)
 
 
 def test_solutions_through_the_real_sandbox(splits):
     tasks = splits.test
-    programs = [t.reference_program() for t in tasks] + [
-        t.program("    return None\n") for t in tasks[:40]]
+    programs = [t.reference_program() for t in tasks] + [t.program("    return None\n") for t in tasks[:40]]
     with Sandbox(SandboxConfig(workers=2, timeout_s=10.0)) as sandbox:
         results = sandbox.map(programs)
-    good, bad = results[:len(tasks)], results[len(tasks):]
+    good, bad = results[: len(tasks)], results[len(tasks) :]
     assert [r.passed for r in good] == [True] * len(tasks), [r.error for r in good if not r.passed][:3]
     assert all(r.pass_rate == 1.0 and r.tests_total == len(t.tests) for r, t in zip(good, tasks))
     assert not any(r.passed for r in bad)
@@ -260,7 +260,7 @@ def test_humaneval_jsonl_round_trip_and_check_convention(splits, tmp_path):
         assert set(row) == {"task_id", "prompt", "canonical_solution", "test", "entry_point"}
         assert row["test"] == check_function(task) and row["test"].startswith("def check(candidate):\n")
 
-        def run(completion: str) -> bool:
+        def run(completion: str, row: dict = row) -> bool:
             # HumanEval's program: prompt + completion + test + check(entry_point).
             src = row["prompt"] + completion + "\n" + row["test"] + "\n" + f"check({row['entry_point']})"
             try:
@@ -328,8 +328,11 @@ def test_a_sentence_to_line_lookup_learned_on_train_solves_the_heldout_split(spl
             s_tpl, s_vals = _template(sentence)
             c_tpl, slots = table[(t.meta["family"], s_tpl)]
             fill = iter(s_vals[s] if isinstance(s, int) else s for s in slots)
-            body += "    " + "".join(part + (next(fill) if i < len(slots) else "")
-                                     for i, part in enumerate(c_tpl.split("#"))) + "\n"
+            body += (
+                "    "
+                + "".join(part + (next(fill) if i < len(slots) else "") for i, part in enumerate(c_tpl.split("#")))
+                + "\n"
+            )
         solved += _passes(t, body)
     assert solved == len(splits.test)
 
@@ -341,15 +344,23 @@ def test_identical_in_another_process_with_another_hash_seed():
     import subprocess
     import sys
 
-    code = ("import json; from demask.tasks.tinycode import *; "
-            f"s = build_tinycode(TinyCodeConfig(seed=3, **{SMALL!r})); "
-            "print(json.dumps([[t.task_id, t.prompt, t.canonical_solution, list(t.tests)] "
-            "for t in s.train + s.test]))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONHASHSEED": "123"}).stdout
+    code = (
+        "import json; from demask.tasks.tinycode import *; "
+        f"s = build_tinycode(TinyCodeConfig(seed=3, **{SMALL!r})); "
+        "print(json.dumps([[t.task_id, t.prompt, t.canonical_solution, list(t.tests)] "
+        "for t in s.train + s.test]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "123"},
+    ).stdout
     here = build_tinycode(TinyCodeConfig(seed=3, **SMALL))
-    assert json.loads(out) == [[t.task_id, t.prompt, t.canonical_solution, list(t.tests)]
-                               for t in here.train + here.test]
+    assert json.loads(out) == [
+        [t.task_id, t.prompt, t.canonical_solution, list(t.tests)] for t in here.train + here.test
+    ]
 
 
 def test_registered_as_a_benchmark_with_config_options():
@@ -387,8 +398,9 @@ def test_fresh_tasks_follow_the_tiers_weights_and_spill_over_from_small_tiers():
     assert len(fresh) == 160
     by_depth = collections.Counter(t.meta["depth"] for t in fresh)
     assert by_depth[3] >= 160 * 10 // 19  # at least its share of all three depths' weight
-    one_tier = TinyCodeConfig(seed=2, families=("str",), compositions_per_depth=(3, 90, 0),
-                              n_train=50, test_per_composition=1)
+    one_tier = TinyCodeConfig(
+        seed=2, families=("str",), compositions_per_depth=(3, 90, 0), n_train=50, test_per_composition=1
+    )
     # str has 14 x 7 = 98 depth-2 compositions, 90 of them drawn (some dropped): asking for
     # more than the rest of them gives what there is, not an endless loop.
     few = build_fresh(one_tier, 50)
@@ -398,7 +410,8 @@ def test_fresh_tasks_follow_the_tiers_weights_and_spill_over_from_small_tiers():
 def test_fresh_refuses_a_bad_count_and_a_benchmark_that_uses_everything():
     with pytest.raises(ValueError, match="n_tasks=0"):
         build_fresh(TinyCodeConfig(**SMALL), 0)
-    everything = TinyCodeConfig(families=("int",), max_depth=1, compositions_per_depth=(50,),
-                                n_train=10, test_per_composition=1)
+    everything = TinyCodeConfig(
+        families=("int",), max_depth=1, compositions_per_depth=(50,), n_train=10, test_per_composition=1
+    )
     with pytest.raises(ValueError, match="no fresh ones are left"):
         build_fresh(everything, 5)

@@ -32,8 +32,13 @@ def test_sft_example_appends_end_then_pad():
 
 
 def test_sft_batch_layout_left_pads_prompts():
-    data = SFTData([make_sft_example([5, 6, 7], [9], completion_length=4, end_token_id=E, pad_token_id=P),
-                    make_sft_example([8], [10, 11], completion_length=4, end_token_id=E, pad_token_id=P)], P)
+    data = SFTData(
+        [
+            make_sft_example([5, 6, 7], [9], completion_length=4, end_token_id=E, pad_token_id=P),
+            make_sft_example([8], [10, 11], completion_length=4, end_token_id=E, pad_token_id=P),
+        ],
+        P,
+    )
     assert len(data) == 2 and data.width == 7
     b = data.batch(torch.tensor([0, 1]))
     assert b.input_ids.tolist() == [[5, 6, 7, 9, E, P, P], [P, P, 8, 10, 11, E, P]]

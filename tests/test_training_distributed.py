@@ -10,7 +10,7 @@ import torch
 from distributed_launch import launch
 from safetensors.torch import load_file
 
-WORKER = textwrap.dedent('''
+WORKER = textwrap.dedent("""
     import sys
     import torch
     from demask.model import ModelConfig, Transformer
@@ -44,7 +44,7 @@ WORKER = textwrap.dedent('''
     if strategy != "none":
         import torch.distributed as dist
         dist.destroy_process_group()
-''')
+""")
 
 
 def _run(tmp_path, strategy: str, nproc: int, mode: str = "straight"):

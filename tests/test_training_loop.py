@@ -30,15 +30,23 @@ def reverse_data(n: int = 32, seed: int = 0) -> SFTData:
     for _ in range(n):
         k = int(torch.randint(1, 5, (1,), generator=g))
         prompt = torch.randint(3, 16, (k,), generator=g).tolist()
-        out.append(make_sft_example(prompt, prompt[::-1], completion_length=6, end_token_id=E,
-                                    pad_token_id=P))
+        out.append(make_sft_example(prompt, prompt[::-1], completion_length=6, end_token_id=E, pad_token_id=P))
     return SFTData(out, P)
 
 
 def config(tmp_path=None, **kw) -> TrainConfig:
-    base = dict(max_steps=6, global_batch_size=8, micro_batch_size=4, lr=3e-3, warmup_steps=2,
-                log_every=1, progress=False, device="cpu", distributed="none",
-                out_dir=str(tmp_path) if tmp_path is not None else None)
+    base = dict(
+        max_steps=6,
+        global_batch_size=8,
+        micro_batch_size=4,
+        lr=3e-3,
+        warmup_steps=2,
+        log_every=1,
+        progress=False,
+        device="cpu",
+        distributed="none",
+        out_dir=str(tmp_path) if tmp_path is not None else None,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -87,8 +95,12 @@ def test_resume_after_a_kill_gives_the_same_parameters(tmp_path):
 def test_resume_refuses_a_different_global_batch(tmp_path):
     train(config(tmp_path, max_steps=2), tiny_model(**MODEL_ARGS), reverse_data())
     with pytest.raises(ValueError, match="global_batch_size=8.*global_batch_size=16"):
-        train(config(tmp_path, max_steps=4, global_batch_size=16, micro_batch_size=8),
-              tiny_model(**MODEL_ARGS), reverse_data(), resume=True)
+        train(
+            config(tmp_path, max_steps=4, global_batch_size=16, micro_batch_size=8),
+            tiny_model(**MODEL_ARGS),
+            reverse_data(),
+            resume=True,
+        )
 
 
 def test_resume_without_checkpoint_starts_fresh_and_a_fresh_run_never_overwrites(tmp_path):
@@ -115,9 +127,21 @@ def test_training_lowers_the_held_out_loss(tmp_path):
     with torch.no_grad():
         untrained = held_out.on_evaluate(0, model, DistInfo())["heldout_loss"]
     before = model.state_dict()["lm_head.weight"].clone()
-    result = train(config(tmp_path, max_steps=60, global_batch_size=16, micro_batch_size=None, lr=1e-2,
-                          warmup_steps=5, log_every=10, eval_every=20),
-                   model, reverse_data(128), callbacks=[held_out])
+    result = train(
+        config(
+            tmp_path,
+            max_steps=60,
+            global_batch_size=16,
+            micro_batch_size=None,
+            lr=1e-2,
+            warmup_steps=5,
+            log_every=10,
+            eval_every=20,
+        ),
+        model,
+        reverse_data(128),
+        callbacks=[held_out],
+    )
     series = read_log(result.log_path)
     evals = [v for _, v in series["eval/heldout_loss"]]
     assert [s for s, _ in series["eval/heldout_loss"]] == [20, 40, 60]
@@ -149,8 +173,13 @@ def test_checkpoints_are_complete_pruned_and_loadable(tmp_path):
 
     tok = train_bpe_tokenizer(["def f(x):\n    return x\n"] * 4, 259)
     model = tiny_model(**MODEL_ARGS)
-    train(config(tmp_path, save_every=2, keep_checkpoints=2), model, reverse_data(), tokenizer=tok,
-          extra_files={"recipe.yaml": "x: 1\n"})
+    train(
+        config(tmp_path, save_every=2, keep_checkpoints=2),
+        model,
+        reverse_data(),
+        tokenizer=tok,
+        extra_files={"recipe.yaml": "x: 1\n"},
+    )
     kept = [p.name for p in list_checkpoints(tmp_path)]
     assert kept == ["checkpoint-0000004", "checkpoint-0000006"]
     assert (tmp_path / LATEST).read_text().strip() == "checkpoint-0000006"
@@ -170,7 +199,6 @@ def test_log_has_the_documented_columns(tmp_path):
     with open(result.log_path, newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["step"] for r in rows] == ["2", "4"]
-    assert list(rows[0])[:7] == ["step", "loss", "lr", "grad_norm", "tokens_per_s", "steps_per_s",
-                                 "elapsed_s"]
+    assert list(rows[0])[:7] == ["step", "loss", "lr", "grad_norm", "tokens_per_s", "steps_per_s", "elapsed_s"]
     assert float(rows[1]["lr"]) == pytest.approx(3e-3 * 0.1)  # the cosine's end
     assert all(float(r["tokens_per_s"]) > 0 for r in rows)

@@ -37,9 +37,17 @@ class Scripted(nn.Module):
         super().__init__()
         self.table = table
         self.calls: list[tuple[torch.Tensor, torch.Tensor | None]] = []
-        self.config = ModelConfig(vocab_size=table.shape[-1], hidden_size=8, intermediate_size=8,
-                                  num_layers=1, num_heads=1, num_kv_heads=1, causal=causal,
-                                  shift_logits=shift, mask_token_id=MASK)
+        self.config = ModelConfig(
+            vocab_size=table.shape[-1],
+            hidden_size=8,
+            intermediate_size=8,
+            num_layers=1,
+            num_heads=1,
+            num_kv_heads=1,
+            causal=causal,
+            shift_logits=shift,
+            mask_token_id=MASK,
+        )
 
     def forward(self, input_ids, attention_mask=None):
         self.calls.append((input_ids.clone(), None if attention_mask is None else attention_mask.clone()))
@@ -106,8 +114,7 @@ def test_shifted_model_never_scores_position_zero():
     ones = torch.ones_like(ids, dtype=torch.bool)
     batch = Batch(ids, None, ones, torch.zeros_like(ones))  # pretraining: all targets
     model = Scripted(torch.zeros(4, 4), shift=True)
-    out = masked_diffusion_loss(model, batch, torch.tensor([1.0]), torch.zeros(1, 4),
-                                mask_token_id=MASK, shifted=True)
+    out = masked_diffusion_loss(model, batch, torch.tensor([1.0]), torch.zeros(1, 4), mask_token_id=MASK, shifted=True)
     assert model.calls[0][0].tolist() == [[0, MASK, MASK, MASK]]
     assert out.n_targets.item() == 3
     assert out.loss.item() == pytest.approx(3 * LN(4) / 3)
@@ -169,8 +176,9 @@ def test_elbo_is_exact_for_uniform_predictions():
     # Every CE is ln V, so (L / l) * l * ln V = L ln V for every draw.
     model = Scripted(torch.zeros(6, 5))
     g = torch.Generator().manual_seed(0)
-    value = elbo_log_likelihood(model, torch.tensor([[0, 1], [2, 2]]),
-                                torch.tensor([[1, 2, 0, 4], [4, 4, 4, 4]]), n_draws=7, generator=g)
+    value = elbo_log_likelihood(
+        model, torch.tensor([[0, 1], [2, 2]]), torch.tensor([[1, 2, 0, 4], [4, 4, 4, 4]]), n_draws=7, generator=g
+    )
     torch.testing.assert_close(value, torch.full((2,), -4 * LN(5)))
 
 
@@ -190,8 +198,9 @@ def test_elbo_is_unbiased_for_context_free_predictions():
     completion = torch.tensor([[3, 0, 5, 1, 2]])
     exact = table[2:].log_softmax(-1).gather(1, completion[0][:, None]).sum()
     model = Scripted(table)
-    value = elbo_log_likelihood(model, torch.tensor([[4, 4]]), completion, n_draws=4000,
-                                generator=torch.Generator().manual_seed(0))
+    value = elbo_log_likelihood(
+        model, torch.tensor([[4, 4]]), completion, n_draws=4000, generator=torch.Generator().manual_seed(0)
+    )
     assert value.item() == pytest.approx(exact.item(), rel=0.02)
 
 
@@ -200,47 +209,75 @@ def test_elbo_shifted_reads_previous_row():
     table = torch.randn(5, 6)
     completion = torch.tensor([[3, 0, 5]])
     exact = table[1:4].log_softmax(-1).gather(1, completion[0][:, None]).sum()
-    value = elbo_log_likelihood(Scripted(table, shift=True), torch.tensor([[4, 4]]), completion,
-                                n_draws=3000, generator=torch.Generator().manual_seed(0))
+    value = elbo_log_likelihood(
+        Scripted(table, shift=True),
+        torch.tensor([[4, 4]]),
+        completion,
+        n_draws=3000,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert value.item() == pytest.approx(exact.item(), rel=0.02)
 
 
 def test_elbo_completion_mask_counts_only_marked_tokens():
     model = Scripted(torch.zeros(5, 5))
     counted = torch.tensor([[True, False, True]])
-    value = elbo_log_likelihood(model, torch.tensor([[0, 1]]), torch.tensor([[1, 2, 4]]), n_draws=6,
-                                generator=torch.Generator().manual_seed(0), completion_mask=counted)
+    value = elbo_log_likelihood(
+        model,
+        torch.tensor([[0, 1]]),
+        torch.tensor([[1, 2, 4]]),
+        n_draws=6,
+        generator=torch.Generator().manual_seed(0),
+        completion_mask=counted,
+    )
     assert value.item() == pytest.approx(-2 * LN(5))
     noisy = model.calls[0][0]
     assert (noisy[:, 3] == 2).all()  # the uncounted token stays visible
 
 
 # where the model differs from helpers.TINY (1024: ModelConfig's default context)
-MODEL_ARGS = dict(vocab_size=12, hidden_size=16, intermediate_size=32, num_heads=2,
-                  max_position_embeddings=1024, mask_token_id=MASK, pad_token_id=2, eos_token_id=None,
-                  std=0.5)
+MODEL_ARGS = dict(
+    vocab_size=12,
+    hidden_size=16,
+    intermediate_size=32,
+    num_heads=2,
+    max_position_embeddings=1024,
+    mask_token_id=MASK,
+    pad_token_id=2,
+    eos_token_id=None,
+    std=0.5,
+)
 
 
 def test_elbo_with_left_padding_and_chunking_matches_unpadded():
     model = tiny_model(**MODEL_ARGS).eval()
     completion = torch.tensor([[5, 6, 7]])
-    plain = elbo_log_likelihood(model, torch.tensor([[8, 9]]), completion, n_draws=6,
-                                generator=torch.Generator().manual_seed(4))
-    padded = elbo_log_likelihood(model, torch.tensor([[2, 2, 8, 9]]), completion, n_draws=6,
-                                 generator=torch.Generator().manual_seed(4),
-                                 prompt_mask=torch.tensor([[0, 0, 1, 1]]), rows_per_forward=4)
+    plain = elbo_log_likelihood(
+        model, torch.tensor([[8, 9]]), completion, n_draws=6, generator=torch.Generator().manual_seed(4)
+    )
+    padded = elbo_log_likelihood(
+        model,
+        torch.tensor([[2, 2, 8, 9]]),
+        completion,
+        n_draws=6,
+        generator=torch.Generator().manual_seed(4),
+        prompt_mask=torch.tensor([[0, 0, 1, 1]]),
+        rows_per_forward=4,
+    )
     torch.testing.assert_close(plain, padded, rtol=1e-5, atol=1e-5)
 
 
 def test_elbo_has_gradients_and_refuses_causal_models():
     model = tiny_model(**MODEL_ARGS).eval()
-    value = elbo_log_likelihood(model, torch.tensor([[8]]), torch.tensor([[5, 6]]), n_draws=2,
-                                generator=torch.Generator().manual_seed(0))
+    value = elbo_log_likelihood(
+        model, torch.tensor([[8]]), torch.tensor([[5, 6]]), n_draws=2, generator=torch.Generator().manual_seed(0)
+    )
     value.sum().backward()
     assert model.lm_head.weight.grad is not None and model.lm_head.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="autoregressive_log_likelihood"):
-        elbo_log_likelihood(tiny_model(causal=True, **MODEL_ARGS).eval(), torch.tensor([[8]]),
-                            torch.tensor([[5]]), 1, torch.Generator())
+        elbo_log_likelihood(
+            tiny_model(causal=True, **MODEL_ARGS).eval(), torch.tensor([[8]]), torch.tensor([[5]]), 1, torch.Generator()
+        )
 
 
 def test_autoregressive_log_likelihood_is_the_chain_rule():
@@ -251,6 +288,7 @@ def test_autoregressive_log_likelihood_is_the_chain_rule():
     exact = sum(logp[0, 1 + j, completion[0, j]] for j in range(3))
     value = autoregressive_log_likelihood(model, prompt, completion)
     assert value.item() == pytest.approx(exact.item(), rel=1e-5)
-    padded = autoregressive_log_likelihood(model, torch.tensor([[2, 8, 9]]), completion,
-                                           prompt_mask=torch.tensor([[0, 1, 1]]))
+    padded = autoregressive_log_likelihood(
+        model, torch.tensor([[2, 8, 9]]), completion, prompt_mask=torch.tensor([[0, 1, 1]])
+    )
     assert padded.item() == pytest.approx(exact.item(), rel=1e-4)

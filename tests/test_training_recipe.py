@@ -20,8 +20,7 @@ TRAINING_RECIPES = [p for p in SHIPPED if "grpo" not in yaml.safe_load(p.read_te
 
 def test_the_four_training_recipes_ship():
     names = {p.relative_to(ROOT / "recipes").as_posix() for p in TRAINING_RECIPES}
-    assert {"tinycode/sft.yaml", "tinycode/sft_ar.yaml", "pretrain/stdlib.yaml",
-            "diffucoder-7b/sft.yaml"} <= names
+    assert {"tinycode/sft.yaml", "tinycode/sft_ar.yaml", "pretrain/stdlib.yaml", "diffucoder-7b/sft.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", TRAINING_RECIPES, ids=lambda p: p.relative_to(ROOT / "recipes").as_posix())
@@ -44,8 +43,15 @@ def test_tinycode_recipes_differ_only_in_the_model_kind_and_length():
     assert dataclasses.replace(ar.model, config=ar.model.config.replace(causal=False)) == mdm.model
     assert ar.data == mdm.data and ar.tokenizer == mdm.tokenizer
     assert (ar.train.max_steps, mdm.train.max_steps) == (1200, 3000)
-    assert ar.train.replace(objective=mdm.train.objective, out_dir=mdm.train.out_dir,
-                            max_steps=mdm.train.max_steps, eval_every=mdm.train.eval_every) == mdm.train
+    assert (
+        ar.train.replace(
+            objective=mdm.train.objective,
+            out_dir=mdm.train.out_dir,
+            max_steps=mdm.train.max_steps,
+            eval_every=mdm.train.eval_every,
+        )
+        == mdm.train
+    )
 
 
 def test_former_flat_model_block_still_reads_with_a_warning(tmp_path):
@@ -55,8 +61,9 @@ def test_former_flat_model_block_still_reads_with_a_warning(tmp_path):
 
 
 def test_settings_reach_any_recipe_field(tmp_path):
-    recipe = load_recipe(ROOT / "recipes/tinycode/sft.yaml", ["model.config.num_layers=2", "train.lr=1e-4",
-                                                              "data.options.n_train=100"])
+    recipe = load_recipe(
+        ROOT / "recipes/tinycode/sft.yaml", ["model.config.num_layers=2", "train.lr=1e-4", "data.options.n_train=100"]
+    )
     assert (recipe.model.config.num_layers, recipe.train.lr, recipe.data.options["n_train"]) == (2, 1e-4, 100)
     with pytest.raises(ValueError, match="did you mean 'num_layers'"):
         load_recipe(ROOT / "recipes/tinycode/sft.yaml", ["model.config.num_layer=2"])
@@ -100,8 +107,9 @@ def test_tinycode_options_are_checked(tmp_path):
 
 def _tiny_pretrain_recipe(tmp_path) -> Path:
     raw = yaml.safe_load((ROOT / "recipes/pretrain/stdlib.yaml").read_text())
-    raw["model"]["config"].update(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2, num_kv_heads=2,
-                        max_position_embeddings=64)
+    raw["model"]["config"].update(
+        hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2, num_kv_heads=2, max_position_embeddings=64
+    )
     raw["tokenizer"]["vocab_size"] = 300
     raw["data"].update(path="@stdlib/json", max_files=5, seq_len=64)
     raw["train"].update(global_batch_size=4, log_every=1, progress=False, num_threads=1)
@@ -116,15 +124,18 @@ def test_cli_pretrains_on_a_stdlib_slice_and_resumes(tmp_path):
     recipe = _tiny_pretrain_recipe(tmp_path)
     out = tmp_path / "run"
     runner = CliRunner()
-    first = runner.invoke(app, ["train", "--recipe", str(recipe), "--out", str(out), "--max-steps", "2",
-                                "--lr", "0.002", "--save-every", "1"])
+    first = runner.invoke(
+        app,
+        ["train", "--recipe", str(recipe), "--out", str(out), "--max-steps", "2", "--lr", "0.002", "--save-every", "1"],
+    )
     assert first.exit_code == 0, first.output
     assert "5 files" in first.output and "done: 2 steps" in first.output
     state = torch.load(out / "checkpoint-0000002" / "trainer_state.pt", weights_only=True)
     assert state["config"]["lr"] == 0.002 and state["config"]["warmup_steps"] == 0
     assert load_recipe(out / "checkpoint-0000002" / "recipe.yaml").train.max_steps == 2
-    second = runner.invoke(app, ["train", "--recipe", str(recipe), "--out", str(out), "--max-steps", "3",
-                                 "--lr", "0.002", "--resume"])
+    second = runner.invoke(
+        app, ["train", "--recipe", str(recipe), "--out", str(out), "--max-steps", "3", "--lr", "0.002", "--resume"]
+    )
     assert second.exit_code == 0, second.output
     assert "done: 3 steps" in second.output
     assert (out / "latest").read_text().strip() == "checkpoint-0000003"
@@ -147,14 +158,31 @@ def test_tinycode_recipe_trains_and_evaluates_pass_at_1(tmp_path):
 
     recipe = load_recipe(ROOT / "recipes/tinycode/sft.yaml")
     recipe = dataclasses.replace(
-        recipe, model=ModelRecipe(config=ModelConfig(hidden_size=32, intermediate_size=64, num_layers=1,
-                                                     num_heads=2, num_kv_heads=2, max_position_embeddings=160)),
-        data=dataclasses.replace(recipe.data, options={"n_train": 64, "compositions_per_depth": [4, 8, 8],
-                                                       "test_per_composition": 1}),
-        eval=dataclasses.replace(recipe.eval, max_tasks=2, batch_size=2, workers=1,
-                                 decode={"gen_length": 48, "steps": 8, "policy": "confidence"}))
-    recipe = apply_overrides(recipe, out_dir=str(tmp_path), max_steps=3, global_batch_size=8,
-                             log_every=1, progress=False)
+        recipe,
+        model=ModelRecipe(
+            config=ModelConfig(
+                hidden_size=32,
+                intermediate_size=64,
+                num_layers=1,
+                num_heads=2,
+                num_kv_heads=2,
+                max_position_embeddings=160,
+            )
+        ),
+        data=dataclasses.replace(
+            recipe.data, options={"n_train": 64, "compositions_per_depth": [4, 8, 8], "test_per_composition": 1}
+        ),
+        eval=dataclasses.replace(
+            recipe.eval,
+            max_tasks=2,
+            batch_size=2,
+            workers=1,
+            decode={"gen_length": 48, "steps": 8, "policy": "confidence"},
+        ),
+    )
+    recipe = apply_overrides(
+        recipe, out_dir=str(tmp_path), max_steps=3, global_batch_size=8, log_every=1, progress=False
+    )
     result = run_recipe(recipe, log=None)
     assert result.step == 3
     assert 0.0 <= result.metrics["eval/pass@1"] <= 1.0 and "eval/pass_rate" in result.metrics

@@ -104,8 +104,9 @@ def position_profile(logits: torch.Tensor, valid: torch.Tensor | None = None) ->
 
 
 @torch.no_grad()
-def first_step_profile(model: torch.nn.Module, prompts: Sequence[Sequence[int]],
-                       gen_length: int) -> dict[str, torch.Tensor]:
+def first_step_profile(
+    model: torch.nn.Module, prompts: Sequence[Sequence[int]], gen_length: int
+) -> dict[str, torch.Tensor]:
     """The entropy sink: confidence/entropy per position at the first step (all masked).
 
     One forward of the masked-diffusion ``model`` over every prompt followed by
@@ -122,7 +123,8 @@ def first_step_profile(model: torch.nn.Module, prompts: Sequence[Sequence[int]],
     device = next(model.parameters()).device
     pad = cfg.pad_token_id if cfg.pad_token_id is not None else cfg.mask_token_id
     batch = build_batch(prompts, gen_length, cfg.mask_token_id, pad, device, cfg.max_position_embeddings)
-    logits = model(batch.tokens, attention_mask=batch.attention if batch.has_padding else None,
-                   position_ids=batch.positions)
-    aligned = token_logits(logits, cfg.shift_logits)[:, batch.prompt_length:]
+    logits = model(
+        batch.tokens, attention_mask=batch.attention if batch.has_padding else None, position_ids=batch.positions
+    )
+    aligned = token_logits(logits, cfg.shift_logits)[:, batch.prompt_length :]
     return position_profile(aligned)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -49,13 +49,28 @@ def demo_command(given: dict[tuple[str, ...], Any], settings: list[str]) -> None
     for path, value in given.items():
         set_path(raw, path, value)
     config = from_dict(DemoConfig, raw)
-    demo(out=None if config.out is None else Path(config.out), train=config.train,
-         max_tasks=config.max_tasks, policy=config.policy, workers=config.workers, threads=config.threads,
-         dtype=config.dtype, grpo=None if config.grpo is None else Path(config.grpo))
+    demo(
+        out=None if config.out is None else Path(config.out),
+        train=config.train,
+        max_tasks=config.max_tasks,
+        policy=config.policy,
+        workers=config.workers,
+        threads=config.threads,
+        dtype=config.dtype,
+        grpo=None if config.grpo is None else Path(config.grpo),
+    )
 
 
-def demo(out: Optional[Path], train: bool, max_tasks: Optional[int], policy: Optional[list[str]],
-         workers: Optional[int], threads: int, dtype: str, grpo: Optional[Path]) -> None:
+def demo(
+    out: Path | None,
+    train: bool,
+    max_tasks: int | None,
+    policy: list[str] | None,
+    workers: int | None,
+    threads: int,
+    dtype: str,
+    grpo: Path | None,
+) -> None:
     import torch
     from rich.console import Console
     from rich.table import Table
@@ -70,12 +85,15 @@ def demo(out: Optional[Path], train: bool, max_tasks: Optional[int], policy: Opt
         dirs = _retrain(dirs, (out or Path(tempfile.mkdtemp(prefix="demask-demo-"))) / "models", console)
     missing = [str(d) for d in dirs.values() if not (d / "config.json").is_file()]
     if missing:
-        raise ValueError(f"no shipped model at {', '.join(missing)}; run `demask demo --train` "
-                         "to train them (or reinstall demask)")
+        raise ValueError(
+            f"no shipped model at {', '.join(missing)}; run `demask demo --train` to train them (or reinstall demask)"
+        )
     if grpo is not None:
         if not (grpo / "config.json").is_file():
-            raise ValueError(f"--grpo {grpo}: no config.json there; pass a checkpoint directory "
-                             "written by `demask grpo` (e.g. runs/tinycode-grpo/latest)")
+            raise ValueError(
+                f"--grpo {grpo}: no config.json there; pass a checkpoint directory "
+                "written by `demask grpo` (e.g. runs/tinycode-grpo/latest)"
+            )
         dirs["grpo"] = grpo
     elif (GRPO_SHIPPED / "config.json").is_file():
         dirs["grpo"] = GRPO_SHIPPED
@@ -88,8 +106,10 @@ def demo(out: Optional[Path], train: bool, max_tasks: Optional[int], policy: Opt
             raise ValueError(f"unknown policy row(s) {unknown}; choose from {sorted(known)}")
         policies = [p for p in policies if p.name in policy]
         if any(p.model == "grpo" for p in policies) and "grpo" not in dirs:
-            raise ValueError("the 'coupled-GRPO model, confidence' row needs a GRPO checkpoint: "
-                             "pass --grpo DIR (a `demask grpo` output directory's checkpoint)")
+            raise ValueError(
+                "the 'coupled-GRPO model, confidence' row needs a GRPO checkpoint: "
+                "pass --grpo DIR (a `demask grpo` output directory's checkpoint)"
+            )
     dtype = inference_dtype() if dtype == "auto" else dtype
     models = {key: load_pretrained(d, dtype=dtype) for key, d in dirs.items()}
     tasks = heldout_tasks(dirs["diffusion"])
@@ -97,15 +117,21 @@ def demo(out: Optional[Path], train: bool, max_tasks: Optional[int], policy: Opt
         tasks = tasks[:max_tasks]
     out_dir = out or Path(tempfile.mkdtemp(prefix="demask-demo-"))
     console.print(f"held-out TinyCode: {len(tasks)} tasks; weights in {dtype}; writing to {out_dir}")
-    rows = run_demo(models, tasks, out_dir, policies, workers=workers,
-                    log=lambda r: console.print(f"  {r.policy:<28} pass@1 {r.pass_at_1:.3f}  "
-                                                f"({r.extra['seconds']:.0f} s)"))
+    rows = run_demo(
+        models,
+        tasks,
+        out_dir,
+        policies,
+        workers=workers,
+        log=lambda r: console.print(f"  {r.policy:<28} pass@1 {r.pass_at_1:.3f}  ({r.extra['seconds']:.0f} s)"),
+    )
     table = Table(title=f"held-out TinyCode pass@1 ({len(tasks)} tasks, greedy)")
     for col in ("policy", "pass@1", "NFE/token", "tokens/s", "global AR-ness"):
         table.add_column(col, justify="left" if col == "policy" else "right")
     for r in rows:
-        table.add_row(r.policy, f"{r.pass_at_1:.3f}", f"{r.nfe_per_token:.2f}", f"{r.tokens_per_s:.0f}",
-                      f"{r.global_ar_ness:.2f}")
+        table.add_row(
+            r.policy, f"{r.pass_at_1:.3f}", f"{r.nfe_per_token:.2f}", f"{r.tokens_per_s:.0f}", f"{r.global_ar_ness:.2f}"
+        )
     console.print(table)
     console.print(f"results: {out_dir / 'results.json'}")
 

@@ -16,7 +16,7 @@ import inspect
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -25,7 +25,7 @@ from demask.decoding.config import DecodeConfig
 from demask.tasks.base import Task
 
 
-def _load_tasks(spec: str, task_data: Optional[Path], limit: Optional[int]) -> list[Task]:
+def _load_tasks(spec: str, task_data: Path | None, limit: int | None) -> list[Task]:
     from demask.tasks import load_tasks
 
     try:
@@ -39,14 +39,11 @@ def _load_tasks(spec: str, task_data: Optional[Path], limit: Optional[int]) -> l
     return tasks
 
 
-def _sandbox(timeout: float, workers: Optional[int]):
+def _sandbox(timeout: float, workers: int | None):
     from demask.execution import Sandbox, SandboxConfig
 
-    kw: dict[str, Any] = {"timeout_s": timeout}
-    if workers is not None:
-        kw["workers"] = workers
     try:
-        return Sandbox(SandboxConfig(**kw))
+        return Sandbox(SandboxConfig.pool(timeout, workers))
     except ValueError as exc:
         raise fail(str(exc)) from None
 
@@ -65,23 +62,30 @@ def _print_summary(results: dict[str, Any], where: Path) -> None:
         typer.echo(f"NFE per token {per_tok:.3f}" if per_tok is not None else "NFE per token n/a", nl=False)
         typer.echo(f", {speed:.1f} tokens/s" if speed is not None else "")
     if results["missing_tasks"]:
-        typer.echo(f"{len(results['missing_tasks'])} tasks have no samples "
-                   f"(first: {results['missing_tasks'][0]})")
+        typer.echo(f"{len(results['missing_tasks'])} tasks have no samples (first: {results['missing_tasks'][0]})")
     typer.echo(f"results: {where}")
 
 
 def check_samples_command(
-    tasks: str = typer.Option(..., "--tasks", help="Benchmark name (humaneval, mbpp:test, tinycode:test ...) "
-                              "or a HumanEval-shape .jsonl file."),
-    samples: Path = typer.Option(..., "--samples", help="Samples JSONL: task_id plus completion "
-                                 "(or EvalPlus' solution)."),
+    tasks: str = typer.Option(
+        ...,
+        "--tasks",
+        help="Benchmark name (humaneval, mbpp:test, tinycode:test ...) or a HumanEval-shape .jsonl file.",
+    ),
+    samples: Path = typer.Option(
+        ..., "--samples", help="Samples JSONL: task_id plus completion (or EvalPlus' solution)."
+    ),
     out: Path = typer.Option(..., "--out", help="Where to write the results JSON."),
     timeout: float = typer.Option(3.0, "--timeout", help="Wall-clock limit per program, seconds."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Sandbox workers [default: CPU count]."),
-    task_data: Optional[Path] = typer.Option(None, "--task-data", help="Data file of the benchmark "
-                                             "(e.g. a local mbpp.jsonl) instead of the cache/download."),
-    only_sampled: bool = typer.Option(False, "--only-sampled", help="Score only the tasks that have "
-                                      "samples (else the others count as missing and block pass@k)."),
+    workers: int | None = typer.Option(None, "--workers", help="Sandbox workers [default: CPU count]."),
+    task_data: Path | None = typer.Option(
+        None, "--task-data", help="Data file of the benchmark (e.g. a local mbpp.jsonl) instead of the cache/download."
+    ),
+    only_sampled: bool = typer.Option(
+        False,
+        "--only-sampled",
+        help="Score only the tasks that have samples (else the others count as missing and block pass@k).",
+    ),
 ) -> None:
     """Execute every sample of a samples file and write pass@k and per-sample verdicts."""
     from demask.evaluation import check_samples
@@ -89,8 +93,7 @@ def check_samples_command(
     task_list = _load_tasks(tasks, task_data, None)
     with _sandbox(timeout, workers) as sandbox:
         try:
-            results = check_samples(task_list, samples, sandbox, timeout_s=timeout,
-                                    only_sampled_tasks=only_sampled)
+            results = check_samples(task_list, samples, sandbox, timeout_s=timeout, only_sampled_tasks=only_sampled)
         except (ValueError, FileNotFoundError) as exc:
             raise fail(str(exc)) from None
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -98,8 +101,7 @@ def check_samples_command(
     _print_summary(results, out)
 
 
-def build_sampler(checkpoint: Path, device: str, dtype: Optional[str], decode: dict[str, Any],
-                  per_row_seeds: bool):
+def build_sampler(checkpoint: Path, device: str, dtype: str | None, decode: dict[str, Any], per_row_seeds: bool):
     """Load the checkpoint and wrap the decoding engine as a Sampler (imports torch)."""
     from demask.decoding import DecodeConfig
     from demask.evaluation.sampler import decoding_sampler
@@ -155,8 +157,11 @@ def eval_command(given: dict[tuple[str, ...], Any], settings: list[str], decode:
     from demask.evaluation import evaluate
 
     if decode:
-        typer.echo("warning: --decode KEY=VALUE is deprecated; write --set KEY=VALUE (the old option "
-                   "goes in the next release)", err=True)
+        typer.echo(
+            "warning: --decode KEY=VALUE is deprecated; write --set KEY=VALUE (the old option "
+            "goes in the next release)",
+            err=True,
+        )
     raw: dict[str, Any] = {"decode": {}}
     apply_settings(raw, [*decode, *settings], EvalConfig, implicit="decode", example="policy_options.threshold=0.8")
     for path, value in given.items():
@@ -166,11 +171,26 @@ def eval_command(given: dict[tuple[str, ...], Any], settings: list[str], decode:
     task_list = _load_tasks(config.tasks, _path(config.task_data), config.limit)
     checkpoint = Path(config.checkpoint)
     sampler = build_sampler(checkpoint, config.device, config.dtype, options, config.per_row_seeds)
-    run_info = {"checkpoint": str(checkpoint.resolve()), "tasks": config.tasks, "limit": config.limit,
-                "decode": options, "dtype": config.dtype, "per_row_seeds": config.per_row_seeds}
+    run_info = {
+        "checkpoint": str(checkpoint.resolve()),
+        "tasks": config.tasks,
+        "limit": config.limit,
+        "decode": options,
+        "dtype": config.dtype,
+        "per_row_seeds": config.per_row_seeds,
+    }
     with _sandbox(config.timeout, config.workers) as sandbox:
-        results = evaluate(task_list, sampler, config.n_samples, Path(config.out), sandbox, seed=config.seed,
-                           batch_size=config.batch_size, timeout_s=config.timeout, run_info=run_info)
+        results = evaluate(
+            task_list,
+            sampler,
+            config.n_samples,
+            Path(config.out),
+            sandbox,
+            seed=config.seed,
+            batch_size=config.batch_size,
+            timeout_s=config.timeout,
+            run_info=run_info,
+        )
     _print_summary(results, Path(config.out) / "results.json")
 
 
@@ -181,6 +201,9 @@ def _path(value: str | None) -> Path | None:
 def register(app: typer.Typer) -> None:
     app.command("check-samples")(check_samples_command)
     legacy = inspect.Parameter(
-        "decode", inspect.Parameter.KEYWORD_ONLY, annotation=list[str],
-        default=typer.Option([], "--decode", hidden=True, help="Deprecated: --set KEY=VALUE."))
+        "decode",
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation=list[str],
+        default=typer.Option([], "--decode", hidden=True, help="Deprecated: --set KEY=VALUE."),
+    )
     app.command("eval")(command(eval_command, EVAL_FLAGS, [legacy]))

@@ -13,7 +13,7 @@ import dataclasses
 import inspect
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -88,8 +88,11 @@ def generate_command(given: dict[tuple[str, ...], Any], settings: list[str], **l
     raw: dict[str, Any] = {"decode": {"seed": 0}}
     for name, value in legacy.items():
         if value is not None:
-            typer.echo(f"warning: --{name.replace('_', '-')} is deprecated; write --set "
-                       f"policy_options.{name}={value} (the old option goes in the next release)", err=True)
+            typer.echo(
+                f"warning: --{name.replace('_', '-')} is deprecated; write --set "
+                f"policy_options.{name}={value} (the old option goes in the next release)",
+                err=True,
+            )
             set_path(raw, ("decode", "policy_options", name), value)
     apply_settings(raw, settings, GenerateConfig, implicit="decode", example="policy_options.threshold=0.8")
     for path, value in given.items():
@@ -115,6 +118,7 @@ def generate_text(config: GenerateConfig, decode: DecodeConfig) -> None:
     if config.show:
         from rich.console import Console
 
+        assert out.trace is not None  # decoded with trace=show
         row = out.trace.row(0)
         when = row.commit_steps()[:n]
         pieces = [tokenizer.decode([t], skip_special_tokens=False) for t in completion]
@@ -125,7 +129,13 @@ def generate_text(config: GenerateConfig, decode: DecodeConfig) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    legacy = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[typ],
-                                default=typer.Option(None, "--" + name.replace("_", "-"), hidden=True))
-              for name, typ in LEGACY_FLAGS.items()]
+    legacy = [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=typ | None,
+            default=typer.Option(None, "--" + name.replace("_", "-"), hidden=True),
+        )
+        for name, typ in LEGACY_FLAGS.items()
+    ]
     app.command("generate")(command(generate_command, FLAGS, legacy))

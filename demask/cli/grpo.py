@@ -16,7 +16,7 @@ estimator options. The command only parses and prints: the work is
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -27,8 +27,9 @@ from demask.training.rl.grpo import GRPORecipe
 FLAGS = config_flags(GRPORecipe, flatten=["grpo", "train"], skip=["out_dir"], from_file=True)
 
 
-def grpo_command(given: dict[tuple[str, ...], Any], settings: list[str], recipe: Path,
-                 out: Optional[str], resume: bool, plot: bool) -> None:
+def grpo_command(
+    given: dict[tuple[str, ...], Any], settings: list[str], recipe: Path, out: str | None, resume: bool, plot: bool
+) -> None:
     """Post-train a checkpoint with GRPO and test-execution rewards (see docs/grpo.md)."""
     from demask.config import from_dict, to_dict
     from demask.training.logs import plot_log
@@ -46,9 +47,11 @@ def grpo_command(given: dict[tuple[str, ...], Any], settings: list[str], recipe:
     finally:
         shutdown_distributed()
     m = result.metrics
-    typer.echo(f"done: {result.step} updates in {result.seconds:.0f} s; last round: reward "
-               f"{m.get('reward_mean', float('nan')):.3f}, pass rate {m.get('pass_rate', float('nan')):.3f}, "
-               f"kl {m.get('kl', float('nan')):.4f}")
+    typer.echo(
+        f"done: {result.step} updates in {result.seconds:.0f} s; last round: reward "
+        f"{m.get('reward_mean', float('nan')):.3f}, pass rate {m.get('pass_rate', float('nan')):.3f}, "
+        f"kl {m.get('kl', float('nan')):.4f}"
+    )
     for key, value in result.eval_metrics.items():
         typer.echo(f"  {key} = {value:.4f}")
     if result.checkpoint is not None:
@@ -59,5 +62,6 @@ def grpo_command(given: dict[tuple[str, ...], Any], settings: list[str], recipe:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("grpo")(command(grpo_command, FLAGS, run_options("GRPO", "grpo_log.csv"),
-                                set_example="grpo.advantage=loo_positive"))
+    app.command("grpo")(
+        command(grpo_command, FLAGS, run_options("GRPO", "grpo_log.csv"), set_example="grpo.advantage=loo_positive")
+    )

@@ -15,7 +15,6 @@ app = typer.Typer(
 )
 
 
-
 @app.callback()
 def _root() -> None:
     """Masked-diffusion language models for code: decode, execute, score, post-train."""
@@ -25,13 +24,7 @@ def _root() -> None:
 COMMAND_MODULES = ("generate", "evaluate", "compare", "train", "demo", "grpo", "info")
 
 for _name in COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(f"demask.cli.{_name}")
-    except ModuleNotFoundError as exc:  # a command whose module has not landed yet
-        if exc.name != f"demask.cli.{_name}":
-            raise
-        continue
-    _module.register(app)
+    importlib.import_module(f"demask.cli.{_name}").register(app)
 
 
 def main() -> None:

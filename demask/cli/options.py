@@ -23,7 +23,7 @@ import types
 import typing
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -55,9 +55,16 @@ def _option_type(hint: Any) -> Any:
     return None
 
 
-def config_flags(cls: type, *, flatten: Iterable[str] = (), skip: Iterable[str] = (),
-                 defaults: Any = None, from_file: bool = False, _prefix: tuple[str, ...] = (),
-                 _taken: set[str] | None = None) -> list[Flag]:
+def config_flags(
+    cls: type,
+    *,
+    flatten: Iterable[str] = (),
+    skip: Iterable[str] = (),
+    defaults: Any = None,
+    from_file: bool = False,
+    _prefix: tuple[str, ...] = (),
+    _taken: set[str] | None = None,
+) -> list[Flag]:
     """The options of dataclass ``cls`` (see the module docstring).
 
     flatten: names of nested dataclass fields whose own fields become options too.
@@ -79,9 +86,18 @@ def config_flags(cls: type, *, flatten: Iterable[str] = (), skip: Iterable[str] 
         default = _default_of(f, defaults)
         hint = hints[f.name]
         if f.name in flatten:
-            nested = next(a for a in (hint, *typing.get_args(hint)) if dataclasses.is_dataclass(a))
-            flags += config_flags(nested, flatten=flatten, skip=skip, defaults=default,
-                                  from_file=from_file, _prefix=(*_prefix, f.name), _taken=taken)
+            nested = next(
+                a for a in (hint, *typing.get_args(hint)) if isinstance(a, type) and dataclasses.is_dataclass(a)
+            )
+            flags += config_flags(
+                nested,
+                flatten=flatten,
+                skip=skip,
+                defaults=default,
+                from_file=from_file,
+                _prefix=(*_prefix, f.name),
+                _taken=taken,
+            )
             continue
         typ = _option_type(hint)
         if typ is None or f.name in taken:
@@ -91,15 +107,32 @@ def config_flags(cls: type, *, flatten: Iterable[str] = (), skip: Iterable[str] 
         flag = "--" + f.name.replace("_", "-")
         decls = (f"{flag}/--no-{flag[2:]}",) if typ is bool else (flag,)
         # "\\[" is a literal bracket, not rich markup
-        shown = ("" if required or default is None and not from_file
-                 else " \\[default: from the recipe]" if from_file else f" \\[default: {_show(default)}]")
-        option = typer.Option(... if required else None, *decls, help=docs.get(f.name, "") + shown,
-                              show_default=False,
-                              rich_help_panel=f"{_prefix[-1]} options" if _prefix else None)
+        shown = (
+            ""
+            if required or (default is None and not from_file)
+            else " \\[default: from the recipe]"
+            if from_file
+            else f" \\[default: {_show(default)}]"
+        )
+        option = typer.Option(
+            ... if required else None,
+            *decls,
+            help=docs.get(f.name, "") + shown,
+            show_default=False,
+            rich_help_panel=f"{_prefix[-1]} options" if _prefix else None,
+        )
         path = (*_prefix, f.name)
-        flags.append(Flag(path, inspect.Parameter(
-            "__".join(path), inspect.Parameter.KEYWORD_ONLY, default=option,
-            annotation=typ if required else Optional[typ])))
+        flags.append(
+            Flag(
+                path,
+                inspect.Parameter(
+                    "__".join(path),
+                    inspect.Parameter.KEYWORD_ONLY,
+                    default=option,
+                    annotation=typ if required else typ | None,
+                ),
+            )
+        )
     return flags
 
 
@@ -137,12 +170,19 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-SET_HELP = ("Any field by its dotted path, KEY=VALUE with VALUE read as YAML (repeatable), e.g. "
-            "{example}; applied before the options above.")
+SET_HELP = (
+    "Any field by its dotted path, KEY=VALUE with VALUE read as YAML (repeatable), e.g. "
+    "{example}; applied before the options above."
+)
 
 
-def command(fn: Callable[..., None], flags: list[Flag], params: Sequence[inspect.Parameter] = (),
-            *, set_example: str = "policy_options.threshold=0.8") -> Callable[..., None]:
+def command(
+    fn: Callable[..., None],
+    flags: list[Flag],
+    params: Sequence[inspect.Parameter] = (),
+    *,
+    set_example: str = "policy_options.threshold=0.8",
+) -> Callable[..., None]:
     """A typer command from ``fn(given, settings, **params)``: ``given`` maps the dotted path
     of each generated option that was given to its value, ``settings`` is the ``--set`` list.
 
@@ -150,8 +190,11 @@ def command(fn: Callable[..., None], flags: list[Flag], params: Sequence[inspect
     errors become ``error:`` lines (exit 2).
     """
     settings = inspect.Parameter(
-        "settings", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[list[str]],
-        default=typer.Option(None, "--set", help=SET_HELP.format(example=set_example)))
+        "settings",
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation=list[str] | None,
+        default=typer.Option(None, "--set", help=SET_HELP.format(example=set_example)),
+    )
     all_params = [*params, *(f.parameter for f in flags), settings]
     by_name = {f.parameter.name: f.path for f in flags}
 

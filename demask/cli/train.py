@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -24,8 +24,9 @@ from demask.training.recipe import TrainRecipe
 FLAGS = config_flags(TrainRecipe, flatten=["train"], skip=["out_dir"], from_file=True)
 
 
-def train_command(given: dict[tuple[str, ...], Any], settings: list[str], recipe: Path,
-                  out: Optional[str], resume: bool, plot: bool) -> None:
+def train_command(
+    given: dict[tuple[str, ...], Any], settings: list[str], recipe: Path, out: str | None, resume: bool, plot: bool
+) -> None:
     """Train a model from a recipe (see docs/training.md)."""
     from demask.training.logs import plot_log
     from demask.training.recipe import load_recipe
@@ -37,8 +38,10 @@ def train_command(given: dict[tuple[str, ...], Any], settings: list[str], recipe
         result = run_recipe(loaded, resume=resume, log=typer.echo)
     finally:
         shutdown_distributed()
-    typer.echo(f"done: {result.step} steps, loss {result.loss if result.loss is not None else 'n/a'}, "
-               f"{result.steps_per_s:.2f} steps/s")
+    typer.echo(
+        f"done: {result.step} steps, loss {result.loss if result.loss is not None else 'n/a'}, "
+        f"{result.steps_per_s:.2f} steps/s"
+    )
     for key, value in result.metrics.items():
         typer.echo(f"  {key} = {value:.4f}")
     if result.checkpoint is not None:
@@ -57,20 +60,37 @@ def shutdown_distributed() -> None:
 
 def run_options(what: str, log_file: str) -> list[inspect.Parameter]:
     """``--recipe``, ``--out``, ``--resume`` and ``--plot``: the options of a recipe command."""
+
     def option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
         return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
 
     return [
         option("recipe", Path, typer.Option(..., "--recipe", help=f"The {what} recipe YAML file.")),
-        option("out", Optional[str], typer.Option(None, "--out", help=f"Output directory (checkpoints, "
-                                                  f"{log_file}); overrides train.out_dir.")),
-        option("resume", bool, typer.Option(False, "--resume", help="Continue from the newest checkpoint "
-                                            "in the output directory (a fresh start if none).")),
-        option("plot", bool, typer.Option(False, "--plot", help=f"Write {log_file.replace('.csv', '.png')} "
-                                          "at the end (needs matplotlib).")),
+        option(
+            "out",
+            str | None,
+            typer.Option(None, "--out", help=f"Output directory (checkpoints, {log_file}); overrides train.out_dir."),
+        ),
+        option(
+            "resume",
+            bool,
+            typer.Option(
+                False,
+                "--resume",
+                help="Continue from the newest checkpoint in the output directory (a fresh start if none).",
+            ),
+        ),
+        option(
+            "plot",
+            bool,
+            typer.Option(
+                False, "--plot", help=f"Write {log_file.replace('.csv', '.png')} at the end (needs matplotlib)."
+            ),
+        ),
     ]
 
 
 def register(app: typer.Typer) -> None:
-    app.command("train")(command(train_command, FLAGS, run_options("training", "train_log.csv"),
-                                 set_example="train.lr=1e-4"))
+    app.command("train")(
+        command(train_command, FLAGS, run_options("training", "train_log.csv"), set_example="train.lr=1e-4")
+    )

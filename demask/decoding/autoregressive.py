@@ -16,18 +16,22 @@ import torch
 
 from demask.decoding.batch import ActiveRows, build_batch
 from demask.decoding.config import DecodeConfig
-from demask.decoding.output import DecodeOutput, cut_completions, end_token_ids, fill_token_id
+from demask.decoding.output import DecodeOutput, as_decoding_model, cut_completions, end_token_ids, fill_token_id
 from demask.decoding.sampling import choose_tokens
 from demask.decoding.trace import Trace, TraceStep
 
 
 @torch.no_grad()
-def generate_autoregressive(model: torch.nn.Module, prompts: Sequence[Sequence[int]],
-                            config: DecodeConfig, generator: torch.Generator | None) -> DecodeOutput:
+def generate_autoregressive(
+    module: torch.nn.Module, prompts: Sequence[Sequence[int]], config: DecodeConfig, generator: torch.Generator | None
+) -> DecodeOutput:
+    model = as_decoding_model(module)
     mcfg = model.config
     if not mcfg.shift_logits:
-        raise ValueError("a causal model must predict token i from position i - 1 "
-                         "(shift_logits=True); this one has shift_logits=False")
+        raise ValueError(
+            "a causal model must predict token i from position i - 1 "
+            "(shift_logits=True); this one has shift_logits=False"
+        )
     device = next(model.parameters()).device
     ends = end_token_ids(mcfg)
     pad_id = fill_token_id(mcfg, ends)
@@ -44,25 +48,34 @@ def generate_autoregressive(model: torch.nn.Module, prompts: Sequence[Sequence[i
         col = p + i  # the position this step commits
         x, attn, pos = rows.tokens, rows.attention, rows.positions
         if cache is None:
-            logits = model(x[:, :col], attention_mask=None if attn is None else attn[:, :col],
-                           position_ids=pos[:, :col])[:, -1]  # (A, V)
+            logits = model(
+                x[:, :col], attention_mask=None if attn is None else attn[:, :col], position_ids=pos[:, :col]
+            )[:, -1]  # (A, V)
         else:
             start = 0 if i == 0 else col - 1  # prefill, then the last committed token
-            logits = model(x[:, start:col], attention_mask=attn, position_ids=pos[:, start:col],
-                           cache=cache, cache_start=start)[:, -1]
-        tokens, probs = choose_tokens(logits, config.temperature, config.top_p, config.top_k,
-                                      generator)  # (A,), (A, V)
+            logits = model(
+                x[:, start:col], attention_mask=attn, position_ids=pos[:, start:col], cache=cache, cache_start=start
+            )[:, -1]
+        tokens, probs = choose_tokens(logits, config.temperature, config.top_p, config.top_k, generator)  # (A,), (A, V)
         x[:, col] = tokens
         nfe[rows.index] += 1
         if trace is not None:
             conf = probs.gather(-1, tokens[:, None])  # (A, 1)
-            trace.record(TraceStep(rows=rows.index.clone(), nfe=nfe[rows.index].clone(), offset=i,
-                                   commit=torch.ones_like(conf, dtype=torch.bool),
-                                   tokens=tokens[:, None], scores=conf, confidence=conf))
+            trace.record(
+                TraceStep(
+                    rows=rows.index.clone(),
+                    nfe=nfe[rows.index].clone(),
+                    offset=i,
+                    commit=torch.ones_like(conf, dtype=torch.bool),
+                    tokens=tokens[:, None],
+                    scores=conf,
+                    confidence=conf,
+                )
+            )
         if config.early_stop and ends and i < length - 1:
             done = torch.isin(tokens, end_t)
             if bool(done.any()):  # one sync per step
-                x[done, col + 1:] = tokens[done, None]
+                x[done, col + 1 :] = tokens[done, None]
                 out[rows.index[done]] = x[done]
                 if trace is not None:
                     trace.record_stop(rows.index[done].tolist(), [i] * int(done.sum()))

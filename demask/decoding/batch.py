@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 
@@ -21,31 +21,39 @@ class PromptBatch:
     has_padding: bool
 
 
-def build_batch(prompts: Sequence[Sequence[int]], gen_length: int, fill_id: int, pad_id: int,
-                device: torch.device | str = "cpu", max_length: int | None = None) -> PromptBatch:
+def build_batch(
+    prompts: Sequence[Sequence[int]],
+    gen_length: int,
+    fill_id: int,
+    pad_id: int,
+    device: torch.device | str = "cpu",
+    max_length: int | None = None,
+) -> PromptBatch:
     """Left-pad ``prompts`` and append ``gen_length`` positions holding ``fill_id``."""
     if len(prompts) == 0:
         raise ValueError("no prompts given: pass a list of token-id lists")
     lengths = [len(p) for p in prompts]
     if min(lengths) == 0:
-        raise ValueError(f"prompt {lengths.index(0)} is empty; every prompt needs at least one "
-                         "token (a shifted model predicts the first completion token from it)")
+        raise ValueError(
+            f"prompt {lengths.index(0)} is empty; every prompt needs at least one "
+            "token (a shifted model predicts the first completion token from it)"
+        )
     p = max(lengths)
     total = p + gen_length
     if max_length is not None and total > max_length:
         raise ValueError(
             f"the longest prompt ({p} tokens) plus gen_length ({gen_length}) is {total} tokens, "
-            f"more than the model's context of {max_length}; shorten the prompt or gen_length")
+            f"more than the model's context of {max_length}; shorten the prompt or gen_length"
+        )
     b = len(prompts)
     tokens = torch.full((b, total), fill_id, dtype=torch.long)
     tokens[:, :p] = pad_id
     attention = torch.ones(b, total, dtype=torch.bool)
     for i, prompt in enumerate(prompts):  # building the batch, not the hot path
-        tokens[i, p - len(prompt):p] = torch.as_tensor(list(prompt), dtype=torch.long)
-        attention[i, :p - len(prompt)] = False
+        tokens[i, p - len(prompt) : p] = torch.as_tensor(list(prompt), dtype=torch.long)
+        attention[i, : p - len(prompt)] = False
     positions = (attention.long().cumsum(-1) - 1).clamp(min=0)
-    return PromptBatch(tokens.to(device), attention.to(device), positions.to(device), p,
-                       has_padding=min(lengths) != p)
+    return PromptBatch(tokens.to(device), attention.to(device), positions.to(device), p, has_padding=min(lengths) != p)
 
 
 @dataclass
@@ -63,28 +71,38 @@ class ActiveRows:
     """(A, P + L) long: rotary positions."""
     attention: torch.Tensor | None
     """(A, P + L) bool over the keys, or None when no row is padded (SDPA's fast path)."""
-    masked: torch.Tensor | None = None
-    """(A, L) bool: completion positions still masked (diffusion decoding)."""
-    confidence: torch.Tensor | None = None
-    """(A, L) float: latest untempered top-1 probability of each completion position (for
-    policies that see the whole completion)."""
+    masked: torch.Tensor
+    """(A, L) bool: completion positions still masked."""
+    confidence: torch.Tensor
+    """(A, L) float: latest untempered top-1 probability of each completion position, for
+    policies that see the whole completion ((A, 0) for the others)."""
 
     @classmethod
-    def start(cls, batch: PromptBatch, masked: bool = False, confidence: bool = False) -> "ActiveRows":
-        """Every row of ``batch``; ``masked``/``confidence`` allocate those (A, L) buffers."""
+    def start(cls, batch: PromptBatch, confidence: bool = False) -> ActiveRows:
+        """Every row of ``batch``, every completion position masked; ``confidence``
+        allocates that (A, L) buffer."""
         b, total = batch.tokens.shape
         length = total - batch.prompt_length
         device = batch.tokens.device
         return cls(
-            index=torch.arange(b, device=device), tokens=batch.tokens, positions=batch.positions,
+            index=torch.arange(b, device=device),
+            tokens=batch.tokens,
+            positions=batch.positions,
             attention=batch.attention if batch.has_padding else None,
-            masked=torch.ones(b, length, dtype=torch.bool, device=device) if masked else None,
-            confidence=torch.zeros(b, length, device=device) if confidence else None)
+            masked=torch.ones(b, length, dtype=torch.bool, device=device),
+            confidence=torch.zeros(b, length if confidence else 0, device=device),
+        )
 
-    def select(self, keep: torch.Tensor) -> "ActiveRows":
+    def select(self, keep: torch.Tensor) -> ActiveRows:
         """The rows ``keep`` ((A,) bool or indices) as a new ActiveRows (copies)."""
-        return ActiveRows(**{f.name: None if (t := getattr(self, f.name)) is None else t[keep]
-                             for f in fields(self)})
+        return ActiveRows(
+            index=self.index[keep],
+            tokens=self.tokens[keep],
+            positions=self.positions[keep],
+            attention=None if self.attention is None else self.attention[keep],
+            masked=self.masked[keep],
+            confidence=self.confidence[keep],
+        )
 
     def __len__(self) -> int:
         return self.index.numel()

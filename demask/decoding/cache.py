@@ -24,19 +24,21 @@ from __future__ import annotations
 import torch
 
 from demask.decoding.batch import ActiveRows
+from demask.decoding.output import as_decoding_model
 
 
 class StepForward:
     """Runs the model for one decoding step of block decoding."""
 
     def __init__(self, model: torch.nn.Module, mode: str, prompt_length: int, total_length: int) -> None:
-        self.model, self.mode = model, mode
-        self.shifted = bool(model.config.shift_logits)
+        self.model, self.mode = as_decoding_model(model), mode
+        self.shifted = bool(self.model.config.shift_logits)
         self.p, self.t = prompt_length, total_length
-        self.cache = model.new_cache(total_length) if mode != "none" else None
+        self.cache = self.model.new_cache(total_length) if mode != "none" else None
 
-    def __call__(self, rows: ActiveRows, lo: int, hi: int, refresh: bool,
-                 run: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+    def __call__(
+        self, rows: ActiveRows, lo: int, hi: int, refresh: bool, run: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, int]:
         """Logits (A', W, V) for completion indices [window_start, ...) and window_start.
 
         rows: the rows to run (A'); run: their indices among the cache's rows when they are
@@ -48,20 +50,19 @@ class StepForward:
         if self.cache is None or refresh:
             if refresh and run is not None:
                 raise RuntimeError("a cache refresh must run every active row")
-            logits = self.model(x, attention_mask=attn, position_ids=pos, cache=self.cache,
-                                cache_start=0)  # (A, T, V)
-            return logits[:, p - shift:self.t - shift], 0
+            logits = self.model(x, attention_mask=attn, position_ids=pos, cache=self.cache, cache_start=0)  # (A, T, V)
+            return logits[:, p - shift : self.t - shift], 0
         cache = self.cache if run is None else self.cache.gather(run)  # every position a
         # step writes in the copy is re-written by the next step or the next refresh
         a = p + lo - shift  # first absolute position to run
         b = self.t if self.mode == "prefix" else p + hi
-        logits = self.model(x[:, a:b], attention_mask=attn, position_ids=pos[:, a:b],
-                            cache=cache, cache_start=a)  # (A', b - a, V)
+        logits = self.model(
+            x[:, a:b], attention_mask=attn, position_ids=pos[:, a:b], cache=cache, cache_start=a
+        )  # (A', b - a, V)
         # Row j of the slice predicts absolute position a + j + shift = p + lo + j.
-        return logits[:, :b - a - shift] if shift else logits, lo
+        return logits[:, : b - a - shift] if shift else logits, lo
 
     def select_rows(self, keep: torch.Tensor) -> None:
         """Drop finished rows from the cache (keep: (A,) bool or indices)."""
         if self.cache is not None:
             self.cache.select_rows(keep)
-

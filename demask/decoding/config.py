@@ -80,17 +80,18 @@ class DecodeConfig:
                 raise ValueError(f"{name} must be a whole number, got {value!r}")
         if self.gen_length <= 0:
             raise ValueError(f"gen_length must be positive, got {self.gen_length}")
-        if self.block_length is not None and (
-                self.block_length <= 0 or self.gen_length % self.block_length):
+        if self.block_length is not None and (self.block_length <= 0 or self.gen_length % self.block_length):
             raise ValueError(
                 f"block_length={self.block_length} must be positive and divide gen_length="
-                f"{self.gen_length}; pick a divisor or leave it unset for full diffusion")
+                f"{self.gen_length}; pick a divisor or leave it unset for full diffusion"
+            )
         cls = self.policy_type
         if cls.adaptive:
             if self.steps is not None:
                 raise ValueError(
                     f"policy {self.policy_name!r} chooses how many tokens to commit per step, so "
-                    f"steps={self.steps} would be ignored; leave steps unset (None)")
+                    f"steps={self.steps} would be ignored; leave steps unset (None)"
+                )
         else:
             n_blocks = self.n_blocks
             steps = self.gen_length if self.steps is None else self.steps
@@ -98,7 +99,8 @@ class DecodeConfig:
                 raise ValueError(
                     f"steps={self.steps} must lie between the number of blocks ({n_blocks}) and "
                     f"gen_length ({self.gen_length}): every block needs a step and a step with "
-                    "nothing left to commit is a wasted forward pass")
+                    "nothing left to commit is a wasted forward pass"
+                )
         schedule_class(self.schedule)  # unknown name -> "did you mean" error
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0 (0 = argmax), got {self.temperature}")
@@ -111,7 +113,7 @@ class DecodeConfig:
         self.make_policy()  # a policy that cannot be built from these settings says why now
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "DecodeConfig":
+    def from_dict(cls, values: Mapping[str, Any]) -> DecodeConfig:
         """A config from a mapping (a recipe's ``decode:`` block, command-line settings):
         unknown keys are named with the closest field, values of the wrong type refused."""
         from demask.config import from_dict
@@ -125,15 +127,20 @@ class DecodeConfig:
         legacy = {k: values.pop(k) for k in LEGACY_POLICY_KEYS if k in values}
         if legacy:
             spelled = ", ".join(f"{k}: {v}" for k, v in legacy.items())
-            warnings.warn(f"{where + ': ' if where else ''}decoding option(s) {', '.join(legacy)} are "
-                          f"policy options now: write policy_options: {{{spelled}}} (the old "
-                          "spelling goes in the next release)", DeprecationWarning, stacklevel=3)
+            warnings.warn(
+                f"{where + ': ' if where else ''}decoding option(s) {', '.join(legacy)} are "
+                f"policy options now: write policy_options: {{{spelled}}} (the old "
+                "spelling goes in the next release)",
+                DeprecationWarning,
+                stacklevel=3,
+            )
             values["policy_options"] = {**legacy, **dict(values.get("policy_options") or {})}
         return values
 
     def make_policy(self) -> UnmaskingPolicy:
         """The policy instance this config asks for."""
         return make_policy(self.policy, **self.policy_options)
+
     @property
     def policy_type(self) -> type[UnmaskingPolicy]:
         if isinstance(self.policy, UnmaskingPolicy):
@@ -165,5 +172,5 @@ class DecodeConfig:
         q, r = divmod(steps, self.n_blocks)
         return [q + (i < r) for i in range(self.n_blocks)]
 
-    def replace(self, **changes: Any) -> "DecodeConfig":
+    def replace(self, **changes: Any) -> DecodeConfig:
         return dataclasses.replace(self, **changes)

@@ -23,6 +23,7 @@ gen_length, and models on several devices. The model's train/eval mode is left a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -30,11 +31,12 @@ from demask.decoding.autoregressive import generate_autoregressive
 from demask.decoding.batch import ActiveRows, build_batch
 from demask.decoding.cache import StepForward
 from demask.decoding.config import DecodeConfig
-from demask.decoding.output import DecodeOutput, cut_completions, end_token_ids, fill_token_id
+from demask.decoding.output import DecodeOutput, as_decoding_model, cut_completions, end_token_ids, fill_token_id
 from demask.decoding.policies import StepState, UnmaskingPolicy
 from demask.decoding.sampling import choose_tokens
-from demask.decoding.schedules import schedule_class
+from demask.decoding.schedules import Schedule, schedule_class
 from demask.decoding.trace import Trace, TraceStep
+from demask.model.config import ModelConfig
 
 
 def seeded_generator(config: DecodeConfig, device: torch.device) -> torch.Generator:
@@ -46,76 +48,112 @@ def seeded_generator(config: DecodeConfig, device: torch.device) -> torch.Genera
 
 
 @torch.no_grad()
-def generate(model: torch.nn.Module, prompts: Sequence[Sequence[int]], config: DecodeConfig,
-             generator: torch.Generator | None = None) -> DecodeOutput:
+def generate(
+    model: torch.nn.Module,
+    prompts: Sequence[Sequence[int]],
+    config: DecodeConfig,
+    generator: torch.Generator | None = None,
+) -> DecodeOutput:
     """Decode a completion of ``config.gen_length`` tokens for every prompt.
 
     Dispatches on ``model.config.causal``: a causal model decodes autoregressively
     (autoregressive.py). Randomness comes from ``generator`` only (or one seeded from
     ``config.seed``), so a call is repeatable bit for bit on the CPU.
     """
-    mcfg = model.config
+    mcfg = as_decoding_model(model).config
     device = next(model.parameters()).device
     generator = seeded_generator(config, device) if generator is None else generator
     if mcfg.causal:
         return generate_autoregressive(model, prompts, config, generator)
-    banned = _banned_tokens(mcfg, device)  # the mask token is never a candidate value
+    mask_id = _mask_token_id(mcfg)
     ends = end_token_ids(mcfg)
-    batch = build_batch(prompts, config.gen_length, mcfg.mask_token_id, fill_token_id(mcfg, ends),
-                        device, mcfg.max_position_embeddings)
+    batch = build_batch(
+        prompts, config.gen_length, mask_id, fill_token_id(mcfg, ends), device, mcfg.max_position_embeddings
+    )
     policy = config.make_policy()
-    schedule = None if policy.adaptive else schedule_class(config.schedule)()
-    rows = ActiveRows.start(batch, masked=True, confidence=policy.sees_completion)
+    rows = ActiveRows.start(batch, confidence=policy.sees_completion)
     p, length, bl = batch.prompt_length, config.gen_length, config.block_size
-    nfe = torch.zeros(len(prompts), dtype=torch.long, device=device)  # per batch row
+    run = _Run(
+        config=config,
+        policy=policy,
+        schedule=None if policy.adaptive else schedule_class(config.schedule)(),
+        forward=StepForward(model, config.cache, p, p + length),
+        generator=generator,
+        banned=torch.tensor([mask_id] if mask_id < mcfg.vocab_size else [], dtype=torch.long, device=device),
+        nfe=torch.zeros(len(prompts), dtype=torch.long, device=device),  # per batch row
+        trace=Trace(len(prompts), length) if config.trace else None,
+    )
     out = batch.tokens.clone()
     end_t = torch.tensor(ends, dtype=torch.long, device=device)
-    trace = Trace(len(prompts), length) if config.trace else None
-    forward = StepForward(model, config.cache, p, p + length)
 
     for blk, steps in enumerate(config.block_steps() or [bl] * config.n_blocks):
-        lo, hi = blk * bl, (blk + 1) * bl
         for step in range(steps):  # adaptive policies: at most one step per position
-            run = _rows_still_working(policy, rows, lo, hi, step)  # None: every row
-            if run is not None and run.numel() == 0:
-                break
-            sub = rows if run is None else rows.select(run)
-            logits, w0 = forward(sub, lo, hi, refresh=step == 0, run=run)  # (A', W, V)
-            nfe[sub.index] += 1
-            block_logits = logits[:, lo - w0:hi - w0].index_fill(-1, banned, float("-inf"))
-            tokens, probs = choose_tokens(block_logits, config.temperature, config.top_p,
-                                          config.top_k, generator)  # (A', S)
-            state = StepState(
-                tokens=tokens, probs=probs, masked=sub.masked[:, lo:hi], step=step,
-                nfe=nfe[sub.index], gen_length=length, block_start=lo, generator=generator,
-                counts=None if schedule is None else schedule.counts(sub.masked[:, lo:hi].sum(-1), step, steps),
-                force_all=policy.adaptive and step == steps - 1)
-            if policy.sees_completion:
-                _see_completion(state, rows, sub, run, logits, w0, banned)
-            sel = policy.select(state)
-            commit = sel.commit & state.masked
-            _commit(rows, run, commit, tokens, p, lo, hi)
-            if trace is not None:
-                trace.record(TraceStep(rows=sub.index.clone(), nfe=nfe[sub.index].clone(), offset=lo,
-                                       commit=commit, tokens=tokens, scores=sel.scores,
-                                       confidence=state.confidence, info=sel.info))
+            if not run.step(rows, blk * bl, (blk + 1) * bl, step, steps):
+                break  # every row has committed the whole block (or stopped early)
             if config.early_stop and ends:
-                rows = _retire_finished(rows, out, p, end_t, forward, trace)
+                rows = _retire_finished(rows, out, p, end_t, run.forward, run.trace)
     out[rows.index] = rows.tokens
-    return DecodeOutput(cut_completions(out[:, p:], ends), nfe.tolist(), out, p, trace)
+    return DecodeOutput(cut_completions(out[:, p:], ends), run.nfe.tolist(), out, p, run.trace)
 
 
-def _banned_tokens(mcfg, device: torch.device) -> torch.Tensor:
-    """Ids never chosen as a value: the mask token (an untrained model may favour it)."""
-    mask_id = mcfg.mask_token_id
-    if mask_id is None:
-        raise ValueError("model.config.mask_token_id is None: a masked-diffusion model needs "
-                         "its mask token id (set it in config.json or the tokenizer)")
-    return torch.tensor([mask_id] if mask_id < mcfg.vocab_size else [], dtype=torch.long, device=device)
+@dataclass
+class _Run:
+    """What every step of one generate() call shares."""
+
+    config: DecodeConfig
+    policy: UnmaskingPolicy
+    schedule: Schedule | None
+    """The fixed-budget policies' split of a block's steps (None for adaptive policies)."""
+    forward: StepForward
+    generator: torch.Generator
+    banned: torch.Tensor
+    """Token ids never chosen as a value (the mask token)."""
+    nfe: torch.Tensor
+    """(B,) long: forward passes each batch row took part in."""
+    trace: Trace | None
+
+    def step(self, rows: ActiveRows, lo: int, hi: int, step: int, steps: int) -> bool:
+        """One forward pass over the rows still working on block [lo, hi), a token choice and
+        the policy's commits, written into ``rows``. False (and nothing run) when no row has
+        anything left to commit in the block."""
+        run = _rows_still_working(self.policy, rows, lo, hi, step)  # None: every row
+        if run is not None and run.numel() == 0:
+            return False
+        sub = rows if run is None else rows.select(run)
+        logits, w0 = self.forward(sub, lo, hi, refresh=step == 0, run=run)  # (A', W, V)
+        self.nfe[sub.index] += 1
+        cfg = self.config
+        block_logits = logits[:, lo - w0 : hi - w0].index_fill(-1, self.banned, float("-inf"))
+        tokens, probs = choose_tokens(block_logits, cfg.temperature, cfg.top_p, cfg.top_k, self.generator)  # (A', S)
+        masked = sub.masked[:, lo:hi]
+        state = StepState(tokens=tokens, probs=probs, masked=masked, step=step, nfe=self.nfe[sub.index],
+                          gen_length=cfg.gen_length, block_start=lo, generator=self.generator)  # fmt: skip
+        state.counts = None if self.schedule is None else self.schedule.counts(masked.sum(-1), step, steps)
+        state.force_all = self.policy.adaptive and step == steps - 1
+        if self.policy.sees_completion:
+            _see_completion(state, rows, sub, run, logits, w0, self.banned)
+        sel = self.policy.select(state)
+        commit = sel.commit & state.masked
+        _commit(rows, run, commit, tokens, self.forward.p, lo, hi)
+        if self.trace is not None:
+            self.trace.record(TraceStep(rows=sub.index.clone(), nfe=self.nfe[sub.index].clone(), offset=lo,
+                                        commit=commit, tokens=tokens, scores=sel.scores, confidence=state.confidence,
+                                        info=sel.info))  # fmt: skip
+        return True
 
 
-def _rows_still_working(policy: UnmaskingPolicy, rows: ActiveRows, lo: int, hi: int,
-                        step: int) -> torch.Tensor | None:
+def _mask_token_id(mcfg: ModelConfig) -> int:
+    """The mask token: it fills the completion and is never a candidate value (its logit is
+    -inf; an untrained model may favour it)."""
+    if mcfg.mask_token_id is None:
+        raise ValueError(
+            "model.config.mask_token_id is None: a masked-diffusion model needs "
+            "its mask token id (set it in config.json or the tokenizer)"
+        )
+    return mcfg.mask_token_id
+
+
+def _rows_still_working(policy: UnmaskingPolicy, rows: ActiveRows, lo: int, hi: int, step: int) -> torch.Tensor | None:
     """Indices of the rows with masked positions left in the block (None: all of them;
     empty once every row has stopped early). Only adaptive policies finish rows at
     different steps; one sync per step."""
@@ -128,19 +166,27 @@ def _rows_still_working(policy: UnmaskingPolicy, rows: ActiveRows, lo: int, hi: 
     return None if n_need == len(rows) else need.nonzero().squeeze(1)
 
 
-def _see_completion(state: StepState, rows: ActiveRows, sub: ActiveRows, run: torch.Tensor | None,
-                    logits: torch.Tensor, w0: int, banned: torch.Tensor) -> None:
+def _see_completion(
+    state: StepState,
+    rows: ActiveRows,
+    sub: ActiveRows,
+    run: torch.Tensor | None,
+    logits: torch.Tensor,
+    w0: int,
+    banned: torch.Tensor,
+) -> None:
     """Refresh the running rows' whole-completion confidence and hand it to the policy."""
     top1 = logits.float().index_fill(-1, banned, float("-inf"))
     top1 = top1.softmax(-1).amax(-1)  # (A', W): untempered top-1 probability
-    sub.confidence[:, w0:w0 + top1.shape[1]] = top1
+    sub.confidence[:, w0 : w0 + top1.shape[1]] = top1
     if run is not None:
         rows.confidence[run] = sub.confidence
     state.completion_masked, state.completion_confidence = sub.masked, sub.confidence
 
 
-def _commit(rows: ActiveRows, run: torch.Tensor | None, commit: torch.Tensor, tokens: torch.Tensor,
-            p: int, lo: int, hi: int) -> None:
+def _commit(
+    rows: ActiveRows, run: torch.Tensor | None, commit: torch.Tensor, tokens: torch.Tensor, p: int, lo: int, hi: int
+) -> None:
     """Write the committed tokens of the running rows into ``rows`` and unmask them."""
     at = slice(None) if run is None else run
     cols = slice(p + lo, p + hi)
@@ -148,8 +194,7 @@ def _commit(rows: ActiveRows, run: torch.Tensor | None, commit: torch.Tensor, to
     rows.masked[at, lo:hi] = rows.masked[at, lo:hi] & ~commit
 
 
-def early_stopped(comp: torch.Tensor, masked: torch.Tensor, end_ids: torch.Tensor
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+def early_stopped(comp: torch.Tensor, masked: torch.Tensor, end_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows whose first committed end token has nothing masked before it.
 
     comp, masked: (A, L). Returns done (A,) bool and first_end (A,) long (L where none).
@@ -162,8 +207,9 @@ def early_stopped(comp: torch.Tensor, masked: torch.Tensor, end_ids: torch.Tenso
     return first_end < first_masked, first_end
 
 
-def _retire_finished(rows: ActiveRows, out: torch.Tensor, p: int, end_t: torch.Tensor,
-                     forward: StepForward, trace: Trace | None) -> ActiveRows:
+def _retire_finished(
+    rows: ActiveRows, out: torch.Tensor, p: int, end_t: torch.Tensor, forward: StepForward, trace: Trace | None
+) -> ActiveRows:
     """Fill the finished rows' masked positions with their end token, copy them to ``out``
     and drop them from the batch (and the cache). One sync per step."""
     comp = rows.tokens[:, p:]

@@ -2,12 +2,42 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, cast
 
 import torch
 
 from demask.decoding.trace import Trace
+
+if TYPE_CHECKING:
+    from demask.model.config import ModelConfig
+    from demask.model.transformer import KVCache
+
+
+class DecodingModel(Protocol):
+    """What the decoding engine needs of a model (demask's Transformer, or a scripted mock)."""
+
+    config: ModelConfig
+
+    def __call__(
+        self,
+        input_ids: torch.Tensor,
+        *,
+        attention_mask: torch.Tensor | None = ...,
+        position_ids: torch.Tensor | None = ...,
+        cache: KVCache | None = ...,
+        cache_start: int = ...,
+    ) -> torch.Tensor: ...
+
+    def new_cache(self, length: int) -> KVCache: ...
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]: ...
+
+
+def as_decoding_model(model: torch.nn.Module) -> DecodingModel:
+    """``model`` typed as what the engine uses (a module's attributes are untyped to mypy)."""
+    return cast(DecodingModel, model)
 
 
 @dataclass

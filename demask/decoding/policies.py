@@ -69,6 +69,13 @@ class StepState:
     """(A, L) float: top-1 probability of the untempered logits, from the latest forward
     that covered each position (only for policies with ``sees_completion``)."""
 
+    @property
+    def budget(self) -> torch.Tensor:
+        """``counts``, which every fixed-budget policy needs (the loop sets it from the schedule)."""
+        if self.counts is None:
+            raise ValueError("a fixed-budget policy was called without counts: set StepState.counts from a schedule")
+        return self.counts
+
     @cached_property
     def confidence(self) -> torch.Tensor:
         """(A, S): probability of the chosen token."""
@@ -107,8 +114,7 @@ class UnmaskingPolicy(ABC):
     """True: the loop fills ``completion_masked`` / ``completion_confidence``."""
 
     @abstractmethod
-    def select(self, state: StepState) -> Selection:
-        ...
+    def select(self, state: StepState) -> Selection: ...
 
 
 POLICIES: Registry[type[UnmaskingPolicy]] = Registry("unmasking policy", base=UnmaskingPolicy)
@@ -147,9 +153,8 @@ class ScoredPolicy(UnmaskingPolicy):
         if self.alg_temp is not None:
             # Gumbel-top-k on score / alg_temp samples positions without replacement from
             # softmax(score / alg_temp), Dream's `alg_temp` multinomial.
-            key = scores.double() / self.alg_temp + gumbel_noise(
-                scores.shape, state.generator, scores.device)
-        return Selection(commit_top(key, state.counts, state.masked), scores)
+            key = scores.double() / self.alg_temp + gumbel_noise(scores.shape, state.generator, scores.device)
+        return Selection(commit_top(key, state.budget, state.masked), scores)
 
 
 @POLICIES.register("random", "origin")
@@ -163,7 +168,7 @@ class RandomPolicy(ScoredPolicy):
 
     def select(self, state: StepState) -> Selection:
         scores = self.score(state)
-        return Selection(commit_top(scores, state.counts, state.masked), scores)
+        return Selection(commit_top(scores, state.budget, state.masked), scores)
 
 
 @POLICIES.register("confidence", "low-confidence", "maskgit-plus")
@@ -336,11 +341,18 @@ class LearnedPolicy(AdaptivePolicy):
 
     sees_completion = True
 
-    def __init__(self, fn: Callable[[PolicyFeatures], torch.Tensor] | None = None, beta: float = 1.0,
-                 force_nonempty: bool = True, deterministic: bool = False) -> None:
+    def __init__(
+        self,
+        fn: Callable[[PolicyFeatures], torch.Tensor] | None = None,
+        beta: float = 1.0,
+        force_nonempty: bool = True,
+        deterministic: bool = False,
+    ) -> None:
         if fn is None:
-            raise ValueError("the learned policy needs its network: pass "
-                             "DecodeConfig(policy=LearnedPolicy(fn)) instead of the name 'learned'")
+            raise ValueError(
+                "the learned policy needs its network: pass "
+                "DecodeConfig(policy=LearnedPolicy(fn)) instead of the name 'learned'"
+            )
         if beta <= 0:
             raise ValueError(f"beta must be > 0, got {beta}")
         self.fn, self.beta = fn, beta
@@ -350,15 +362,23 @@ class LearnedPolicy(AdaptivePolicy):
         return not self.force_nonempty
 
     def propose(self, state: StepState) -> Selection:
-        masked_all = state.completion_masked
+        masked_all, confidence = state.completion_masked, state.completion_confidence
+        if masked_all is None or confidence is None:
+            raise ValueError(
+                "the learned policy sees the whole completion: StepState.completion_masked and "
+                "completion_confidence must be set (the loop does for sees_completion policies)"
+            )
         a, length = masked_all.shape
         s = state.masked.shape[-1]
         lo, hi = state.block_start, state.block_start + s
         position = torch.arange(length, device=masked_all.device)
         features = PolicyFeatures(
-            masked=masked_all, confidence=state.completion_confidence,
-            time=state.nfe.float() / state.gen_length, position=position,
-            block=(position >= lo) & (position < hi))
+            masked=masked_all,
+            confidence=confidence,
+            time=state.nfe.float() / state.gen_length,
+            position=position,
+            block=(position >= lo) & (position < hi),
+        )
         with torch.no_grad():
             p_all = self.fn(features).float()
         if p_all.shape != (a, length):
@@ -377,10 +397,15 @@ class LearnedPolicy(AdaptivePolicy):
         empty = ~(action.any(-1)) & state.masked.any(-1)
         full_action = torch.zeros_like(masked_all)
         full_action[:, lo:hi] = action
-        info = {"probs": p_all, "action": full_action, "logprob": logprob,
-                "forced": empty if self.force_nonempty else torch.zeros_like(empty),
-                "masked": masked_all, "confidence": state.completion_confidence,
-                "time": features.time}
+        info = {
+            "probs": p_all,
+            "action": full_action,
+            "logprob": logprob,
+            "forced": empty if self.force_nonempty else torch.zeros_like(empty),
+            "masked": masked_all,
+            "confidence": confidence,
+            "time": features.time,
+        }
         return Selection(action, p, info)
 
 
@@ -394,8 +419,10 @@ def make_policy(policy: str | UnmaskingPolicy, **options: Any) -> UnmaskingPolic
     checked against the class's arguments; an instance is returned as is."""
     if isinstance(policy, UnmaskingPolicy):
         if options:
-            raise ValueError(f"policy options {sorted(options)} were given with a policy instance "
-                             f"({type(policy).__name__}); set them when building the instance")
+            raise ValueError(
+                f"policy options {sorted(options)} were given with a policy instance "
+                f"({type(policy).__name__}); set them when building the instance"
+            )
         return policy
     return POLICIES.create(policy, **options)
 

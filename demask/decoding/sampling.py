@@ -1,8 +1,9 @@
 """Token choice: the value a masked position would take if it were committed now.
 
 Order of operations (Dream/DiffuCoder): logits / temperature (in float64, whatever the
-model's dtype), then top-k, then top-p, then ``probs = softmax`` (float32). The policies' confidence scores are read from these same ``probs``,
-so temperature and top-p change the decoding order as well as the tokens. LLaDA instead
+model's dtype), then top-k, then top-p, then ``probs = softmax`` (float32). The policies'
+confidence scores are read from these same ``probs``, so temperature and top-p change the
+decoding order as well as the tokens. LLaDA instead
 scores with the untempered softmax; that variant is not offered.
 
 Sampling (temperature > 0) is Gumbel-max in float64, ``argmax(logits / T + G)``,
@@ -45,9 +46,13 @@ def gumbel_noise(shape: torch.Size, generator: torch.Generator | None, device: t
     return (-torch.log(-torch.log(u))).to(device)
 
 
-def choose_tokens(logits: torch.Tensor, temperature: float = 0.0, top_p: float = 1.0,
-                  top_k: int | None = None, generator: torch.Generator | None = None,
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+def choose_tokens(
+    logits: torch.Tensor,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    top_k: int | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Pick a token per position and return it with the distribution it came from.
 
     logits: (..., V) aligned with the positions they predict.

@@ -100,12 +100,16 @@ class Trace:
                 tokens, scores, conf = st.tokens.cpu(), st.scores.float().cpu(), st.confidence.float().cpu()
                 for j, r in enumerate(rows):
                     cols = commit[j].nonzero().flatten()
-                    per_row[r].append(RowStep(
-                        nfe=nfe[j], positions=(cols + st.offset).tolist(),
-                        tokens=tokens[j, cols].tolist(), scores=scores[j, cols].tolist(),
-                        confidences=conf[j, cols].tolist()))
-            self._rows = [RowTrace(self.gen_length, steps, self.stopped_at.get(r))
-                          for r, steps in enumerate(per_row)]
+                    per_row[r].append(
+                        RowStep(
+                            nfe=nfe[j],
+                            positions=(cols + st.offset).tolist(),
+                            tokens=tokens[j, cols].tolist(),
+                            scores=scores[j, cols].tolist(),
+                            confidences=conf[j, cols].tolist(),
+                        )
+                    )
+            self._rows = [RowTrace(self.gen_length, steps, self.stopped_at.get(r)) for r, steps in enumerate(per_row)]
         return self._rows
 
     def policy_info(self, key: str) -> list[tuple[torch.Tensor, torch.Tensor]]:

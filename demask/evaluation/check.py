@@ -24,8 +24,9 @@ from demask.registry import did_you_mean
 from demask.tasks.base import Task
 
 
-def sample_program(task: Task, record: dict[str, Any], timeout_s: float | None = None,
-                   where: str = "sample") -> Program:
+def sample_program(
+    task: Task, record: dict[str, Any], timeout_s: float | None = None, where: str = "sample"
+) -> Program:
     """The program a sample record stands for (see the module docstring)."""
     if isinstance(record.get("solution"), str):
         return dataclasses.replace(task, prefix_prompt=False).program(record["solution"], timeout_s)
@@ -34,10 +35,18 @@ def sample_program(task: Task, record: dict[str, Any], timeout_s: float | None =
     raise ValueError(f"{where}: has neither a 'completion' nor a 'solution' string")
 
 
-def check_samples(tasks: Sequence[Task], samples_path: str | os.PathLike, sandbox: Any, *,
-                  timeout_s: float | None = None, ks: Iterable[int] = DEFAULT_KS,
-                  only_sampled_tasks: bool = False, batch_size: int = 256,
-                  progress: bool | None = None, max_error_chars: int = 500) -> dict[str, Any]:
+def check_samples(
+    tasks: Sequence[Task],
+    samples_path: str | os.PathLike,
+    sandbox: Any,
+    *,
+    timeout_s: float | None = None,
+    ks: Iterable[int] = DEFAULT_KS,
+    only_sampled_tasks: bool = False,
+    batch_size: int = 256,
+    progress: bool | None = None,
+    max_error_chars: int = 500,
+) -> dict[str, Any]:
     """Execute every sample of ``samples_path`` against ``tasks`` and return the results dict.
 
     only_sampled_tasks: score only the tasks that have samples (else the others are listed as
@@ -55,22 +64,32 @@ def check_samples(tasks: Sequence[Task], samples_path: str | os.PathLike, sandbo
         where = f"{samples_path}, line {lineno}"
         task_id = rec.get("task_id")
         if task_id not in by_id:
-            raise ValueError(f"{where}: task_id {task_id!r} is not among the {len(by_id)} tasks"
-                             f"{did_you_mean(str(task_id), by_id)}; "
-                             f"score the samples against the tasks they were drawn for")
+            raise ValueError(
+                f"{where}: task_id {task_id!r} is not among the {len(by_id)} tasks"
+                f"{did_you_mean(str(task_id), by_id)}; "
+                f"score the samples against the tasks they were drawn for"
+            )
         index = sample_index_of(rec, per_task_count.get(task_id, 0))
         per_task_count[task_id] = per_task_count.get(task_id, 0) + 1
         if (task_id, index) in seen:
             raise ValueError(f"{where}: sample {index} of {task_id!r} repeats line {seen[task_id, index]}")
         seen[task_id, index] = lineno
         program = sample_program(by_id[task_id], rec, timeout_s, where)
-        jobs.append(({"task_id": task_id, "sample_index": index,
-                      **{k: rec[k] for k in ("nfe", "num_tokens", "seconds") if k in rec}}, program))
+        jobs.append(
+            (
+                {
+                    "task_id": task_id,
+                    "sample_index": index,
+                    **{k: rec[k] for k in ("nfe", "num_tokens", "seconds") if k in rec},
+                },
+                program,
+            )
+        )
 
     scored: list[dict[str, Any]] = []
     with progress_bar(len(jobs), 0, progress, "check") as bar:
         for start in range(0, len(jobs), batch_size):
-            chunk = jobs[start:start + batch_size]
+            chunk = jobs[start : start + batch_size]
             results = run_programs(sandbox, [p for _, p in chunk])
             for (base, _), result in zip(chunk, results):
                 scored.append({**base, **exec_fields(result, max_error_chars)})
@@ -78,5 +97,4 @@ def check_samples(tasks: Sequence[Task], samples_path: str | os.PathLike, sandbo
 
     scope = [t for t in tasks if t.task_id in per_task_count] if only_sampled_tasks else list(tasks)
     out = summarize(scope, scored, ks=ks)
-    return {"samples_file": str(samples_path), "dropped_partial_last_line": read.dropped_partial_line,
-            **out}
+    return {"samples_file": str(samples_path), "dropped_partial_last_line": read.dropped_partial_line, **out}

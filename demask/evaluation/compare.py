@@ -22,8 +22,9 @@ def load_results(path: str | os.PathLike) -> dict[str, Any]:
     if path.is_dir():
         path = path / "results.json"
     if not path.is_file():
-        raise FileNotFoundError(f"no results file at {path}; pass a results.json or the output "
-                                f"directory of `demask eval`")
+        raise FileNotFoundError(
+            f"no results file at {path}; pass a results.json or the output directory of `demask eval`"
+        )
     results = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(results, dict) or not isinstance(results.get("tasks"), dict):
         raise ValueError(f"{path} has no per-task results ('tasks'); is it a demask results JSON?")
@@ -37,8 +38,10 @@ def task_scores(results: dict[str, Any], metric: str = "pass@1") -> dict[str, fl
         value = entry.get(metric)
         if value is None:
             have = sorted(k for k, v in entry.items() if k.startswith("pass") and v is not None)
-            raise ValueError(f"task {task_id!r} has no {metric!r} (it has {', '.join(have) or 'none'}; "
-                             f"{entry.get('n', 0)} samples); pick one of those with --metric")
+            raise ValueError(
+                f"task {task_id!r} has no {metric!r} (it has {', '.join(have) or 'none'}; "
+                f"{entry.get('n', 0)} samples); pick one of those with --metric"
+            )
         scores[task_id] = float(value)
     return scores
 

@@ -26,8 +26,10 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     if n < 0 or not 0 <= c <= n:
         raise ValueError(f"pass_at_k: need 0 <= c <= n, got n={n}, c={c}")
     if k > n:
-        raise ValueError(f"pass_at_k: k={k} is larger than the number of samples n={n}; "
-                         f"draw at least k samples per problem or report a smaller k")
+        raise ValueError(
+            f"pass_at_k: k={k} is larger than the number of samples n={n}; "
+            f"draw at least k samples per problem or report a smaller k"
+        )
     if n - c < k:
         return 1.0
     fail = math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))

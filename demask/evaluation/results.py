@@ -34,8 +34,9 @@ def _verdict_counts(verdicts: Iterable[str]) -> dict[str, int]:
     return out
 
 
-def summarize(tasks: Sequence[Task], records: Iterable[dict[str, Any]], *,
-              ks: Iterable[int] = DEFAULT_KS) -> dict[str, Any]:
+def summarize(
+    tasks: Sequence[Task], records: Iterable[dict[str, Any]], *, ks: Iterable[int] = DEFAULT_KS
+) -> dict[str, Any]:
     """Aggregate scored sample records (each with task_id, sample_index, passed, verdict,
     pass_rate, and optionally nfe, num_tokens, seconds) over ``tasks``.
 
@@ -46,8 +47,10 @@ def summarize(tasks: Sequence[Task], records: Iterable[dict[str, Any]], *,
     for rec in records:
         task_id = rec["task_id"]
         if task_id not in by_task:
-            raise ValueError(f"a sample names task {task_id!r}, which is not among the "
-                             f"{len(by_task)} tasks being scored; score it with the right tasks")
+            raise ValueError(
+                f"a sample names task {task_id!r}, which is not among the "
+                f"{len(by_task)} tasks being scored; score it with the right tasks"
+            )
         by_task[task_id].append(rec)
 
     per_task: dict[str, dict[str, Any]] = {}
@@ -64,9 +67,17 @@ def summarize(tasks: Sequence[Task], records: Iterable[dict[str, Any]], *,
         }
         entry.update({f"pass@{k}": pass_at_k(n, c, k) for k in ks if n >= k})
         per_task[task_id] = entry
-        samples.extend({"task_id": task_id, "sample_index": r["sample_index"], "passed": r["passed"],
-                        "verdict": r["verdict"], "pass_rate": r["pass_rate"],
-                        "error": r.get("error")} for r in recs)
+        samples.extend(
+            {
+                "task_id": task_id,
+                "sample_index": r["sample_index"],
+                "passed": r["passed"],
+                "verdict": r["verdict"],
+                "pass_rate": r["pass_rate"],
+                "error": r.get("error"),
+            }
+            for r in recs
+        )
 
     counts = [(e["n"], e["c"]) for e in per_task.values()]
     rates = [e["pass_rate_mean"] for e in per_task.values() if e["pass_rate_mean"] is not None]

@@ -78,8 +78,7 @@ class EvalConfig:
         if self.batch_size < 1:
             raise ValueError(f"batch_size={self.batch_size} must be >= 1 (prompts per sampler call)")
         if self.timeout_s is not None and not self.timeout_s > 0:
-            raise ValueError(f"timeout_s={self.timeout_s} must be > 0 seconds, or None for the "
-                             f"sandbox's default")
+            raise ValueError(f"timeout_s={self.timeout_s} must be > 0 seconds, or None for the sandbox's default")
         if not self.ks or any(k < 1 for k in self.ks):
             raise ValueError(f"ks={self.ks} must be a non-empty tuple of k >= 1")
         if not 0 <= self.seed < 2**63:
@@ -117,9 +116,11 @@ def _check_run_file(path: Path, current: dict[str, Any]) -> None:
     previous = json.loads(path.read_text(encoding="utf-8"))
     for key in ("seed", "tasks_fingerprint", "run_info"):
         if previous.get(key) != current.get(key):
-            raise ValueError(f"{path.parent} holds samples drawn with a different {key} "
-                             f"({previous.get(key)!r}, now {current.get(key)!r}); continuing would "
-                             f"mix them: use a new output directory, or the original settings")
+            raise ValueError(
+                f"{path.parent} holds samples drawn with a different {key} "
+                f"({previous.get(key)!r}, now {current.get(key)!r}); continuing would "
+                f"mix them: use a new output directory, or the original settings"
+            )
 
 
 def run_programs(sandbox: Any, programs: Sequence[Program]) -> list[ExecutionResult]:
@@ -129,8 +130,9 @@ def run_programs(sandbox: Any, programs: Sequence[Program]) -> list[ExecutionRes
         results[index] = result
     missing = [i for i, r in enumerate(results) if r is None]
     if missing:
-        raise RuntimeError(f"the sandbox returned no result for {len(missing)} of {len(programs)} "
-                           f"programs (first index {missing[0]})")
+        raise RuntimeError(
+            f"the sandbox returned no result for {len(missing)} of {len(programs)} programs (first index {missing[0]})"
+        )
     return results  # type: ignore[return-value]
 
 
@@ -138,19 +140,36 @@ def progress_bar(total: int, initial: int, enabled: bool | None, desc: str):
     from tqdm.auto import tqdm
 
     # disable=None: tqdm shows the bar only on a terminal, so tests and logs stay quiet.
-    return tqdm(total=total, initial=initial, desc=desc, unit="sample", dynamic_ncols=True,
-                disable=None if enabled is None else not enabled)
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=desc,
+        unit="sample",
+        dynamic_ncols=True,
+        disable=None if enabled is None else not enabled,
+    )
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
-def evaluate(tasks: Sequence[Task], sampler: Sampler, n_samples: int, out_dir: str | os.PathLike,
-             sandbox: Any, *, seed: int = 0, batch_size: int = 8, timeout_s: float | None = None,
-             ks: Iterable[int] = DEFAULT_KS, run_info: dict[str, Any] | None = None,
-             progress: bool | None = None, max_error_chars: int = 500) -> dict[str, Any]:
+def evaluate(
+    tasks: Sequence[Task],
+    sampler: Sampler,
+    n_samples: int,
+    out_dir: str | os.PathLike,
+    sandbox: Any,
+    *,
+    seed: int = 0,
+    batch_size: int = 8,
+    timeout_s: float | None = None,
+    ks: Iterable[int] = DEFAULT_KS,
+    run_info: dict[str, Any] | None = None,
+    progress: bool | None = None,
+    max_error_chars: int = 500,
+) -> dict[str, Any]:
     """Draw ``n_samples`` completions per task, execute them, score; resumable (module doc).
 
     sandbox: anything with ``run_many(programs) -> iterator of (index, ExecutionResult)``.
@@ -158,15 +177,25 @@ def evaluate(tasks: Sequence[Task], sampler: Sampler, n_samples: int, out_dir: s
         run.json and results.json, and must match when continuing a run.
     Returns the results dict (also written to ``out_dir/results.json``).
     """
-    config = EvalConfig(n_samples=n_samples, seed=seed, batch_size=batch_size, timeout_s=timeout_s,
-                        ks=tuple(ks), max_error_chars=max_error_chars)
+    config = EvalConfig(
+        n_samples=n_samples,
+        seed=seed,
+        batch_size=batch_size,
+        timeout_s=timeout_s,
+        ks=tuple(ks),
+        max_error_chars=max_error_chars,
+    )
     tasks = list(tasks)
     _check_tasks(tasks)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     samples_path = out / SAMPLES_FILE
-    run = {"seed": seed, "tasks_fingerprint": tasks_fingerprint(tasks), "num_tasks": len(tasks),
-           "run_info": json.loads(json.dumps(run_info)) if run_info is not None else None}
+    run = {
+        "seed": seed,
+        "tasks_fingerprint": tasks_fingerprint(tasks),
+        "num_tasks": len(tasks),
+        "run_info": json.loads(json.dumps(run_info)) if run_info is not None else None,
+    }
     _check_run_file(out / RUN_FILE, run)
 
     records: list[dict[str, Any]] = []
@@ -177,9 +206,11 @@ def evaluate(tasks: Sequence[Task], sampler: Sampler, n_samples: int, out_dir: s
         for lineno, rec in read.records:
             lacking = [k for k in _RECORD_KEYS if k not in rec]
             if lacking:
-                raise ValueError(f"{samples_path}, line {lineno}: lacks {', '.join(lacking)}; this "
-                                 f"is not a samples file written by evaluate() (score other files "
-                                 f"with check_samples), or use a new output directory")
+                raise ValueError(
+                    f"{samples_path}, line {lineno}: lacks {', '.join(lacking)}; this "
+                    f"is not a samples file written by evaluate() (score other files "
+                    f"with check_samples), or use a new output directory"
+                )
             records.append(rec)
         good_bytes = read.good_bytes
     config_dict = {**asdict(config), "ks": list(config.ks)}  # as it reads back from JSON
@@ -190,18 +221,27 @@ def evaluate(tasks: Sequence[Task], sampler: Sampler, n_samples: int, out_dir: s
     todo = [(t, i) for t in tasks for i in range(config.n_samples) if (t.task_id, i) not in done]
     total = len(tasks) * config.n_samples
 
-    with open_for_append(samples_path, good_bytes) as f, \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="demask-exec") as executor, \
-            progress_bar(total, total - len(todo), progress, "evaluate") as bar:
+    with (
+        open_for_append(samples_path, good_bytes) as f,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="demask-exec") as executor,
+        progress_bar(total, total - len(todo), progress, "evaluate") as bar,
+    ):
 
-        def finish(batch: Sequence[tuple[Task, int]], seeds: list[int], outputs: list[SampleOutput],
-                   future: Future) -> None:
+        def finish(
+            batch: Sequence[tuple[Task, int]], seeds: list[int], outputs: list[SampleOutput], future: Future
+        ) -> None:
             results = future.result()
             for (task, index), s, output, result in zip(batch, seeds, outputs, results):
-                record = {"task_id": task.task_id, "sample_index": index,
-                          "completion": output.completion, "seed": s, "nfe": int(output.nfe),
-                          "num_tokens": int(output.num_tokens), "seconds": float(output.seconds),
-                          **exec_fields(result, config.max_error_chars)}
+                record = {
+                    "task_id": task.task_id,
+                    "sample_index": index,
+                    "completion": output.completion,
+                    "seed": s,
+                    "nfe": int(output.nfe),
+                    "num_tokens": int(output.num_tokens),
+                    "seconds": float(output.seconds),
+                    **exec_fields(result, config.max_error_chars),
+                }
                 write_record(f, record)
                 records.append(record)
             bar.update(len(batch))
@@ -213,10 +253,11 @@ def evaluate(tasks: Sequence[Task], sampler: Sampler, n_samples: int, out_dir: s
                 seeds = [sample_seed(config.seed, task.task_id, i) for task, i in batch]
                 outputs = list(sampler(prompts, seeds))
                 if len(outputs) != len(batch):
-                    raise ValueError(f"the sampler returned {len(outputs)} outputs for "
-                                     f"{len(batch)} prompts; it must return one per prompt")
-                programs = [task.program(o.completion, config.timeout_s)
-                            for (task, _), o in zip(batch, outputs)]
+                    raise ValueError(
+                        f"the sampler returned {len(outputs)} outputs for "
+                        f"{len(batch)} prompts; it must return one per prompt"
+                    )
+                programs = [task.program(o.completion, config.timeout_s) for (task, _), o in zip(batch, outputs)]
                 if pending is not None:
                     current, pending = pending, None  # never finished twice, even if it fails
                     finish(*current)
@@ -234,7 +275,6 @@ def evaluate(tasks: Sequence[Task], sampler: Sampler, n_samples: int, out_dir: s
 
     kept = [r for r in records if r["task_id"] in by_id and r["sample_index"] < config.n_samples]
     results = summarize(tasks, kept, ks=config.ks)
-    results = {"samples_file": str(samples_path), "config": config_dict, "run_info": run["run_info"],
-               **results}
+    results = {"samples_file": str(samples_path), "config": config_dict, "run_info": run["run_info"], **results}
     _write_json(out / RESULTS_FILE, results)
     return results

@@ -40,8 +40,14 @@ def _device_of(model: Any):
         return torch.device("cpu")
 
 
-def decoding_sampler(model: Any, tokenizer: Any, decode_config: Any, *, batched: bool = True,
-                     observe: Callable[[Any], None] | None = None) -> Sampler:
+def decoding_sampler(
+    model: Any,
+    tokenizer: Any,
+    decode_config: Any,
+    *,
+    batched: bool = True,
+    observe: Callable[[Any], None] | None = None,
+) -> Sampler:
     """A sampler that decodes with ``demask.decoding.generate`` (imported on first call).
 
     observe: called with each ``DecodeOutput`` (e.g. to read its trace for AR-ness).
@@ -61,15 +67,15 @@ def decoding_sampler(model: Any, tokenizer: Any, decode_config: Any, *, batched:
             start = time.perf_counter()
             generator = torch.Generator(device=device)
             generator.manual_seed(_combined_seed([seeds[i] for i in rows]) if batched else seeds[rows[0]])
-            out = generate(model, [tokenizer.encode(prompts[i]) for i in rows], decode_config,
-                           generator=generator)
+            out = generate(model, [tokenizer.encode(prompts[i]) for i in rows], decode_config, generator=generator)
             share = (time.perf_counter() - start) / len(rows)
             if observe is not None:
                 observe(out)
             for j, i in enumerate(rows):
                 ids = list(out.completions[j])
-                outputs[i] = SampleOutput(completion=tokenizer.decode(ids), nfe=int(out.nfe[j]),
-                                          num_tokens=len(ids), seconds=share)
+                outputs[i] = SampleOutput(
+                    completion=tokenizer.decode(ids), nfe=int(out.nfe[j]), num_tokens=len(ids), seconds=share
+                )
         return outputs  # type: ignore[return-value]
 
     return sample

@@ -85,8 +85,7 @@ def read_samples(path: str | os.PathLike) -> SamplesRead:
                 if last:  # a crash mid-write: drop it
                     dropped = True
                     break
-                raise ValueError(f"{path}, line {lineno}: not a JSON object ({exc}); fix or "
-                                 f"delete that line") from None
+                raise ValueError(f"{path}, line {lineno}: not a JSON object ({exc}); fix or delete that line") from None
             records.append((lineno, record))
         offset = len(data) if last else end + 1
     # good_bytes: where a dropped line started, else the whole file (a last record without
@@ -148,6 +147,8 @@ def check_unique(records: Sequence[tuple[int, dict[str, Any]]], path: str | os.P
             continue
         key = (str(rec.get("task_id")), rec["sample_index"])
         if key in seen:
-            raise ValueError(f"{path}, line {lineno}: sample {key[1]} of task {key[0]!r} is "
-                             f"already on line {seen[key]}; remove one of them")
+            raise ValueError(
+                f"{path}, line {lineno}: sample {key[1]} of task {key[0]!r} is "
+                f"already on line {seen[key]}; remove one of them"
+            )
         seen[key] = lineno

@@ -65,13 +65,13 @@ def mean_interval(values: Iterable[float]) -> Interval:
 class PairedDifference:
     """other - base over the tasks both were scored on."""
 
-    n: int                 # common tasks
+    n: int  # common tasks
     base_mean: float
     other_mean: float
-    diff: Interval         # mean of per-task differences, with its 95% t-interval
-    se: float              # standard error of diff.mean
-    gained: int            # tasks where other scores higher than base
-    lost: int              # tasks where other scores lower
+    diff: Interval  # mean of per-task differences, with its 95% t-interval
+    se: float  # standard error of diff.mean
+    gained: int  # tasks where other scores higher than base
+    lost: int  # tasks where other scores lower
 
 
 def paired_difference(base: Mapping[str, float], other: Mapping[str, float]) -> PairedDifference:
@@ -92,8 +92,9 @@ def paired_difference(base: Mapping[str, float], other: Mapping[str, float]) -> 
             parts.append(f"{len(only_base)} only in the base (first: {only_base[0]})")
         if only_other:
             parts.append(f"{len(only_other)} only in the other (first: {only_other[0]})")
-        raise ValueError("the two score sets cover different tasks: " + ", ".join(parts)
-                         + "; score both models on the same tasks")
+        raise ValueError(
+            "the two score sets cover different tasks: " + ", ".join(parts) + "; score both models on the same tasks"
+        )
     if not base:
         raise ValueError("no tasks to compare")
     keys = sorted(base)

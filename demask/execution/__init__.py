@@ -7,4 +7,4 @@ from .config import SandboxConfig
 from .sandbox import Sandbox, run_programs
 from .types import ExecutionResult, Program, Verdict
 
-__all__ = ["Sandbox", "SandboxConfig", "Program", "ExecutionResult", "Verdict", "run_programs"]
+__all__ = ["ExecutionResult", "Program", "Sandbox", "SandboxConfig", "Verdict", "run_programs"]

@@ -37,7 +37,7 @@ def encode(key: bytes, seq: int, payload: bytes) -> bytes:
 
 
 def part_payload(part: int, verdict: str, error: str = "") -> bytes:
-    text = error.encode("utf-8", "replace")[:MAX_RECORD_BYTES - 64]
+    text = error.encode("utf-8", "replace")[: MAX_RECORD_BYTES - 64]
     return b"%d %s %s" % (part, verdict.encode(), text)
 
 
@@ -63,9 +63,9 @@ class RecordReader:
                 return out
             if len(self._buf) < 4 + size:
                 break
-            tag = bytes(self._buf[4:4 + TAG_BYTES])
-            payload = bytes(self._buf[4 + TAG_BYTES:4 + size])
-            del self._buf[:4 + size]
+            tag = bytes(self._buf[4 : 4 + TAG_BYTES])
+            payload = bytes(self._buf[4 + TAG_BYTES : 4 + size])
+            del self._buf[: 4 + size]
             want = _hmac_digest(self._key, self._seq.to_bytes(4, "big") + payload, "sha256")
             if not hmac.compare_digest(tag, want):
                 self.tampered = True

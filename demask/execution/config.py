@@ -9,12 +9,30 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 # Modules imported once in each worker so that programs find them already loaded
 # (a HumanEval program's ``from typing import List`` then costs nothing).
-DEFAULT_PRELOAD = ("typing", "math", "re", "collections", "itertools", "functools", "heapq",
-                   "bisect", "string", "random", "hashlib", "json", "fractions", "decimal",
-                   "statistics", "copy", "operator", "datetime")
+DEFAULT_PRELOAD = (
+    "typing",
+    "math",
+    "re",
+    "collections",
+    "itertools",
+    "functools",
+    "heapq",
+    "bisect",
+    "string",
+    "random",
+    "hashlib",
+    "json",
+    "fractions",
+    "decimal",
+    "statistics",
+    "copy",
+    "operator",
+    "datetime",
+)
 
 _MIB = 1 << 20
 
@@ -81,29 +99,46 @@ class SandboxConfig:
         if self.uid_base is None:
             object.__setattr__(self, "uid_base", _default_uid_base())
         object.__setattr__(self, "preload", tuple(self.preload))
-        _require(isinstance(self.workers, int) and 1 <= self.workers <= 1024,
-                 f"workers={self.workers!r} must be an int in [1, 1024]; pass e.g. os.cpu_count()")
+        _require(
+            isinstance(self.workers, int) and 1 <= self.workers <= 1024,
+            f"workers={self.workers!r} must be an int in [1, 1024]; pass e.g. os.cpu_count()",
+        )
         _check_timeout(self.timeout_s, "timeout_s")
-        _require(isinstance(self.memory_mb, int) and 128 <= self.memory_mb <= 1 << 20,
-                 f"memory_mb={self.memory_mb!r} must be an int in [128, 1048576]: below 128 MiB "
-                 "the Python interpreter itself cannot start its allocations")
-        _require(self.cpu_s is None or (isinstance(self.cpu_s, int) and 1 <= self.cpu_s <= 86400),
-                 f"cpu_s={self.cpu_s!r} must be None (ceil(timeout)+1) or whole seconds in [1, 86400]")
-        _require(isinstance(self.max_output_bytes, int) and 0 <= self.max_output_bytes <= 64 * _MIB,
-                 f"max_output_bytes={self.max_output_bytes!r} must be an int in [0, 64 MiB]")
-        _require(isinstance(self.max_processes, int) and 1 <= self.max_processes <= 4096,
-                 f"max_processes={self.max_processes!r} must be an int in [1, 4096] (it counts "
-                 "threads too; 1 forbids fork and threads)")
-        _require(isinstance(self.max_file_bytes, int) and 0 <= self.max_file_bytes <= 1 << 40,
-                 f"max_file_bytes={self.max_file_bytes!r} must be an int in [0, 1 TiB]")
-        _require(isinstance(self.max_restarts, int) and 0 <= self.max_restarts <= 100,
-                 f"max_restarts={self.max_restarts!r} must be an int in [0, 100]")
-        _require(isinstance(self.uid_base, int) and 1000 <= self.uid_base
-                 and self.uid_base + self.workers < 2**31,
-                 f"uid_base={self.uid_base!r} must be >= 1000 (an unprivileged uid) with "
-                 f"uid_base + workers < 2**31; pick a block of unused uids, e.g. 60000")
-        _require(self.random_seed is None or isinstance(self.random_seed, int),
-                 f"random_seed={self.random_seed!r} must be an int or None")
+        _require(
+            isinstance(self.memory_mb, int) and 128 <= self.memory_mb <= 1 << 20,
+            f"memory_mb={self.memory_mb!r} must be an int in [128, 1048576]: below 128 MiB "
+            "the Python interpreter itself cannot start its allocations",
+        )
+        _require(
+            self.cpu_s is None or (isinstance(self.cpu_s, int) and 1 <= self.cpu_s <= 86400),
+            f"cpu_s={self.cpu_s!r} must be None (ceil(timeout)+1) or whole seconds in [1, 86400]",
+        )
+        _require(
+            isinstance(self.max_output_bytes, int) and 0 <= self.max_output_bytes <= 64 * _MIB,
+            f"max_output_bytes={self.max_output_bytes!r} must be an int in [0, 64 MiB]",
+        )
+        _require(
+            isinstance(self.max_processes, int) and 1 <= self.max_processes <= 4096,
+            f"max_processes={self.max_processes!r} must be an int in [1, 4096] (it counts "
+            "threads too; 1 forbids fork and threads)",
+        )
+        _require(
+            isinstance(self.max_file_bytes, int) and 0 <= self.max_file_bytes <= 1 << 40,
+            f"max_file_bytes={self.max_file_bytes!r} must be an int in [0, 1 TiB]",
+        )
+        _require(
+            isinstance(self.max_restarts, int) and 0 <= self.max_restarts <= 100,
+            f"max_restarts={self.max_restarts!r} must be an int in [0, 100]",
+        )
+        _require(
+            isinstance(self.uid_base, int) and self.uid_base >= 1000 and self.uid_base + self.workers < 2**31,
+            f"uid_base={self.uid_base!r} must be >= 1000 (an unprivileged uid) with "
+            f"uid_base + workers < 2**31; pick a block of unused uids, e.g. 60000",
+        )
+        _require(
+            self.random_seed is None or isinstance(self.random_seed, int),
+            f"random_seed={self.random_seed!r} must be an int or None",
+        )
         bad = [m for m in self.preload if not isinstance(m, str) or not m.replace(".", "").replace("_", "").isalnum()]
         _require(not bad, f"preload contains {bad!r}, which are not module names")
 
@@ -114,11 +149,19 @@ class SandboxConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def pool(cls, timeout_s: float, workers: int | None = None, **fields: Any) -> SandboxConfig:
+        """A config with this time limit and pool size (None: the default, the CPU count)."""
+        if workers is not None:
+            fields["workers"] = workers
+        return cls(timeout_s=timeout_s, **fields)
+
 
 def _check_timeout(value: object, name: str) -> None:
-    _require(isinstance(value, (int, float)) and not isinstance(value, bool)
-             and 0 < value <= 3600 and math.isfinite(value),
-             f"{name}={value!r} must be a number of seconds in (0, 3600]")
+    _require(
+        isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 3600 and math.isfinite(value),
+        f"{name}={value!r} must be a number of seconds in (0, 3600]",
+    )
 
 
 def _require(ok: bool, message: str) -> None:

@@ -31,8 +31,12 @@ try:
 except ImportError:  # pragma: no cover
     from hmac import digest as _HMAC
 
-_PASSED, _FAILED, _ERROR, _MEMORY = (Verdict.PASSED.value, Verdict.FAILED.value,
-                                     Verdict.ERROR.value, Verdict.MEMORY.value)
+_PASSED, _FAILED, _ERROR, _MEMORY = (
+    Verdict.PASSED.value,
+    Verdict.FAILED.value,
+    Verdict.ERROR.value,
+    Verdict.MEMORY.value,
+)
 MAX_ERROR_CHARS = 2000
 
 
@@ -42,7 +46,7 @@ def describe(exc: BaseException, type_=type, str_=str, isinstance_=isinstance) -
     try:
         name = type_(exc).__name__
         text = str_(exc)
-    except BaseException:  # noqa: BLE001 - a hostile __str__ or metaclass
+    except BaseException:
         name, text = "Exception", "<unprintable>"
     if not isinstance_(text, str_) or not isinstance_(name, str_):
         name, text = "Exception", "<unprintable>"
@@ -74,8 +78,7 @@ def run(code: str, tests: list[str], first_test: int, key: bytes, fd: int) -> No
         state["seq"] = seq + 1
 
     reserve: bytes | None = bytes_(2 << 20)
-    parts = [(0, code, "<code>")] + [(k + 1, tests[k], f"<test {k + 1}>")
-                                     for k in range(first_test, len(tests))]
+    parts = [(0, code, "<code>")] + [(k + 1, tests[k], f"<test {k + 1}>") for k in range(first_test, len(tests))]
     ns = {"__name__": "__sandbox__", "__builtins__": builtins}
     try:
         for part, source, filename in parts:
@@ -83,11 +86,11 @@ def run(code: str, tests: list[str], first_test: int, key: bytes, fd: int) -> No
             try:
                 exec_(compile_(source, filename, "exec"), ns)
             except MemoryError_ as exc:
-                reserve = None  # noqa: F841 - free memory so the report can be built
+                reserve = None
                 verdict, error = MEMORY_, describe_(exc)
             except AssertionError_ as exc:
                 verdict, error = FAILED_, describe_(exc)
-            except BaseException_ as exc:  # noqa: BLE001 - SystemExit is a verdict too
+            except BaseException_ as exc:
                 verdict, error = ERROR_, describe_(exc)
             if reserve is None:
                 try:
@@ -100,7 +103,7 @@ def run(code: str, tests: list[str], first_test: int, key: bytes, fd: int) -> No
                 break
         flush_()
         send(b"done")
-    except BaseException_:  # noqa: BLE001 - the harness itself was broken: report nothing
+    except BaseException_:
         exit_(71)
     exit_(0)
 
@@ -109,5 +112,5 @@ def _flush_streams() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except BaseException:  # noqa: BLE001 - a replaced or closed stream
+        except BaseException:
             pass

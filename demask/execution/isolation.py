@@ -58,10 +58,8 @@ PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 
 _libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
-                        ctypes.c_char_p]
-_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
-                        ctypes.c_ulong]
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
 
 
 def _check(ret: int, what: str) -> None:
@@ -78,11 +76,11 @@ def setns(fd: int, nstype: int) -> None:
     _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), f"setns({fd}, 0x{nstype:x})")
 
 
-def mount(source: str | None, target: str, fstype: str | None, flags: int,
-          data: str | None = None) -> None:
-    enc = (lambda s: None if s is None else s.encode())
-    _check(_libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)),
-           f"mount {target}")
+def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    def enc(s: str | None) -> bytes | None:
+        return None if s is None else s.encode()
+
+    _check(_libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)), f"mount {target}")
 
 
 def prctl(option: int, arg: int = 0) -> None:
@@ -118,8 +116,7 @@ class _CapHeader(ctypes.Structure):
 
 
 class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
 
 def drop_capabilities() -> None:
@@ -174,8 +171,7 @@ class IsolationPlan:
         text = ("full" if self.full else "WEAKER") + f" isolation [{self.mode}]: " + ", ".join(have)
         missing = []
         if not self.pid_ns:
-            missing.append("no pid namespace (escaped processes are killed by a sweep of the "
-                           "worker's descendants)")
+            missing.append("no pid namespace (escaped processes are killed by a sweep of the worker's descendants)")
         if not self.net_ns:
             missing.append("network reachable")
         if not self.mount_ns:
@@ -207,24 +203,48 @@ def set_rlimits(lim: ChildLimits) -> None:
 
     RLIMIT_CPU soft = hard: the kernel then sends SIGKILL at the limit, which also reaches
     a PID-namespace init (SIGXCPU would be ignored there)."""
-    for res, value in ((resource.RLIMIT_AS, lim.memory_bytes),
-                       (resource.RLIMIT_CPU, lim.cpu_s),
-                       (resource.RLIMIT_FSIZE, lim.file_bytes),
-                       (resource.RLIMIT_NPROC, lim.processes),
-                       (resource.RLIMIT_CORE, 0),
-                       (resource.RLIMIT_NOFILE, 1024)):
-        soft, hard = resource.getrlimit(res)
+    for res, value in (
+        (resource.RLIMIT_AS, lim.memory_bytes),
+        (resource.RLIMIT_CPU, lim.cpu_s),
+        (resource.RLIMIT_FSIZE, lim.file_bytes),
+        (resource.RLIMIT_NPROC, lim.processes),
+        (resource.RLIMIT_CORE, 0),
+        (resource.RLIMIT_NOFILE, 1024),
+    ):
+        _, hard = resource.getrlimit(res)
         if hard != resource.RLIM_INFINITY:
             value = min(value, hard)
         resource.setrlimit(res, (value, value))
 
 
 # Mounts whose contents only privileged users may change, or that we replace anyway.
-_KEEP_WRITABLE_FSTYPES = {"proc", "sysfs", "cgroup", "cgroup2", "devtmpfs", "devpts",
-                          "mqueue", "securityfs", "debugfs", "tracefs", "bpf", "pstore",
-                          "configfs", "fusectl", "hugetlbfs", "binfmt_misc", "autofs"}
-_FLAG_NAMES = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC,
-               "noatime": MS_NOATIME, "nodiratime": MS_NODIRATIME, "relatime": MS_RELATIME}
+_KEEP_WRITABLE_FSTYPES = {
+    "proc",
+    "sysfs",
+    "cgroup",
+    "cgroup2",
+    "devtmpfs",
+    "devpts",
+    "mqueue",
+    "securityfs",
+    "debugfs",
+    "tracefs",
+    "bpf",
+    "pstore",
+    "configfs",
+    "fusectl",
+    "hugetlbfs",
+    "binfmt_misc",
+    "autofs",
+}
+_FLAG_NAMES = {
+    "nosuid": MS_NOSUID,
+    "nodev": MS_NODEV,
+    "noexec": MS_NOEXEC,
+    "noatime": MS_NOATIME,
+    "nodiratime": MS_NODIRATIME,
+    "relatime": MS_RELATIME,
+}
 
 
 def _writable_mounts() -> list[tuple[str, int]]:
@@ -257,8 +277,7 @@ def hidden_python_dirs(uid: int, gid: int) -> list[tuple[str, tuple[str, ...]]]:
     its worker had already imported."""
     import sys
 
-    found = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, *sys.path)
-             if p and os.path.isdir(p)}
+    found = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, *sys.path) if p and os.path.isdir(p)}
     wanted = [p for p in sorted(found) if not any(p != q and p.startswith(q + "/") for q in found)]
     groups: dict[str, list[str]] = {}
     for path in wanted:
@@ -269,8 +288,7 @@ def hidden_python_dirs(uid: int, gid: int) -> list[tuple[str, tuple[str, ...]]]:
                 groups.setdefault(walk, []).append(path)
                 break
     outer = [h for h in groups if not any(h != g and h.startswith(g + "/") for g in groups)]
-    return [(h, tuple(p for g in groups if g == h or g.startswith(h + "/") for p in groups[g]))
-            for h in outer]
+    return [(h, tuple(p for g in groups if g == h or g.startswith(h + "/") for p in groups[g])) for h in outer]
 
 
 def _can_enter(path: str, uid: int, gid: int) -> bool:
@@ -323,11 +341,15 @@ def mount_run_dirs(lim: ChildLimits) -> str:
     """Per run, in the worker's mount namespace: an empty tmpfs /tmp owned by the program's
     uid (its working directory) and an empty /dev/shm. Returns the working directory."""
     tmp_bytes = max(4 * lim.file_bytes, 1 << 20)
-    mount("tmpfs", RUN_DIR, "tmpfs", MS_NOSUID | MS_NODEV,
-          f"size={tmp_bytes},nr_inodes=4096,mode=700,uid={lim.uid},gid={lim.gid}")
+    mount(
+        "tmpfs",
+        RUN_DIR,
+        "tmpfs",
+        MS_NOSUID | MS_NODEV,
+        f"size={tmp_bytes},nr_inodes=4096,mode=700,uid={lim.uid},gid={lim.gid}",
+    )
     if os.path.isdir("/dev/shm"):
-        mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV,
-              f"size={tmp_bytes},nr_inodes=1024,mode=1777")
+        mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmp_bytes},nr_inodes=1024,mode=1777")
     return RUN_DIR
 
 
@@ -362,10 +384,18 @@ def remember_base_mounts() -> int:
 
 
 def scrubbed_environ(workdir: str) -> dict[str, str]:
-    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir,
-            "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONHASHSEED": "0",
-            "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1",
-            "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": workdir,
+        "TMPDIR": workdir,
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
 
 
 def enter_child(plan: IsolationPlan, lim: ChildLimits, workdir: str) -> None:
@@ -413,7 +443,7 @@ def kill_uid(uid: int) -> None:
             os.setresgid(uid, uid, uid)
             os.setresuid(uid, uid, uid)
             os.kill(-1, signal.SIGKILL)
-        except BaseException:  # noqa: BLE001 - ESRCH: nothing to kill
+        except BaseException:
             pass
         os._exit(0)
     os.waitpid(pid, 0)

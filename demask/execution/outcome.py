@@ -76,8 +76,9 @@ class ProgramOutcome:
         code = self.code or (Verdict.KILLED.value, "no attempt ran")
         if code[0] != PASSED:
             per_test = [code[0]] * self.n_tests
-            return dict(verdict=code[0], per_test=per_test, tests_passed=0,
-                        tests_total=self.n_tests, error=code[1] or code[0])
+            return dict(
+                verdict=code[0], per_test=per_test, tests_passed=0, tests_total=self.n_tests, error=code[1] or code[0]
+            )
         per_test = [self.tests.get(k, (Verdict.KILLED.value, "not run"))[0] for k in range(self.n_tests)]
         failing = next((k for k, v in enumerate(per_test) if v != PASSED), None)
         error = None
@@ -85,6 +86,10 @@ class ProgramOutcome:
         if failing is not None:
             verdict, message = self.tests.get(failing, (per_test[failing], "not run"))
             error = f"test {failing + 1}: {message or verdict}"
-        return dict(verdict=verdict, per_test=per_test,
-                    tests_passed=sum(v == PASSED for v in per_test),
-                    tests_total=self.n_tests, error=error)
+        return dict(
+            verdict=verdict,
+            per_test=per_test,
+            tests_passed=sum(v == PASSED for v in per_test),
+            tests_total=self.n_tests,
+            error=error,
+        )

@@ -139,13 +139,26 @@ class Sandbox:
         return tuple(h.proc.pid for h in self._handles)
 
     def _spawn(self, slot: int) -> _Handle:
-        cmd = [sys.executable or "python3", "-s", "-B", "-c", _BOOT, _PACKAGE_DIR,
-               json.dumps(self.config.to_dict()), str(slot)]
+        cmd = [
+            sys.executable or "python3",
+            "-s",
+            "-B",
+            "-c",
+            _BOOT,
+            _PACKAGE_DIR,
+            json.dumps(self.config.to_dict()),
+            str(slot),
+        ]
         # The worker's environment is the program's memory too: keep it free of secrets.
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
-               "PYTHONDONTWRITEBYTECODE": "1"}
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
-                                cwd="/", close_fds=True, start_new_session=True)
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "PYTHONHASHSEED": "0",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd="/", close_fds=True, start_new_session=True
+        )
         assert proc.stdout is not None and proc.stdin is not None  # both are PIPE
         return _Handle(slot, proc, proc.stdout.fileno(), proc.stdin.fileno())
 
@@ -154,11 +167,15 @@ class Sandbox:
         msg = wire.recv(h.rfd) if ready else None
         if msg is None:
             h.proc.kill()
-            raise RuntimeError(f"sandbox worker {h.slot} did not start (exit status "
-                               f"{h.proc.poll()}); its error, if any, is on stderr above")
+            raise RuntimeError(
+                f"sandbox worker {h.slot} did not start (exit status "
+                f"{h.proc.poll()}); its error, if any, is on stderr above"
+            )
         if not msg.get("hello"):
-            raise RuntimeError(f"sandbox worker {h.slot} refused to start: {msg.get('error')}; "
-                               "set require_full_isolation=False to run with what is available")
+            raise RuntimeError(
+                f"sandbox worker {h.slot} refused to start: {msg.get('error')}; "
+                "set require_full_isolation=False to run with what is available"
+            )
         return msg
 
     def _restart(self, h: _Handle) -> None:
@@ -192,8 +209,10 @@ class Sandbox:
     def _exclusive(self):
         me = threading.get_ident()
         if self._owner == me:
-            raise RuntimeError("this thread is already inside a run_many loop of this Sandbox; "
-                               "finish or close that iterator first (or use a second Sandbox)")
+            raise RuntimeError(
+                "this thread is already inside a run_many loop of this Sandbox; "
+                "finish or close that iterator first (or use a second Sandbox)"
+            )
         with self._lock:
             self._owner = me
             try:
@@ -265,16 +284,23 @@ class Sandbox:
             msg = None
         index, _, _ = h.queue[0]
         if msg is None or msg.get("id") != index:
-            return self._lost(h, retry, f"sandbox worker {h.slot} died while running this "
-                                        f"program (status {h.proc.poll()})")
+            return self._lost(
+                h, retry, f"sandbox worker {h.slot} died while running this program (status {h.proc.poll()})"
+            )
         h.queue.popleft()
         if h.queue:
             h.deadline = time.monotonic() + h.queue[0][2]
         return index, ExecutionResult(
-            verdict=Verdict(msg["verdict"]), tests_passed=msg["tests_passed"],
-            tests_total=msg["tests_total"], per_test=[Verdict(v) for v in msg["per_test"]],
-            error=msg["error"], stdout=msg["stdout"], stderr=msg["stderr"],
-            duration_s=msg["duration_s"], isolation=msg["isolation"])
+            verdict=Verdict(msg["verdict"]),
+            tests_passed=msg["tests_passed"],
+            tests_total=msg["tests_total"],
+            per_test=[Verdict(v) for v in msg["per_test"]],
+            error=msg["error"],
+            stdout=msg["stdout"],
+            stderr=msg["stderr"],
+            duration_s=msg["duration_s"],
+            isolation=msg["isolation"],
+        )
 
     def _lost(self, h: _Handle, retry: deque, why: str) -> tuple[int, ExecutionResult]:
         """The worker died or hung: its running program is KILLED, the ones queued behind

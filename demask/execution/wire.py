@@ -16,7 +16,7 @@ def send(fd: int, message: dict) -> None:
     data = json.dumps(message, separators=(",", ":")).encode()
     buf = memoryview(len(data).to_bytes(4, "big") + data)
     while buf:
-        buf = buf[os.write(fd, buf):]
+        buf = buf[os.write(fd, buf) :]
 
 
 def _read_exact(fd: int, n: int) -> bytes | None:
@@ -75,8 +75,8 @@ class Inbox:
             raise ValueError(f"message of {size} bytes exceeds {MAX_MESSAGE_BYTES}: the stream is corrupt")
         if len(self._buf) < 4 + size:
             return None
-        body = bytes(self._buf[4:4 + size])
-        del self._buf[:4 + size]
+        body = bytes(self._buf[4 : 4 + size])
+        del self._buf[: 4 + size]
         return json.loads(body)
 
     def wait(self) -> dict | None:

@@ -69,13 +69,19 @@ class Worker:
         uid = c["uid_base"] + self.slot if self.plan.uid_drop else os.getuid()
         gid = uid if self.plan.uid_drop else os.getgid()
         cpu = c["cpu_s"] if c["cpu_s"] is not None else int(-(-timeout_s // 1)) + 1
-        return ChildLimits(memory_bytes=c["memory_mb"] << 20, cpu_s=cpu,
-                           file_bytes=c["max_file_bytes"], processes=c["max_processes"],
-                           uid=uid, gid=gid)
+        return ChildLimits(
+            memory_bytes=c["memory_mb"] << 20,
+            cpu_s=cpu,
+            file_bytes=c["max_file_bytes"],
+            processes=c["max_processes"],
+            uid=uid,
+            gid=gid,
+        )
 
     # ------------------------------------------------------------------ one attempt
-    def attempt(self, code: str, tests: list[str], first_test: int, timeout_s: float,
-                out: Capture, err: Capture) -> Attempt:
+    def attempt(
+        self, code: str, tests: list[str], first_test: int, timeout_s: float, out: Capture, err: Capture
+    ) -> Attempt:
         plan, lim = self.plan, self.limits(timeout_s)
         key = os.urandom(32)
         out_r, out_w = os.pipe()
@@ -104,8 +110,9 @@ class Worker:
         for fd in (out_w, err_w, res_w):
             os.close(fd)
         try:
-            return self._supervise(pid, key, out_r, err_r, res_r, start + timeout_s, timeout_s,
-                                   lim.cpu_s, first_test, out, err)
+            return self._supervise(
+                pid, key, out_r, err_r, res_r, start + timeout_s, timeout_s, lim.cpu_s, first_test, out, err
+            )
         finally:
             for fd in (out_r, err_r, res_r):
                 os.close(fd)
@@ -125,10 +132,9 @@ class Worker:
             os.closerange(3, res_w)
             os.closerange(res_w + 1, 1 << 20)
             isolation.enter_child(self.plan, lim, workdir)
-        except BaseException as exc:  # noqa: BLE001 - report, never fall back to running
+        except BaseException as exc:
             try:
-                os.write(res_w, channel.encode(key, 0, channel.SETUP + b" " +
-                                               harness.describe(exc).encode()))
+                os.write(res_w, channel.encode(key, 0, channel.SETUP + b" " + harness.describe(exc).encode()))
             finally:
                 os._exit(72)
         if self.config["random_seed"] is None:
@@ -136,8 +142,9 @@ class Worker:
         harness.run(code, tests, first_test, key, res_w)
         os._exit(73)  # not reached
 
-    def _supervise(self, pid, key, out_r, err_r, res_r, deadline, timeout_s, cpu_s,
-                   first_test, out: Capture, err: Capture) -> Attempt:
+    def _supervise(
+        self, pid, key, out_r, err_r, res_r, deadline, timeout_s, cpu_s, first_test, out: Capture, err: Capture
+    ) -> Attempt:
         att = Attempt(first_test=first_test)
         reader = channel.RecordReader(key)
         setup_error = None
@@ -232,8 +239,7 @@ class Worker:
             else:
                 att.stop = (KILLED, f"killed by signal {_signame(sig)}")
         else:
-            att.stop = (KILLED, f"exited with status {os.WEXITSTATUS(status)} before the "
-                                "tests finished")
+            att.stop = (KILLED, f"exited with status {os.WEXITSTATUS(status)} before the tests finished")
         if att.done:
             att.stop = None
         return att
@@ -254,8 +260,9 @@ class Worker:
                 err.add(marker)
             first = outcome.add(self.attempt(code, tests, first, timeout_s, out, err))
         result = outcome.finish()
-        result.update(stdout=out.text(), stderr=err.text(),
-                      duration_s=time.monotonic() - start, attempts=outcome.attempts)
+        result.update(
+            stdout=out.text(), stderr=err.text(), duration_s=time.monotonic() - start, attempts=outcome.attempts
+        )
         return result
 
     # ------------------------------------------------------------------ start-up
@@ -274,10 +281,10 @@ class Worker:
 
     def detect(self) -> IsolationPlan:
         c = self.config
-        notes = [f"{flag}=False" for flag in ("isolate_network", "isolate_filesystem",
-                                              "isolate_processes") if not c[flag]]
-        want = dict(pid_ns=c["isolate_processes"], mount_ns=c["isolate_filesystem"],
-                    ipc_ns=c["isolate_filesystem"])
+        notes = [
+            f"{flag}=False" for flag in ("isolate_network", "isolate_filesystem", "isolate_processes") if not c[flag]
+        ]
+        want = dict(pid_ns=c["isolate_processes"], mount_ns=c["isolate_filesystem"], ipc_ns=c["isolate_filesystem"])
         if os.geteuid() == 0:
             mode, net, want["uid_drop"] = "root", False, True
             if c["isolate_network"]:
@@ -326,8 +333,10 @@ class Worker:
             if self.probe(plan) is not None:
                 plan = base
         if plan.uid_drop and not plan.mount_ns and self.exposed:
-            notes.append(f"{', '.join(h for h, _ in self.exposed)} cannot be read under the "
-                         "dropped uid: programs can import only the preloaded modules")
+            notes.append(
+                f"{', '.join(h for h, _ in self.exposed)} cannot be read under the "
+                "dropped uid: programs can import only the preloaded modules"
+            )
         return replace(plan, notes=tuple(notes))
 
     def _become_namespace_init(self) -> None:
@@ -429,8 +438,7 @@ def main(argv: list[str]) -> None:
         random.seed(config["random_seed"])  # every run starts from this state
     gc.collect()
     gc.freeze()  # children do not scan (and copy) the worker's objects
-    wire.send(proto_out, {"hello": True, "isolation": plan.describe(), "plan": plan.to_dict(),
-                          "pid": os.getpid()})
+    wire.send(proto_out, {"hello": True, "isolation": plan.describe(), "plan": plan.to_dict(), "pid": os.getpid()})
     worker.inbox = inbox = wire.Inbox(proto_in)
     while True:
         req = inbox.wait()

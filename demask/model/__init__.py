@@ -6,6 +6,14 @@ from demask.model.tokenizer import Tokenizer, train_bpe_tokenizer
 from demask.model.transformer import KVCache, Transformer, token_logits
 
 __all__ = [
-    "KVCache", "ModelConfig", "Tokenizer", "Transformer", "load_model", "load_pretrained",
-    "read_config", "save_pretrained", "token_logits", "train_bpe_tokenizer",
+    "KVCache",
+    "ModelConfig",
+    "Tokenizer",
+    "Transformer",
+    "load_model",
+    "load_pretrained",
+    "read_config",
+    "save_pretrained",
+    "token_logits",
+    "train_bpe_tokenizer",
 ]

@@ -47,8 +47,14 @@ LLADA_NAME_MAP = {
 }
 # Buffers some exporters write that the backbone recomputes.
 _IGNORED = re.compile(r".*rotary_emb\.inv_freq$")
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
 
 
 def _compile_map(mapping: dict[str, str]) -> list[tuple[re.Pattern, str]]:
@@ -84,7 +90,8 @@ def read_config(path: str | Path) -> ModelConfig:
     if not file.is_file():
         raise FileNotFoundError(
             f"no checkpoint at {path}: expected config.json plus {WEIGHTS} (or {WEIGHTS_INDEX} "
-            "with its shards) and tokenizer.json in that directory")
+            "with its shards) and tokenizer.json in that directory"
+        )
     return ModelConfig.from_hf_dict(json.loads(file.read_text()))
 
 
@@ -98,12 +105,12 @@ def _weight_files(path: Path) -> list[Path]:
         if missing:
             raise FileNotFoundError(f"{path / WEIGHTS_INDEX} lists shards that are missing: {missing}")
         return [path / s for s in shards]
-    raise FileNotFoundError(
-        f"no weights in {path}: expected {WEIGHTS} or {WEIGHTS_INDEX} (sharded safetensors)")
+    raise FileNotFoundError(f"no weights in {path}: expected {WEIGHTS} or {WEIGHTS_INDEX} (sharded safetensors)")
 
 
-def load_model(path: str | Path, dtype: str | torch.dtype | None = None,
-               device: str | torch.device = "cpu") -> Transformer:
+def load_model(
+    path: str | Path, dtype: str | torch.dtype | None = None, device: str | torch.device = "cpu"
+) -> Transformer:
     """Build the backbone from a checkpoint directory; dtype None keeps the stored dtype."""
     path = Path(path)
     config = read_config(path)
@@ -117,19 +124,19 @@ def load_model(path: str | Path, dtype: str | torch.dtype | None = None,
     loaded: set[str] = set()
     for file in files:
         with safe_open(str(file), framework="pt", device="cpu") as f:
-            for stored in f.keys():
+            for stored in f.keys():  # noqa: SIM118  # safe_open is not a dict: keys() is its API
                 if _IGNORED.match(stored):
                     continue
                 name = rename(stored)
                 if name not in expected:
                     raise ValueError(
                         f"{file.name} has tensor {stored!r}, which a {config.architecture} "
-                        f"model with {config.num_layers} layers does not have")
+                        f"model with {config.num_layers} layers does not have"
+                    )
                 want = tuple(expected[name].shape)
                 have = tuple(f.get_slice(stored).get_shape())
                 if want != have:
-                    raise ValueError(f"tensor {stored!r} in {file.name} has shape {have}, "
-                                     f"the config implies {want}")
+                    raise ValueError(f"tensor {stored!r} in {file.name} has shape {have}, the config implies {want}")
                 tensor = f.get_tensor(stored)
                 tensor = tensor.to(device=device, dtype=dtype or tensor.dtype)
                 _assign(model, name, tensor)
@@ -151,8 +158,9 @@ def _assign(model: torch.nn.Module, name: str, tensor: torch.Tensor) -> None:
     module._parameters[attr] = torch.nn.Parameter(tensor, requires_grad=tensor.is_floating_point())
 
 
-def load_pretrained(path: str | Path, dtype: str | torch.dtype | None = None,
-                    device: str | torch.device = "cpu") -> tuple[Transformer, Tokenizer]:
+def load_pretrained(
+    path: str | Path, dtype: str | torch.dtype | None = None, device: str | torch.device = "cpu"
+) -> tuple[Transformer, Tokenizer]:
     """Load model and tokenizer from a checkpoint directory.
 
     Special token ids missing from config.json are filled from the tokenizer, and vice versa,
@@ -179,8 +187,13 @@ class SavableModel(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
 
-def save_pretrained(model: SavableModel, path: str | Path, tokenizer: Tokenizer | None = None,
-                    max_shard_bytes: int | None = None, extra_files: dict[str, str] | None = None) -> None:
+def save_pretrained(
+    model: SavableModel,
+    path: str | Path,
+    tokenizer: Tokenizer | None = None,
+    max_shard_bytes: int | None = None,
+    extra_files: dict[str, str] | None = None,
+) -> None:
     """Write config.json, the weights (sharded above ``max_shard_bytes``) and the tokenizer.
 
     Files are written into a temporary directory next to ``path`` and moved into place, so a
@@ -218,8 +231,9 @@ def save_pretrained(model: SavableModel, path: str | Path, tokenizer: Tokenizer 
             save_file(shard, str(tmp / fname), metadata=meta)
             weight_map.update({name: fname for name in shard})
         total = sum(t.numel() * t.element_size() for t in state.values())
-        (tmp / WEIGHTS_INDEX).write_text(json.dumps(
-            {"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2) + "\n")
+        (tmp / WEIGHTS_INDEX).write_text(
+            json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2) + "\n"
+        )
     if tokenizer is not None:
         tokenizer.save(tmp)
     for name, text in (extra_files or {}).items():

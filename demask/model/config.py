@@ -52,36 +52,44 @@ class ModelConfig:
     """Keys of the source config.json that the backbone does not use (kept on save)."""
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "hidden_size", "intermediate_size", "num_layers",
-                     "num_heads", "num_kv_heads", "max_position_embeddings"):
+        for name in (
+            "vocab_size",
+            "hidden_size",
+            "intermediate_size",
+            "num_layers",
+            "num_heads",
+            "num_kv_heads",
+            "max_position_embeddings",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"ModelConfig.{name} must be positive, got {getattr(self, name)}")
         if self.num_heads % self.num_kv_heads:
             raise ValueError(
                 f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads "
-                f"({self.num_kv_heads}) for grouped-query attention")
+                f"({self.num_kv_heads}) for grouped-query attention"
+            )
         if self.head_dim is None:
             if self.hidden_size % self.num_heads:
                 raise ValueError(
                     f"hidden_size ({self.hidden_size}) is not divisible by num_heads "
-                    f"({self.num_heads}); set head_dim explicitly")
+                    f"({self.num_heads}); set head_dim explicitly"
+                )
             self.head_dim = self.hidden_size // self.num_heads
         if self.head_dim % 2:
             raise ValueError(f"head_dim must be even for rotary embeddings, got {self.head_dim}")
         if self.embedding_size is not None and self.embedding_size < self.vocab_size:
-            raise ValueError(
-                f"embedding_size ({self.embedding_size}) is smaller than vocab_size ({self.vocab_size})")
+            raise ValueError(f"embedding_size ({self.embedding_size}) is smaller than vocab_size ({self.vocab_size})")
 
     @property
     def input_vocab_size(self) -> int:
         return self.embedding_size or self.vocab_size
 
-    def replace(self, **changes: Any) -> "ModelConfig":
+    def replace(self, **changes: Any) -> ModelConfig:
         return dataclasses.replace(self, **changes)
 
     # ------------------------------------------------------------------ HF config.json
     @classmethod
-    def from_hf_dict(cls, raw: dict[str, Any]) -> "ModelConfig":
+    def from_hf_dict(cls, raw: dict[str, Any]) -> ModelConfig:
         """Build a config from a config.json dict of any supported dialect."""
         model_type = str(raw.get("model_type", "")).lower()
         archs = [a.lower() for a in raw.get("architectures") or []]
@@ -93,14 +101,37 @@ class ModelConfig:
                 f"unknown architecture in config.json: model_type={raw.get('model_type')!r}, "
                 f"architectures={raw.get('architectures')!r}; demask loads Qwen2, Dream/DiffuCoder, "
                 "LLaMA, LLaDA and its own checkpoints (model_type one of "
-                f"{sorted(known)} or 'llada')")
+                f"{sorted(known)} or 'llada')"
+            )
         arch = known[model_type]
-        used = {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                "num_attention_heads", "num_key_value_heads", "head_dim", "max_position_embeddings",
-                "rms_norm_eps", "rope_theta", "tie_word_embeddings", "mask_token_id",
-                "pad_token_id", "eos_token_id", "bos_token_id", "model_type", "causal",
-                "shift_logits", "qkv_bias", "attention_bias", "embedding_size", "rope_parameters",
-                "rope_scaling", "mlp_bias", "architectures", "hidden_act"}
+        used = {
+            "vocab_size",
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "head_dim",
+            "max_position_embeddings",
+            "rms_norm_eps",
+            "rope_theta",
+            "tie_word_embeddings",
+            "mask_token_id",
+            "pad_token_id",
+            "eos_token_id",
+            "bos_token_id",
+            "model_type",
+            "causal",
+            "shift_logits",
+            "qkv_bias",
+            "attention_bias",
+            "embedding_size",
+            "rope_parameters",
+            "rope_scaling",
+            "mlp_bias",
+            "architectures",
+            "hidden_act",
+        }
         heads = raw["num_attention_heads"]
         # Qwen2 and Dream always carry q/k/v bias; LLaMA's is `attention_bias` (also o_proj,
         # which we do not support: refuse it rather than silently dropping weights).
@@ -139,14 +170,30 @@ class ModelConfig:
         )
 
     @classmethod
-    def _from_llada(cls, raw: dict[str, Any]) -> "ModelConfig":
+    def _from_llada(cls, raw: dict[str, Any]) -> ModelConfig:
         heads = raw["n_heads"]
         hidden = raw["d_model"]
         mlp = raw.get("mlp_hidden_size") or raw.get("mlp_ratio", 4) * hidden
-        used = {"d_model", "n_heads", "n_kv_heads", "n_layers", "mlp_hidden_size", "rope_theta",
-                "rms_norm_eps", "vocab_size", "embedding_size", "weight_tying", "mask_token_id",
-                "eos_token_id", "pad_token_id", "max_sequence_length", "include_bias",
-                "include_qkv_bias", "model_type", "architectures"}
+        used = {
+            "d_model",
+            "n_heads",
+            "n_kv_heads",
+            "n_layers",
+            "mlp_hidden_size",
+            "rope_theta",
+            "rms_norm_eps",
+            "vocab_size",
+            "embedding_size",
+            "weight_tying",
+            "mask_token_id",
+            "eos_token_id",
+            "pad_token_id",
+            "max_sequence_length",
+            "include_bias",
+            "include_qkv_bias",
+            "model_type",
+            "architectures",
+        }
         if raw.get("include_bias", False):
             raise ValueError("LLaDA configs with include_bias=true are not supported")
         # OLMo's output head has `embedding_size` rows (>= vocab_size, padded for speed);
@@ -176,29 +223,31 @@ class ModelConfig:
     def to_hf_dict(self) -> dict[str, Any]:
         """config.json content for demask's own checkpoints (Qwen2 key names)."""
         out: dict[str, Any] = dict(self.extra)
-        out.update({
-            "model_type": "demask",
-            "architectures": ["DemaskModel"],
-            "vocab_size": self.vocab_size,
-            "hidden_size": self.hidden_size,
-            "intermediate_size": self.intermediate_size,
-            "num_hidden_layers": self.num_layers,
-            "num_attention_heads": self.num_heads,
-            "num_key_value_heads": self.num_kv_heads,
-            "head_dim": self.head_dim,
-            "hidden_act": "silu",
-            "max_position_embeddings": self.max_position_embeddings,
-            "rms_norm_eps": self.rms_norm_eps,
-            "rope_theta": self.rope_theta,
-            "qkv_bias": self.qkv_bias,
-            "tie_word_embeddings": self.tie_word_embeddings,
-            "causal": self.causal,
-            "shift_logits": self.shift_logits,
-            "mask_token_id": self.mask_token_id,
-            "pad_token_id": self.pad_token_id,
-            "eos_token_id": self.eos_token_id,
-            "bos_token_id": self.bos_token_id,
-        })
+        out.update(
+            {
+                "model_type": "demask",
+                "architectures": ["DemaskModel"],
+                "vocab_size": self.vocab_size,
+                "hidden_size": self.hidden_size,
+                "intermediate_size": self.intermediate_size,
+                "num_hidden_layers": self.num_layers,
+                "num_attention_heads": self.num_heads,
+                "num_key_value_heads": self.num_kv_heads,
+                "head_dim": self.head_dim,
+                "hidden_act": "silu",
+                "max_position_embeddings": self.max_position_embeddings,
+                "rms_norm_eps": self.rms_norm_eps,
+                "rope_theta": self.rope_theta,
+                "qkv_bias": self.qkv_bias,
+                "tie_word_embeddings": self.tie_word_embeddings,
+                "causal": self.causal,
+                "shift_logits": self.shift_logits,
+                "mask_token_id": self.mask_token_id,
+                "pad_token_id": self.pad_token_id,
+                "eos_token_id": self.eos_token_id,
+                "bos_token_id": self.bos_token_id,
+            }
+        )
         if self.embedding_size is not None:
             out["embedding_size"] = self.embedding_size
         return out

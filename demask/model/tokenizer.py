@@ -56,14 +56,15 @@ class Tokenizer:
 
     # ------------------------------------------------------------------ files
     @classmethod
-    def from_dir(cls, path: str | Path, config: dict | None = None) -> "Tokenizer":
+    def from_dir(cls, path: str | Path, config: dict | None = None) -> Tokenizer:
         """Load ``tokenizer.json`` from a checkpoint directory (or the file itself)."""
         path = Path(path)
         file = path / "tokenizer.json" if path.is_dir() else path
         if not file.is_file():
             raise FileNotFoundError(
                 f"no tokenizer at {file}: expected tokenizer.json (Hugging Face `tokenizers` "
-                "format) in the checkpoint directory")
+                "format) in the checkpoint directory"
+            )
         backend = HFTokenizer.from_file(str(file))
         folder = file.parent
         if config is None and (folder / "config.json").is_file():
@@ -84,10 +85,16 @@ class Tokenizer:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.backend.save(str(path / "tokenizer.json"))
-        names = {f"{role}_token": self.id_to_token(idx)
-                 for role, idx in (("mask", self.mask_token_id), ("pad", self.pad_token_id),
-                                   ("eos", self.eos_token_id), ("bos", self.bos_token_id))
-                 if idx is not None}
+        names = {
+            f"{role}_token": self.id_to_token(idx)
+            for role, idx in (
+                ("mask", self.mask_token_id),
+                ("pad", self.pad_token_id),
+                ("eos", self.eos_token_id),
+                ("bos", self.bos_token_id),
+            )
+            if idx is not None
+        }
         (path / "tokenizer_config.json").write_text(json.dumps(names, indent=2) + "\n")
 
 
@@ -99,8 +106,7 @@ def _resolve(backend: HFTokenizer, role: str, config_id, name: str | None) -> in
     if name is not None:
         idx = backend.token_to_id(name)
         if idx is None:
-            raise ValueError(f"tokenizer files name {name!r} as the {role} token, "
-                             "but tokenizer.json has no such token")
+            raise ValueError(f"tokenizer files name {name!r} as the {role} token, but tokenizer.json has no such token")
         return idx
     for candidate in _KNOWN_NAMES[role]:
         idx = backend.token_to_id(candidate)
@@ -109,25 +115,39 @@ def _resolve(backend: HFTokenizer, role: str, config_id, name: str | None) -> in
     return None
 
 
-def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 512, *,
-                        mask_token: str = "<|mask|>", pad_token: str = "<|pad|>",
-                        eos_token: str = "<|endoftext|>", min_frequency: int = 2) -> Tokenizer:
+def train_bpe_tokenizer(
+    texts: Iterable[str],
+    vocab_size: int = 512,
+    *,
+    mask_token: str = "<|mask|>",
+    pad_token: str = "<|pad|>",
+    eos_token: str = "<|endoftext|>",
+    min_frequency: int = 2,
+) -> Tokenizer:
     """Train a small byte-level BPE tokenizer (for tiny models) with the three special tokens.
 
     Byte-level means every string round-trips, including code whitespace; the special tokens
     get the first ids (eos 0, mask 1, pad 2).
     """
     if vocab_size < 256 + 3:
-        raise ValueError(f"vocab_size={vocab_size} is below the 256 bytes + 3 special tokens "
-                         "a byte-level BPE needs; use at least 259")
+        raise ValueError(
+            f"vocab_size={vocab_size} is below the 256 bytes + 3 special tokens "
+            "a byte-level BPE needs; use at least 259"
+        )
     backend = HFTokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, min_frequency=min_frequency, show_progress=False,
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        show_progress=False,
         special_tokens=[eos_token, mask_token, pad_token],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     backend.train_from_iterator(texts, trainer=trainer)
-    return Tokenizer(backend, mask_token_id=backend.token_to_id(mask_token),
-                     pad_token_id=backend.token_to_id(pad_token),
-                     eos_token_id=backend.token_to_id(eos_token))
+    return Tokenizer(
+        backend,
+        mask_token_id=backend.token_to_id(mask_token),
+        pad_token_id=backend.token_to_id(pad_token),
+        eos_token_id=backend.token_to_id(eos_token),
+    )

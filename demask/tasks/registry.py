@@ -47,17 +47,23 @@ class Benchmark:
 
     def __post_init__(self) -> None:
         if not self.name or ":" in self.name or os.sep in self.name:
-            raise ValueError(f"benchmark name {self.name!r} must be non-empty and contain no ':' or "
-                             f"{os.sep!r}; pick a plain name such as 'mbpp'")
+            raise ValueError(
+                f"benchmark name {self.name!r} must be non-empty and contain no ':' or "
+                f"{os.sep!r}; pick a plain name such as 'mbpp'"
+            )
         if self.default_split is not None and self.default_split not in self.splits:
-            raise ValueError(f"benchmark {self.name!r}: default_split {self.default_split!r} is not "
-                             f"one of its splits {self.splits}; add it to splits or change it")
+            raise ValueError(
+                f"benchmark {self.name!r}: default_split {self.default_split!r} is not "
+                f"one of its splits {self.splits}; add it to splits or change it"
+            )
 
     def load(self, split: str | None = None, **kw: Any) -> list[Task]:
         split = split if split is not None else self.default_split
         if self.splits and split not in self.splits:
-            raise ValueError(f"benchmark {self.name!r} has no split {split!r}; "
-                             f"choose one of {', '.join(self.splits)} (e.g. '{self.name}:{self.splits[0]}')")
+            raise ValueError(
+                f"benchmark {self.name!r} has no split {split!r}; "
+                f"choose one of {', '.join(self.splits)} (e.g. '{self.name}:{self.splits[0]}')"
+            )
         if not self.splits and split is not None:
             raise ValueError(f"benchmark {self.name!r} has no splits; use '{self.name}' without ':{split}'")
         return self.loader(split, **kw)
@@ -103,8 +109,7 @@ def get_benchmark(name: str) -> Benchmark:
 def looks_like_path(spec: str | os.PathLike) -> bool:
     if isinstance(spec, os.PathLike):
         return True
-    return (os.sep in spec or "/" in spec or spec.lower().endswith(_FILE_SUFFIXES)
-            or Path(spec).is_file())
+    return os.sep in spec or "/" in spec or spec.lower().endswith(_FILE_SUFFIXES) or Path(spec).is_file()
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:

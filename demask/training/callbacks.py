@@ -33,9 +33,17 @@ from demask.training.order import step_generator
 class HeldOutLoss(Callback):
     """Mean loss of ``objective`` over the first ``max_rows`` rows of ``data``."""
 
-    def __init__(self, data: ExampleData, objective: str, *, mask_eps: float = 1e-3,
-                 max_rows: int | None = None, batch_size: int = 64, seed: int = 0,
-                 name: str = "heldout_loss") -> None:
+    def __init__(
+        self,
+        data: ExampleData,
+        objective: str,
+        *,
+        mask_eps: float = 1e-3,
+        max_rows: int | None = None,
+        batch_size: int = 64,
+        seed: int = 0,
+        name: str = "heldout_loss",
+    ) -> None:
         self.data, self.objective, self.mask_eps = data, objective, mask_eps
         self.rows = min(len(data), max_rows or len(data))
         self.batch_size, self.seed, self.name = batch_size, seed, name
@@ -57,9 +65,20 @@ class HeldOutLoss(Callback):
 class PassAtKEval(Callback):
     """pass@1 (and the mean pass rate) of ``tasks`` decoded with ``decode_config``."""
 
-    def __init__(self, tasks: Sequence[Task], tokenizer: Tokenizer, decode_config: Any,
-                 out_dir: str | Path, *, n_samples: int = 1, batch_size: int = 32, seed: int = 0,
-                 timeout_s: float = 3.0, workers: int | None = None, name: str = "pass") -> None:
+    def __init__(
+        self,
+        tasks: Sequence[Task],
+        tokenizer: Tokenizer,
+        decode_config: Any,
+        out_dir: str | Path,
+        *,
+        n_samples: int = 1,
+        batch_size: int = 32,
+        seed: int = 0,
+        timeout_s: float = 3.0,
+        workers: int | None = None,
+        name: str = "pass",
+    ) -> None:
         if not tasks:
             raise ValueError("PassAtKEval needs at least one task")
         self.tasks, self.tokenizer, self.decode_config = list(tasks), tokenizer, decode_config
@@ -72,28 +91,36 @@ class PassAtKEval(Callback):
         if self._sandbox is None:
             from demask.execution import Sandbox, SandboxConfig
 
-            kw = {"timeout_s": self.timeout_s}
-            if self.workers is not None:
-                kw["workers"] = self.workers
-            self._sandbox = Sandbox(SandboxConfig(**kw))
+            self._sandbox = Sandbox(SandboxConfig.pool(self.timeout_s, self.workers))
         return self._sandbox
 
     def on_evaluate(self, step: int, model: nn.Module, info: DistInfo) -> dict[str, float]:
         if not info.is_main:
             return {}
         if type(model).__name__.startswith("FSDP"):
-            raise ValueError("PassAtKEval cannot decode a sharded (FSDP) model on one process; "
-                             "disable eval (eval.enabled: false) and evaluate the saved checkpoint")
+            raise ValueError(
+                "PassAtKEval cannot decode a sharded (FSDP) model on one process; "
+                "disable eval (eval.enabled: false) and evaluate the saved checkpoint"
+            )
         from dataclasses import asdict
 
         from demask.evaluation import evaluate
         from demask.evaluation.sampler import decoding_sampler
 
         sampler = decoding_sampler(model, self.tokenizer, self.decode_config)
-        results = evaluate(self.tasks, sampler, self.n_samples, self.out_dir / f"step-{step:07d}",
-                           self._sandbox_pool(), seed=self.seed, batch_size=self.batch_size,
-                           timeout_s=self.timeout_s, ks=(1,), progress=False,
-                           run_info={"step": step, "decode": _jsonable(asdict(self.decode_config))})
+        results = evaluate(
+            self.tasks,
+            sampler,
+            self.n_samples,
+            self.out_dir / f"step-{step:07d}",
+            self._sandbox_pool(),
+            seed=self.seed,
+            batch_size=self.batch_size,
+            timeout_s=self.timeout_s,
+            ks=(1,),
+            progress=False,
+            run_info={"step": step, "decode": _jsonable(asdict(self.decode_config))},
+        )
         out = {f"{self.name}@1": float(results["pass_at_k"].get("pass@1", float("nan")))}
         if results.get("pass_rate_mean") is not None:
             out[f"{self.name}_rate"] = float(results["pass_rate_mean"])

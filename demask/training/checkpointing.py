@@ -77,9 +77,16 @@ class _Weights:
         return self._state
 
 
-def save_checkpoint(out_dir: str | Path, step: int, config: ModelConfig, model_state: dict[str, torch.Tensor],
-                    trainer_state: dict[str, Any], tokenizer: Tokenizer | None = None,
-                    extra_files: dict[str, str] | None = None, keep: int = 1) -> Path:
+def save_checkpoint(
+    out_dir: str | Path,
+    step: int,
+    config: ModelConfig,
+    model_state: dict[str, torch.Tensor],
+    trainer_state: dict[str, Any],
+    tokenizer: Tokenizer | None = None,
+    extra_files: dict[str, str] | None = None,
+    keep: int = 1,
+) -> Path:
     """Write checkpoint ``step`` (model, tokenizer, trainer state), point ``latest`` at it
     and delete all but the newest ``keep`` checkpoints. Returns the checkpoint directory."""
     out_dir = Path(out_dir)
@@ -98,9 +105,11 @@ def list_checkpoints(out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in out_dir.iterdir()
-             if (m := _NAME.match(p.name))
-             and (p / TRAINER_STATE).is_file() and (p / "config.json").is_file()]
+    found = [
+        (int(m.group(1)), p)
+        for p in out_dir.iterdir()
+        if (m := _NAME.match(p.name)) and (p / TRAINER_STATE).is_file() and (p / "config.json").is_file()
+    ]
     return [p for _, p in sorted(found)]
 
 
@@ -119,8 +128,10 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
 def load_trainer_state(path: str | Path) -> dict[str, Any]:
     file = Path(path) / TRAINER_STATE
     if not file.is_file():
-        raise FileNotFoundError(f"no {TRAINER_STATE} in {path}: not a resumable checkpoint "
-                                "(a model-only directory can start a new run via init_from)")
+        raise FileNotFoundError(
+            f"no {TRAINER_STATE} in {path}: not a resumable checkpoint "
+            "(a model-only directory can start a new run via init_from)"
+        )
     return torch.load(file, map_location="cpu", weights_only=True)
 
 
@@ -161,6 +172,8 @@ def require_unchanged(before: dict[str, Any], now: Any, keys: tuple[str, ...], p
     a changed seed, batch or schedule would replay different data or noise."""
     for key in keys:
         if before.get(key) != getattr(now, key):
-            raise ValueError(f"cannot resume: the checkpoint was trained with {prefix}{key}="
-                             f"{before.get(key)!r}, this run has {prefix}{key}={getattr(now, key)!r}; "
-                             "use the same value or a new out_dir")
+            raise ValueError(
+                f"cannot resume: the checkpoint was trained with {prefix}{key}="
+                f"{before.get(key)!r}, this run has {prefix}{key}={getattr(now, key)!r}; "
+                "use the same value or a new out_dir"
+            )

@@ -102,10 +102,10 @@ class TrainConfig:
         if self.distributed != "auto":
             STRATEGIES.get(self.distributed)
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
-    def override(self, **changes: Any) -> "TrainConfig":
+    def override(self, **changes: Any) -> TrainConfig:
         """A copy with the given fields replaced, None values ignored (command-line options
         that were not given). A shorter max_steps than the warm-up (a short run of a long
         recipe) also shortens the warm-up to a tenth of the run unless it is given too."""
@@ -120,14 +120,17 @@ class TrainConfig:
     def micro_batches(self, world_size: int) -> tuple[int, int]:
         """(rows per micro-batch, micro-batches per step) on each of ``world_size`` processes."""
         if self.global_batch_size % world_size:
-            raise ValueError(f"global_batch_size={self.global_batch_size} is not divisible by the "
-                             f"{world_size} processes; pick a multiple of {world_size}")
+            raise ValueError(
+                f"global_batch_size={self.global_batch_size} is not divisible by the "
+                f"{world_size} processes; pick a multiple of {world_size}"
+            )
         local = self.global_batch_size // world_size
         micro = self.micro_batch_size or local
         if local % micro:
             raise ValueError(
                 f"each of {world_size} processes gets {local} rows per step, not a multiple of "
-                f"micro_batch_size={micro}; pick a divisor of {local}")
+                f"micro_batch_size={micro}; pick a divisor of {local}"
+            )
         return micro, local // micro
 
 

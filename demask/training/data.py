@@ -65,11 +65,14 @@ class Batch:
             return self.input_ids.numel()
         return int(self.attention_mask.sum())
 
-    def to(self, device: torch.device | str) -> "Batch":
-        move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
+    def to(self, device: torch.device | str) -> Batch:
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device, non_blocking=True)
+
         mask = self.attention_mask
-        return Batch(move(self.input_ids), None if mask is None else move(mask),
-                     move(self.target_mask), move(self.fill_mask))
+        return Batch(
+            move(self.input_ids), None if mask is None else move(mask), move(self.target_mask), move(self.fill_mask)
+        )
 
 
 class ExampleData(Protocol):
@@ -95,8 +98,14 @@ class SFTExample:
     """Answer tokens plus the end token; the rest of ``completion_ids`` is pad fill."""
 
 
-def make_sft_example(prompt_ids: Sequence[int], answer_ids: Sequence[int], *, completion_length: int,
-                     end_token_id: int, pad_token_id: int) -> SFTExample:
+def make_sft_example(
+    prompt_ids: Sequence[int],
+    answer_ids: Sequence[int],
+    *,
+    completion_length: int,
+    end_token_id: int,
+    pad_token_id: int,
+) -> SFTExample:
     """Append the end token and pad to ``completion_length``.
 
     >>> make_sft_example([5, 6], [7], completion_length=4, end_token_id=0, pad_token_id=2)
@@ -106,7 +115,8 @@ def make_sft_example(prompt_ids: Sequence[int], answer_ids: Sequence[int], *, co
     if len(content) > completion_length:
         raise ValueError(
             f"answer of {len(answer_ids)} tokens plus the end token does not fit the completion "
-            f"length {completion_length}; raise completion_length or drop long examples")
+            f"length {completion_length}; raise completion_length or drop long examples"
+        )
     fill = [pad_token_id] * (completion_length - len(content))
     return SFTExample(tuple(int(i) for i in prompt_ids), tuple(int(i) for i in content + fill), len(content))
 
@@ -120,8 +130,10 @@ class SFTData:
             raise ValueError("SFTData needs at least one example")
         lengths = {len(e.completion_ids) for e in examples}
         if len(lengths) != 1:
-            raise ValueError(f"every completion must have the same (padded) length, got lengths "
-                             f"{sorted(lengths)}; build the examples with one completion_length")
+            raise ValueError(
+                f"every completion must have the same (padded) length, got lengths "
+                f"{sorted(lengths)}; build the examples with one completion_length"
+            )
         self.completion_length = lengths.pop()
         self.pad_token_id = pad_token_id
         n = len(examples)
@@ -129,7 +141,7 @@ class SFTData:
         self.prompts = torch.full((n, self.max_prompt_length), pad_token_id, dtype=torch.long)
         for row, e in enumerate(examples):  # once, at construction
             if e.prompt_ids:
-                self.prompts[row, self.max_prompt_length - len(e.prompt_ids):] = torch.tensor(e.prompt_ids)
+                self.prompts[row, self.max_prompt_length - len(e.prompt_ids) :] = torch.tensor(e.prompt_ids)
         self.prompt_lengths = torch.tensor([len(e.prompt_ids) for e in examples], dtype=torch.long)
         self.completions = torch.tensor([e.completion_ids for e in examples], dtype=torch.long)
         self.n_content = torch.tensor([e.n_content for e in examples], dtype=torch.long)
@@ -144,7 +156,7 @@ class SFTData:
     def batch(self, indices: torch.Tensor) -> Batch:
         lens = self.prompt_lengths[indices]  # (B,)
         p = int(lens.max())  # columns of the longest prompt in this batch
-        prompts = self.prompts[indices, self.max_prompt_length - p:]  # (B, p), left-padded
+        prompts = self.prompts[indices, self.max_prompt_length - p :]  # (B, p), left-padded
         ids = torch.cat([prompts, self.completions[indices]], dim=1)  # (B, p + L)
         b, s = ids.shape
         cols = torch.arange(s)
@@ -162,8 +174,7 @@ class TokenChunks:
 
     def __init__(self, chunks: torch.Tensor) -> None:
         if chunks.ndim != 2 or chunks.shape[0] == 0:
-            raise ValueError(f"TokenChunks needs a non-empty (N, seq_len) tensor, "
-                             f"got shape {tuple(chunks.shape)}")
+            raise ValueError(f"TokenChunks needs a non-empty (N, seq_len) tensor, got shape {tuple(chunks.shape)}")
         self.chunks = chunks.long()
 
     def __len__(self) -> int:
@@ -179,8 +190,7 @@ class TokenChunks:
         return Batch(ids, None, ones, torch.zeros_like(ones))
 
 
-def chunk_documents(documents: Iterable[Sequence[int]], seq_len: int,
-                    separator_id: int | None) -> torch.Tensor:
+def chunk_documents(documents: Iterable[Sequence[int]], seq_len: int, separator_id: int | None) -> torch.Tensor:
     """Concatenate documents (each followed by ``separator_id``) and cut the stream into
     ``(N, seq_len)`` rows; the incomplete tail is dropped.
 
@@ -196,13 +206,14 @@ def chunk_documents(documents: Iterable[Sequence[int]], seq_len: int,
             stream.append(separator_id)
     n = len(stream) // seq_len
     if n == 0:
-        raise ValueError(f"the documents hold {len(stream)} tokens, fewer than one chunk of "
-                         f"seq_len={seq_len}; add files or lower seq_len")
+        raise ValueError(
+            f"the documents hold {len(stream)} tokens, fewer than one chunk of "
+            f"seq_len={seq_len}; add files or lower seq_len"
+        )
     return torch.tensor(stream[: n * seq_len], dtype=torch.long).view(n, seq_len)
 
 
-def source_files(folder: str | Path, patterns: Sequence[str] = ("*.py",),
-                 max_files: int | None = None) -> list[Path]:
+def source_files(folder: str | Path, patterns: Sequence[str] = ("*.py",), max_files: int | None = None) -> list[Path]:
     """Files under ``folder`` (recursively) matching any pattern, sorted by path so the
     order (and hence the data) is the same on every machine."""
     folder = Path(folder)

@@ -26,7 +26,7 @@ import contextlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
@@ -47,7 +47,7 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    device: torch.device = torch.device("cpu")
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
     def is_main(self) -> bool:
@@ -125,8 +125,7 @@ class Strategy(ABC):
         groups = [{**g, "params": [order[i] for i in g["params"]]} for g in raw["param_groups"]]
         return {"state": {order[i]: s for i, s in raw["state"].items()}, "param_groups": groups}
 
-    def load_optimizer_state(self, wrapped: nn.Module, optimizer: torch.optim.Optimizer,
-                             state: dict[str, Any]) -> None:
+    def load_optimizer_state(self, wrapped: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
         """Load a state written by :meth:`optimizer_state` (by any strategy)."""
         model = self.unwrap(wrapped)
         names = {id(p): n for n, p in model.named_parameters()}
@@ -134,11 +133,9 @@ class Strategy(ABC):
         index = {names[id(p)]: i for i, p in enumerate(params)}
         unknown = sorted(set(state["state"]) - set(index))
         if unknown:
-            raise ValueError(f"the checkpoint's optimizer state has parameters this model lacks: "
-                             f"{unknown[:5]}")
+            raise ValueError(f"the checkpoint's optimizer state has parameters this model lacks: {unknown[:5]}")
         groups = [{**g, "params": [index[n] for n in g["params"]]} for g in state["param_groups"]]
-        optimizer.load_state_dict({"state": {index[n]: s for n, s in state["state"].items()},
-                                   "param_groups": groups})
+        optimizer.load_state_dict({"state": {index[n]: s for n, s in state["state"].items()}, "param_groups": groups})
 
     def unwrap(self, wrapped: nn.Module) -> nn.Module:
         return wrapped
@@ -151,8 +148,10 @@ STRATEGIES: Registry[type[Strategy]] = Registry("distributed strategy", base=Str
 class SingleProcess(Strategy):
     def wrap(self, model: nn.Module, info: DistInfo) -> nn.Module:
         if info.world_size > 1:
-            raise ValueError(f"distributed='none' but {info.world_size} processes were launched; "
-                             "use ddp or fsdp (or launch one process)")
+            raise ValueError(
+                f"distributed='none' but {info.world_size} processes were launched; "
+                "use ddp or fsdp (or launch one process)"
+            )
         return model
 
 
@@ -202,15 +201,16 @@ class FullySharded(Strategy):
     def optimizer_state(self, wrapped: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
-        return get_optimizer_state_dict(wrapped, optimizer,
-                                        options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return get_optimizer_state_dict(
+            wrapped, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+        )
 
-    def load_optimizer_state(self, wrapped: nn.Module, optimizer: torch.optim.Optimizer,
-                             state: dict[str, Any]) -> None:
+    def load_optimizer_state(self, wrapped: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
-        set_optimizer_state_dict(wrapped, optimizer, optim_state_dict=state,
-                                 options=StateDictOptions(full_state_dict=True))
+        set_optimizer_state_dict(
+            wrapped, optimizer, optim_state_dict=state, options=StateDictOptions(full_state_dict=True)
+        )
 
 
 @contextlib.contextmanager

@@ -43,12 +43,19 @@ def stratified_mask_counts(lengths: torch.Tensor, n_draws: int, generator: torch
     return (k[:, None] + offsets) % lengths[:, None] + 1
 
 
-def elbo_log_likelihood(model: Model, prompt_ids: torch.Tensor, completion_ids: torch.Tensor,
-                        n_draws: int, generator: torch.Generator, *,
-                        prompt_mask: torch.Tensor | None = None,
-                        completion_mask: torch.Tensor | None = None,
-                        mask_token_id: int | None = None, shifted: bool | None = None,
-                        rows_per_forward: int | None = None) -> torch.Tensor:
+def elbo_log_likelihood(
+    model: Model,
+    prompt_ids: torch.Tensor,
+    completion_ids: torch.Tensor,
+    n_draws: int,
+    generator: torch.Generator,
+    *,
+    prompt_mask: torch.Tensor | None = None,
+    completion_mask: torch.Tensor | None = None,
+    mask_token_id: int | None = None,
+    shifted: bool | None = None,
+    rows_per_forward: int | None = None,
+) -> torch.Tensor:
     """Monte-Carlo ELBO estimate of log p(completion | prompt), one value per sequence (B,).
 
     prompt_ids: (B, P), left-padded where ``prompt_mask`` (B, P) is 0.
@@ -60,8 +67,10 @@ def elbo_log_likelihood(model: Model, prompt_ids: torch.Tensor, completion_ids: 
     """
     config = getattr(model, "config", None)
     if config is not None and config.causal:
-        raise ValueError("elbo_log_likelihood is for masked-diffusion models; this model is causal: "
-                         "use autoregressive_log_likelihood (exact)")
+        raise ValueError(
+            "elbo_log_likelihood is for masked-diffusion models; this model is causal: "
+            "use autoregressive_log_likelihood (exact)"
+        )
     if config is not None:
         mask_token_id = config.mask_token_id if mask_token_id is None else mask_token_id
         shifted = config.shift_logits if shifted is None else shifted
@@ -72,19 +81,25 @@ def elbo_log_likelihood(model: Model, prompt_ids: torch.Tensor, completion_ids: 
     b, p = prompt_ids.shape
     length = completion_ids.shape[1]
     if shifted and p == 0:
-        raise ValueError("a shifted model predicts token i from position i-1, so it cannot score "
-                         "a completion without at least one prompt token")
+        raise ValueError(
+            "a shifted model predicts token i from position i-1, so it cannot score "
+            "a completion without at least one prompt token"
+        )
     device = completion_ids.device
-    counted = (torch.ones_like(completion_ids, dtype=torch.bool) if completion_mask is None
-               else completion_mask.to(device=device, dtype=torch.bool))
+    counted = (
+        torch.ones_like(completion_ids, dtype=torch.bool)
+        if completion_mask is None
+        else completion_mask.to(device=device, dtype=torch.bool)
+    )
     lengths = counted.sum(1)  # (B,) L_b
     counts = stratified_mask_counts(lengths, n_draws, generator)  # (B, n)
     r = torch.rand(b, n_draws, length, generator=generator, device=generator.device).to(device)
     r = r.masked_fill(~counted[:, None, :], 2.0)  # never among the l smallest
     rank = r.argsort(-1).argsort(-1)  # (B, n, L): rank of each position's draw
     masked = rank < counts[..., None]  # (B, n, L): exactly l counted positions
-    noisy = torch.where(masked, torch.full_like(masked, mask_token_id, dtype=torch.long),
-                        completion_ids[:, None, :])  # (B, n, L)
+    noisy = torch.where(
+        masked, torch.full_like(masked, mask_token_id, dtype=torch.long), completion_ids[:, None, :]
+    )  # (B, n, L)
     rows = torch.cat([prompt_ids[:, None, :].expand(b, n_draws, p), noisy], dim=2)
     rows = rows.reshape(b * n_draws, p + length)  # (B * n, S): the draws of a row are adjacent
     attention = None
@@ -105,22 +120,28 @@ def elbo_log_likelihood(model: Model, prompt_ids: torch.Tensor, completion_ids: 
     return -(weight * neg).mean(1)
 
 
-def autoregressive_log_likelihood(model: Model, prompt_ids: torch.Tensor, completion_ids: torch.Tensor, *,
-                                  prompt_mask: torch.Tensor | None = None,
-                                  completion_mask: torch.Tensor | None = None) -> torch.Tensor:
+def autoregressive_log_likelihood(
+    model: Model,
+    prompt_ids: torch.Tensor,
+    completion_ids: torch.Tensor,
+    *,
+    prompt_mask: torch.Tensor | None = None,
+    completion_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Exact log p(completion | prompt) of a causal (shifted) model, one value per sequence (B,)."""
     b, p = prompt_ids.shape
     length = completion_ids.shape[1]
     if p == 0:
-        raise ValueError("a causal model needs at least one prompt token (a BOS) to score the "
-                         "first completion token")
+        raise ValueError("a causal model needs at least one prompt token (a BOS) to score the first completion token")
     device = completion_ids.device
-    counted = (torch.ones_like(completion_ids, dtype=torch.bool) if completion_mask is None
-               else completion_mask.to(device=device, dtype=torch.bool))
+    counted = (
+        torch.ones_like(completion_ids, dtype=torch.bool)
+        if completion_mask is None
+        else completion_mask.to(device=device, dtype=torch.bool)
+    )
     ids = torch.cat([prompt_ids, completion_ids], 1)
     attention = None
     if prompt_mask is not None:
-        attention = torch.cat([prompt_mask.to(device=device, dtype=torch.bool),
-                               counted.new_ones(b, length)], 1)
+        attention = torch.cat([prompt_mask.to(device=device, dtype=torch.bool), counted.new_ones(b, length)], 1)
     logits = token_logits(model(ids, attention), True)[:, p:]  # (B, L, V)
     return -token_cross_entropy(logits, completion_ids, counted).sum(1)

@@ -75,8 +75,7 @@ def read_log(path: str | Path) -> dict[str, list[tuple[int, float]]]:
     return out
 
 
-def plot_log(csv_path: str | Path, png_path: str | Path,
-             columns: tuple[str, ...] | None = None) -> Path:
+def plot_log(csv_path: str | Path, png_path: str | Path, columns: tuple[str, ...] | None = None) -> Path:
     """One panel per column (default: loss, lr, grad_norm, tokens_per_s and every eval
     metric) against the step, saved as a PNG. Needs matplotlib (``pip install demask[plot]``)."""
     try:

@@ -104,19 +104,21 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
     for _, p in model.named_parameters():
         if p.requires_grad:
             (decay if p.ndim >= 2 else plain).append(p)
-    groups = [{"params": decay, "weight_decay": config.weight_decay},
-              {"params": plain, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": plain, "weight_decay": 0.0}]
     # foreach: one kernel per group instead of a Python loop over parameters (also on CPU).
-    return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2),
-                             eps=config.adam_eps, foreach=True)
+    return torch.optim.AdamW(
+        groups, lr=config.lr, betas=(config.beta1, config.beta2), eps=config.adam_eps, foreach=True
+    )
 
 
 def _check_resumable(saved: dict[str, Any], config: TrainConfig, n_examples: int) -> None:
     """Refuse a resume that would replay different data or noise."""
     require_unchanged(saved["config"], config, ("seed", "global_batch_size", "objective"))
     if saved["data"]["n_examples"] != n_examples:
-        raise ValueError(f"cannot resume: the checkpoint's data set had {saved['data']['n_examples']} "
-                         f"examples, this one has {n_examples}; the data order would differ")
+        raise ValueError(
+            f"cannot resume: the checkpoint's data set had {saved['data']['n_examples']} "
+            f"examples, this one has {n_examples}; the data order would differ"
+        )
 
 
 def start_run(config: TrainConfig, resume: bool, *, refuse_fsdp: str | None = None):
@@ -135,14 +137,22 @@ def start_run(config: TrainConfig, resume: bool, *, refuse_fsdp: str | None = No
         raise ValueError("resume=True needs train.out_dir (where the checkpoints are)")
     latest = latest_checkpoint(out) if out is not None else None
     if not resume and latest is not None:
-        raise ValueError(f"{out} already holds checkpoints of a run; resume it (resume=True, --resume) "
-                         "or choose another out_dir")
+        raise ValueError(
+            f"{out} already holds checkpoints of a run; resume it (resume=True, --resume) or choose another out_dir"
+        )
     return info, strategy, out, latest if resume else None
 
 
-def train(config: TrainConfig, model: Transformer, data: ExampleData, *,
-          tokenizer: Tokenizer | None = None, callbacks: Sequence[Callback] = (),
-          resume: bool = False, extra_files: dict[str, str] | None = None) -> TrainResult:
+def train(
+    config: TrainConfig,
+    model: Transformer,
+    data: ExampleData,
+    *,
+    tokenizer: Tokenizer | None = None,
+    callbacks: Sequence[Callback] = (),
+    resume: bool = False,
+    extra_files: dict[str, str] | None = None,
+) -> TrainResult:
     """Train ``model`` on ``data`` with ``config.objective``; see the module docstring.
 
     tokenizer / extra_files: written into every checkpoint (e.g. the recipe as YAML).
@@ -170,10 +180,14 @@ def train(config: TrainConfig, model: Transformer, data: ExampleData, *,
         strategy.load_optimizer_state(wrapped, optimizer, saved["optimizer"])
         set_rng_state(saved["rng"])
 
-    log = MetricsLog(out / LOG_FILE if out is not None and info.is_main else None,
-                     resume_step=start if ckpt is not None else None)
-    amp = (torch.autocast(info.device.type, dtype=torch.bfloat16) if config.precision == "bf16"
-           else contextlib.nullcontext())
+    log = MetricsLog(
+        out / LOG_FILE if out is not None and info.is_main else None, resume_step=start if ckpt is not None else None
+    )
+    amp = (
+        torch.autocast(info.device.type, dtype=torch.bfloat16)
+        if config.precision == "bf16"
+        else contextlib.nullcontext()
+    )
     bar = _progress(config, info, start)
     first_row = info.rank * micro * accum
     window_loss = torch.zeros((), device=info.device)
@@ -184,13 +198,17 @@ def train(config: TrainConfig, model: Transformer, data: ExampleData, *,
     done = start
     try:
         for step in range(start, config.max_steps):
-            lr = lr_at(step, lr=config.lr, warmup_steps=config.warmup_steps, max_steps=config.max_steps,
-                       min_lr_ratio=config.min_lr_ratio)
+            lr = lr_at(
+                step,
+                lr=config.lr,
+                warmup_steps=config.warmup_steps,
+                max_steps=config.max_steps,
+                min_lr_ratio=config.min_lr_ratio,
+            )
             for group in optimizer.param_groups:
                 group["lr"] = lr
             rows = global_batch_indices(len(data), config.global_batch_size, config.seed, step)  # (G,)
-            noise = objective.draw_noise(config.global_batch_size, data.width,
-                                         step_generator(config.seed, step))
+            noise = objective.draw_noise(config.global_batch_size, data.width, step_generator(config.seed, step))
             for m in range(accum):
                 sl = slice(first_row + m * micro, first_row + (m + 1) * micro)  # this process's rows
                 batch = data.batch(rows[sl]).to(info.device)
@@ -211,14 +229,24 @@ def train(config: TrainConfig, model: Transformer, data: ExampleData, *,
             row: dict[str, float] = {}
             if done % config.log_every == 0 or done == config.max_steps:
                 now = time.perf_counter()
-                local = torch.stack([window_loss / window_steps, grad_norm.float().to(info.device),
-                                     torch.tensor(float(window_tokens), device=info.device)])
+                local = torch.stack(
+                    [
+                        window_loss / window_steps,
+                        grad_norm.float().to(info.device),
+                        torch.tensor(float(window_tokens), device=info.device),
+                    ]
+                )
                 stats = all_reduce_mean(local, info)  # (loss, grad norm, tokens per process)
                 elapsed = now - window_t0 - paused_s  # evaluation and saving excluded
                 last_loss = float(stats[0])
-                row = {"loss": last_loss, "lr": lr, "grad_norm": float(stats[1]),
-                       "tokens_per_s": float(stats[2]) * info.world_size / max(elapsed, 1e-9),
-                       "steps_per_s": window_steps / max(elapsed, 1e-9), "elapsed_s": now - run_t0}
+                row = {
+                    "loss": last_loss,
+                    "lr": lr,
+                    "grad_norm": float(stats[1]),
+                    "tokens_per_s": float(stats[2]) * info.world_size / max(elapsed, 1e-9),
+                    "steps_per_s": window_steps / max(elapsed, 1e-9),
+                    "elapsed_s": now - run_t0,
+                }
                 log.write(done, row)
                 bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr:.2e}", refresh=False)
                 window_loss.zero_()
@@ -229,10 +257,10 @@ def train(config: TrainConfig, model: Transformer, data: ExampleData, *,
                 log.write(done, last_metrics)
                 row = {**row, **last_metrics}
             if out is not None and _due(done, config.save_every, config.max_steps):
-                data_state = {"n_examples": len(data), "epoch": done // per_epoch,
-                              "step_in_epoch": done % per_epoch}
-                last_ckpt = save_train_state(out, done, config, wrapped, strategy, optimizer, tokenizer,
-                                             extra_files, info, {"data": data_state})
+                data_state = {"n_examples": len(data), "epoch": done // per_epoch, "step_in_epoch": done % per_epoch}
+                last_ckpt = save_train_state(
+                    out, done, config, wrapped, strategy, optimizer, tokenizer, extra_files, info, {"data": data_state}
+                )
             paused_s += time.perf_counter() - t_pause
             bar.update(1)
             for cb in callbacks:
@@ -243,8 +271,14 @@ def train(config: TrainConfig, model: Transformer, data: ExampleData, *,
             cb.on_train_end()
     timed = done - start - 1  # steps after the first (which pays for warm-up)
     run_s = time.perf_counter() - (t_after_first or run_t0)
-    return TrainResult(step=done, loss=last_loss, checkpoint=last_ckpt, log_path=log.path,
-                       steps_per_s=timed / run_s if timed > 0 and run_s > 0 else 0.0, metrics=last_metrics)
+    return TrainResult(
+        step=done,
+        loss=last_loss,
+        checkpoint=last_ckpt,
+        log_path=log.path,
+        steps_per_s=timed / run_s if timed > 0 and run_s > 0 else 0.0,
+        metrics=last_metrics,
+    )
 
 
 def _due(done: int, every: int, max_steps: int) -> bool:
@@ -252,8 +286,9 @@ def _due(done: int, every: int, max_steps: int) -> bool:
     return done == max_steps or (every > 0 and done % every == 0)
 
 
-def _evaluate(callbacks: Sequence[Callback], step: int, wrapped: nn.Module, strategy: Strategy,
-              info: DistInfo) -> dict[str, float]:
+def _evaluate(
+    callbacks: Sequence[Callback], step: int, wrapped: nn.Module, strategy: Strategy, info: DistInfo
+) -> dict[str, float]:
     model = strategy.unwrap(wrapped)
     was_training = model.training
     model.eval()
@@ -267,9 +302,18 @@ def _evaluate(callbacks: Sequence[Callback], step: int, wrapped: nn.Module, stra
     return metrics
 
 
-def save_train_state(out: Path, step: int, config: TrainConfig, wrapped: nn.Module, strategy: Strategy,
-                     optimizer: torch.optim.Optimizer, tokenizer: Tokenizer | None,
-                     extra_files: dict[str, str] | None, info: DistInfo, extra_state: dict[str, Any]) -> Path:
+def save_train_state(
+    out: Path,
+    step: int,
+    config: TrainConfig,
+    wrapped: nn.Module,
+    strategy: Strategy,
+    optimizer: torch.optim.Optimizer,
+    tokenizer: Tokenizer | None,
+    extra_files: dict[str, str] | None,
+    info: DistInfo,
+    extra_state: dict[str, Any],
+) -> Path:
     """Write checkpoint ``step`` (model, optimizer, schedule, RNG, config) on every rank's
     behalf; ``extra_state`` holds what a trainer needs to resume its data order (and, for
     GRPO, its reference model). Collective: every rank must call it."""
@@ -280,16 +324,22 @@ def save_train_state(out: Path, step: int, config: TrainConfig, wrapped: nn.Modu
         trainer_state = {
             "step": step,
             "optimizer": optimizer_state,
-            "scheduler": {"kind": "warmup-cosine", "lr": config.lr, "warmup_steps": config.warmup_steps,
-                          "max_steps": config.max_steps, "min_lr_ratio": config.min_lr_ratio},
+            "scheduler": {
+                "kind": "warmup-cosine",
+                "lr": config.lr,
+                "warmup_steps": config.warmup_steps,
+                "max_steps": config.max_steps,
+                "min_lr_ratio": config.min_lr_ratio,
+            },
             "rng": rng_state(),
             "config": asdict(config),
             "world_size": info.world_size,
             **extra_state,
         }
         model_config = cast(ModelConfig, strategy.unwrap(wrapped).config)  # trainers wrap a Transformer
-        path = save_checkpoint(out, step, model_config, model_state, trainer_state,
-                               tokenizer, extra_files, keep=config.keep_checkpoints)
+        path = save_checkpoint(
+            out, step, model_config, model_state, trainer_state, tokenizer, extra_files, keep=config.keep_checkpoints
+        )
     barrier(info)
     return path or checkpoint_dir(out, step)
 
@@ -307,5 +357,4 @@ def _progress(config: TrainConfig, info: DistInfo, start: int):
         return _NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=config.max_steps, initial=start, desc="train", unit="step", dynamic_ncols=True,
-                mininterval=0.5)
+    return tqdm(total=config.max_steps, initial=start, desc="train", unit="step", dynamic_ncols=True, mininterval=0.5)

@@ -41,8 +41,8 @@ import torch
 import torch.nn.functional as F
 
 from demask.model import ModelConfig, token_logits
-from demask.training.data import Batch
 from demask.registry import Registry
+from demask.training.data import Batch
 
 Model = Callable[..., torch.Tensor]  # model(input_ids, attention_mask) -> logits (B, S, V)
 
@@ -76,8 +76,9 @@ def token_cross_entropy(logits: torch.Tensor, tokens: torch.Tensor, where: torch
     return ce
 
 
-def masked_diffusion_loss(model: Model, batch: Batch, t: torch.Tensor, u: torch.Tensor, *,
-                          mask_token_id: int, shifted: bool) -> LossOutput:
+def masked_diffusion_loss(
+    model: Model, batch: Batch, t: torch.Tensor, u: torch.Tensor, *, mask_token_id: int, shifted: bool
+) -> LossOutput:
     """The masked-diffusion ELBO with the noise given.
 
     t: (B,) mask rates in (0, 1]; u: (B, S) uniforms, position i of row b is masked when
@@ -120,8 +121,7 @@ class Objective(ABC):
         return {}
 
     @abstractmethod
-    def __call__(self, model: Model, batch: Batch, noise: dict[str, torch.Tensor]) -> LossOutput:
-        ...
+    def __call__(self, model: Model, batch: Batch, noise: dict[str, torch.Tensor]) -> LossOutput: ...
 
 
 OBJECTIVES: Registry[type[Objective]] = Registry("objective", base=Objective)
@@ -134,11 +134,15 @@ class MaskedDiffusion(Objective):
     def __init__(self, config: ModelConfig, mask_eps: float = 1e-3) -> None:
         super().__init__(config, mask_eps)
         if config.causal:
-            raise ValueError("the masked-diffusion objective needs a bidirectional model, but "
-                             "model.causal is true; set causal: false or use objective 'autoregressive'")
+            raise ValueError(
+                "the masked-diffusion objective needs a bidirectional model, but "
+                "model.causal is true; set causal: false or use objective 'autoregressive'"
+            )
         if config.mask_token_id is None:
-            raise ValueError("the masked-diffusion objective needs model.config.mask_token_id; "
-                             "set it from the tokenizer's mask token")
+            raise ValueError(
+                "the masked-diffusion objective needs model.config.mask_token_id; "
+                "set it from the tokenizer's mask token"
+            )
         if not 0.0 <= mask_eps < 1.0:
             raise ValueError(f"mask_eps must lie in [0, 1), got {mask_eps}")
 
@@ -150,11 +154,16 @@ class MaskedDiffusion(Objective):
         return {"t": t, "u": u}
 
     def __call__(self, model: Model, batch: Batch, noise: dict[str, torch.Tensor]) -> LossOutput:
-        u = noise["u"][:, noise["u"].shape[1] - batch.width:].to(batch.input_ids.device)
+        u = noise["u"][:, noise["u"].shape[1] - batch.width :].to(batch.input_ids.device)
         assert self.config.mask_token_id is not None  # checked in __init__
-        return masked_diffusion_loss(model, batch, noise["t"].to(batch.input_ids.device), u,
-                                     mask_token_id=self.config.mask_token_id,
-                                     shifted=self.config.shift_logits)
+        return masked_diffusion_loss(
+            model,
+            batch,
+            noise["t"].to(batch.input_ids.device),
+            u,
+            mask_token_id=self.config.mask_token_id,
+            shifted=self.config.shift_logits,
+        )
 
 
 @OBJECTIVES.register("autoregressive", "ar", "next-token", "causal-lm")
@@ -167,7 +176,8 @@ class Autoregressive(Objective):
             raise ValueError(
                 f"the autoregressive objective needs a causal model with shifted logits, got "
                 f"causal={config.causal}, shift_logits={config.shift_logits}; set both true "
-                "or use objective 'masked-diffusion'")
+                "or use objective 'masked-diffusion'"
+            )
 
     def __call__(self, model: Model, batch: Batch, noise: dict[str, torch.Tensor]) -> LossOutput:
         return autoregressive_loss(model, batch)

@@ -23,8 +23,10 @@ _NOISE_STREAM = 0x5EED_0F_D1FF  # keeps noise seeds apart from data-order seeds
 
 def steps_per_epoch(n_examples: int, global_batch_size: int) -> int:
     if n_examples < global_batch_size:
-        raise ValueError(f"the data set has {n_examples} examples, fewer than one global batch of "
-                         f"{global_batch_size}; lower global_batch_size or add data")
+        raise ValueError(
+            f"the data set has {n_examples} examples, fewer than one global batch of "
+            f"{global_batch_size}; lower global_batch_size or add data"
+        )
     return n_examples // global_batch_size
 
 
@@ -45,7 +47,7 @@ def global_batch_indices(n_examples: int, global_batch_size: int, seed: int, ste
     per_epoch = steps_per_epoch(n_examples, global_batch_size)
     epoch, k = divmod(step, per_epoch)
     perm = epoch_permutation(n_examples, seed, epoch)
-    return perm[k * global_batch_size:(k + 1) * global_batch_size]
+    return perm[k * global_batch_size : (k + 1) * global_batch_size]
 
 
 def step_generator(seed: int, step: int, device: str | torch.device = "cpu") -> torch.Generator:

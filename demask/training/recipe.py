@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from dataclasses import dataclass, field
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,8 +36,18 @@ if TYPE_CHECKING:
     from demask.tasks.base import Task
     from demask.training.loop import Callback
 
-__all__ = ["EvalRecipe", "ModelRecipe", "TokenizerRecipe", "TrainRecipe", "dump_recipe", "field_docs",
-           "from_dict", "load_recipe", "parse_setting", "to_dict"]
+__all__ = [
+    "EvalRecipe",
+    "ModelRecipe",
+    "TokenizerRecipe",
+    "TrainRecipe",
+    "dump_recipe",
+    "field_docs",
+    "from_dict",
+    "load_recipe",
+    "parse_setting",
+    "to_dict",
+]
 
 
 @dataclass
@@ -67,9 +77,13 @@ class ModelRecipe:
         config_keys = {f.name for f in dataclasses.fields(ModelConfig)}
         flat = {k: raw.pop(k) for k in list(raw) if k in config_keys}
         if flat:
-            warnings.warn(f"{where or 'model'}: {', '.join(flat)} belong in a 'config:' block now "
-                          "(model: {config: {hidden_size: ...}}); the flat spelling goes in the next "
-                          "release", DeprecationWarning, stacklevel=3)
+            warnings.warn(
+                f"{where or 'model'}: {', '.join(flat)} belong in a 'config:' block now "
+                "(model: {config: {hidden_size: ...}}); the flat spelling goes in the next "
+                "release",
+                DeprecationWarning,
+                stacklevel=3,
+            )
             raw["config"] = {**flat, **dict(raw.get("config") or {})}
         return raw
 
@@ -88,8 +102,10 @@ class TokenizerRecipe:
 
     def __post_init__(self) -> None:
         if self.vocab_size < 259:
-            raise ValueError(f"tokenizer.vocab_size={self.vocab_size} is below the 259 tokens a "
-                             "byte-level BPE needs (256 bytes + eos, mask, pad)")
+            raise ValueError(
+                f"tokenizer.vocab_size={self.vocab_size} is below the 259 tokens a "
+                "byte-level BPE needs (256 bytes + eos, mask, pad)"
+            )
 
 
 @dataclass
@@ -134,8 +150,7 @@ class EvalRecipe:
         defaults = {"gen_length": gen_length, "policy": "confidence", "temperature": 0.0}
         return DecodeConfig.from_dict({**defaults, **self.decode})
 
-    def callbacks(self, tasks: Sequence[Task], tokenizer: Any, gen_length: int,
-                  out_dir: str | None) -> list[Callback]:
+    def callbacks(self, tasks: Sequence[Task], tokenizer: Any, gen_length: int, out_dir: str | None) -> list[Callback]:
         """The periodic pass@k evaluation on ``tasks`` (the first ``max_tasks``), written
         under ``out_dir/eval``; none when disabled or without tasks."""
         if not self.enabled or not tasks:
@@ -144,9 +159,19 @@ class EvalRecipe:
 
         tasks = list(tasks)[: self.max_tasks] if self.max_tasks is not None else list(tasks)
         out = Path(out_dir) / "eval" if out_dir else Path("eval")
-        return [PassAtKEval(tasks, tokenizer, self.decode_config(gen_length), out,
-                            n_samples=self.n_samples, batch_size=self.batch_size, seed=self.seed,
-                            timeout_s=self.timeout_s, workers=self.workers)]
+        return [
+            PassAtKEval(
+                tasks,
+                tokenizer,
+                self.decode_config(gen_length),
+                out,
+                n_samples=self.n_samples,
+                batch_size=self.batch_size,
+                seed=self.seed,
+                timeout_s=self.timeout_s,
+                workers=self.workers,
+            )
+        ]
 
 
 @dataclass

@@ -21,7 +21,6 @@ from typing import Any
 import torch
 
 from demask.model import Tokenizer, Transformer, load_model, train_bpe_tokenizer
-from demask.training.callbacks import PassAtKEval
 from demask.training.checkpointing import latest_checkpoint
 from demask.training.data import ExampleData
 from demask.training.distributed import DistInfo, barrier, init_distributed
@@ -42,15 +41,16 @@ class Prepared:
     callbacks: list[Callback]
 
 
-def apply_overrides(recipe: TrainRecipe, *, out_dir: str | None = None, max_steps: int | None = None,
-                    **train_fields: Any) -> TrainRecipe:
+def apply_overrides(
+    recipe: TrainRecipe, *, out_dir: str | None = None, max_steps: int | None = None, **train_fields: Any
+) -> TrainRecipe:
     """A copy of ``recipe`` with train-block fields replaced (None values are ignored)."""
-    return dataclasses.replace(recipe, train=recipe.train.override(out_dir=out_dir, max_steps=max_steps,
-                                                                   **train_fields))
+    return dataclasses.replace(
+        recipe, train=recipe.train.override(out_dir=out_dir, max_steps=max_steps, **train_fields)
+    )
 
 
-def _tokenizer(recipe: TrainRecipe, source: DataSource, resume_from: Path | None,
-               info: DistInfo) -> Tokenizer:
+def _tokenizer(recipe: TrainRecipe, source: DataSource, resume_from: Path | None, info: DistInfo) -> Tokenizer:
     if resume_from is not None:
         return Tokenizer.from_dir(resume_from)
     if recipe.tokenizer.path is not None:
@@ -71,8 +71,9 @@ def _tokenizer(recipe: TrainRecipe, source: DataSource, resume_from: Path | None
 
 
 def _train_bpe(recipe: TrainRecipe, source: DataSource) -> Tokenizer:
-    return train_bpe_tokenizer(source.texts(), recipe.tokenizer.vocab_size,
-                               min_frequency=recipe.tokenizer.min_frequency)
+    return train_bpe_tokenizer(
+        source.texts(), recipe.tokenizer.vocab_size, min_frequency=recipe.tokenizer.min_frequency
+    )
 
 
 def _model(recipe: TrainRecipe, tokenizer: Tokenizer) -> Transformer:
@@ -85,13 +86,19 @@ def _model(recipe: TrainRecipe, tokenizer: Tokenizer) -> Transformer:
             if getattr(cfg, key) is None:
                 setattr(cfg, key, getattr(tokenizer, key))
         if tokenizer.vocab_size > cfg.vocab_size:
-            raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens, the checkpoint's head "
-                             f"{cfg.vocab_size} rows; use the checkpoint's own tokenizer")
+            raise ValueError(
+                f"the tokenizer has {tokenizer.vocab_size} tokens, the checkpoint's head "
+                f"{cfg.vocab_size} rows; use the checkpoint's own tokenizer"
+            )
         return model
     config = dataclasses.replace(
-        spec.config, vocab_size=tokenizer.vocab_size, mask_token_id=tokenizer.mask_token_id,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.bos_token_id)
+        spec.config,
+        vocab_size=tokenizer.vocab_size,
+        mask_token_id=tokenizer.mask_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
     model = Transformer(config)
     model.init_weights(std=spec.init_std, generator=torch.Generator().manual_seed(recipe.train.seed))
     return model
@@ -130,8 +137,16 @@ def run_recipe(recipe: TrainRecipe, *, resume: bool = False, log: Any = print) -
     prepared = prepare(recipe, resume=resume)
     model = prepared.model
     say(f"data: {prepared.source.summary()}")
-    say(f"model: {model.num_parameters() / 1e6:.2f}M parameters, vocab {model.config.vocab_size}, "
-        f"{'causal' if model.config.causal else 'bidirectional'}; objective {recipe.train.objective}")
-    return train(recipe.train, model, prepared.data, tokenizer=prepared.tokenizer,
-                 callbacks=prepared.callbacks, resume=resume,
-                 extra_files={"recipe.yaml": dump_recipe(recipe)})
+    say(
+        f"model: {model.num_parameters() / 1e6:.2f}M parameters, vocab {model.config.vocab_size}, "
+        f"{'causal' if model.config.causal else 'bidirectional'}; objective {recipe.train.objective}"
+    )
+    return train(
+        recipe.train,
+        model,
+        prepared.data,
+        tokenizer=prepared.tokenizer,
+        callbacks=prepared.callbacks,
+        resume=resume,
+        extra_files={"recipe.yaml": dump_recipe(recipe)},
+    )

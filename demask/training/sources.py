@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from demask.model import ModelConfig, Tokenizer
+from demask.registry import Registry, did_you_mean
 from demask.tasks.base import Task
 from demask.training.data import (
     ExampleData,
@@ -36,7 +37,6 @@ from demask.training.data import (
     read_texts,
     source_files,
 )
-from demask.registry import Registry, did_you_mean
 
 
 @dataclass
@@ -102,8 +102,10 @@ DATA_SOURCES: Registry[type[DataSource]] = Registry("data source", base=DataSour
 
 def _end_and_pad(tokenizer: Tokenizer) -> tuple[int, int]:
     if tokenizer.eos_token_id is None or tokenizer.pad_token_id is None:
-        raise ValueError(f"SFT needs an end token and a pad token; the tokenizer has eos="
-                         f"{tokenizer.eos_token_id}, pad={tokenizer.pad_token_id}")
+        raise ValueError(
+            f"SFT needs an end token and a pad token; the tokenizer has eos="
+            f"{tokenizer.eos_token_id}, pad={tokenizer.pad_token_id}"
+        )
     return tokenizer.eos_token_id, tokenizer.pad_token_id
 
 
@@ -133,21 +135,24 @@ class _SFTSource(DataSource):
             if len(answer) + 1 > length and self.recipe.drop_long:
                 self.dropped += 1
                 continue
-            out.append(make_sft_example(prompt, answer, completion_length=length, end_token_id=end,
-                                        pad_token_id=pad))
+            out.append(make_sft_example(prompt, answer, completion_length=length, end_token_id=end, pad_token_id=pad))
         if not out:
             raise ValueError(f"no example fits completion_length={length}; raise it")
         self.kept = len(out)
         data = SFTData(out, pad)
         if data.width > config.max_position_embeddings:
-            raise ValueError(f"the longest prompt ({data.max_prompt_length} tokens) plus the completion "
-                             f"({length}) exceeds the model's context ({config.max_position_embeddings}); "
-                             "raise max_position_embeddings or shorten completion_length")
+            raise ValueError(
+                f"the longest prompt ({data.max_prompt_length} tokens) plus the completion "
+                f"({length}) exceeds the model's context ({config.max_position_embeddings}); "
+                "raise max_position_embeddings or shorten completion_length"
+            )
         return data
 
     def summary(self) -> str:
-        return (f"{self.kept} examples, {self.dropped} dropped (answer longer than "
-                f"completion_length={self.recipe.completion_length} - 1)")
+        return (
+            f"{self.kept} examples, {self.dropped} dropped (answer longer than "
+            f"completion_length={self.recipe.completion_length} - 1)"
+        )
 
 
 @DATA_SOURCES.register("tinycode")
@@ -192,11 +197,12 @@ class JsonlSource(_SFTSource):
         allowed = {"prompt_key", "completion_key"}
         for key in recipe.options:
             if key not in allowed:
-                raise ValueError(f"unknown key data.options.{key} for source 'jsonl'"
-                                 f"{did_you_mean(key, allowed)} (known: {sorted(allowed)})")
+                raise ValueError(
+                    f"unknown key data.options.{key} for source 'jsonl'"
+                    f"{did_you_mean(key, allowed)} (known: {sorted(allowed)})"
+                )
         if recipe.path is None:
-            raise ValueError("data.source 'jsonl' needs data.path: a JSON-lines file of prompts "
-                             "and completions")
+            raise ValueError("data.source 'jsonl' needs data.path: a JSON-lines file of prompts and completions")
         self.prompt_key = recipe.options.get("prompt_key", "prompt")
         self.completion_key = recipe.options.get("completion_key", "completion")
 
@@ -204,8 +210,10 @@ class JsonlSource(_SFTSource):
         assert self.recipe.path is not None  # checked in __init__
         path = Path(self.recipe.path)
         if not path.is_file():
-            raise FileNotFoundError(f"data.path {path} does not exist (a JSON-lines file with "
-                                    f"{self.prompt_key!r} and {self.completion_key!r} on every line)")
+            raise FileNotFoundError(
+                f"data.path {path} does not exist (a JSON-lines file with "
+                f"{self.prompt_key!r} and {self.completion_key!r} on every line)"
+            )
         out = []
         with path.open(encoding="utf-8") as f:
             for lineno, line in enumerate(f, 1):
@@ -214,8 +222,10 @@ class JsonlSource(_SFTSource):
                 row = json.loads(line)
                 missing = [k for k in (self.prompt_key, self.completion_key) if k not in row]
                 if missing:
-                    raise ValueError(f"{path}, line {lineno}: no {missing} key; set data.options."
-                                     "prompt_key / completion_key to the file's names")
+                    raise ValueError(
+                        f"{path}, line {lineno}: no {missing} key; set data.options."
+                        "prompt_key / completion_key to the file's names"
+                    )
                 out.append((row[self.prompt_key], row[self.completion_key]))
         return out
 
@@ -240,10 +250,11 @@ class SourceFolder(DataSource):
 
     def examples(self, tokenizer: Tokenizer, config: ModelConfig) -> ExampleData:
         if self.recipe.seq_len > config.max_position_embeddings:
-            raise ValueError(f"data.seq_len={self.recipe.seq_len} exceeds the model's context "
-                             f"({config.max_position_embeddings}); lower it or raise max_position_embeddings")
-        chunks = chunk_documents(tokenizer.encode_batch(self.texts()), self.recipe.seq_len,
-                                 tokenizer.eos_token_id)
+            raise ValueError(
+                f"data.seq_len={self.recipe.seq_len} exceeds the model's context "
+                f"({config.max_position_embeddings}); lower it or raise max_position_embeddings"
+            )
+        chunks = chunk_documents(tokenizer.encode_batch(self.texts()), self.recipe.seq_len, tokenizer.eos_token_id)
         if self.recipe.max_examples is not None:
             chunks = chunks[: self.recipe.max_examples]
         self.n_chunks = chunks.shape[0]
@@ -259,7 +270,7 @@ def resolve_path(path: str) -> Path:
     if path == "@stdlib" or path.startswith("@stdlib/"):
         import os
 
-        return Path(os.path.dirname(os.__file__), path[len("@stdlib/"):] if "/" in path else "")
+        return Path(os.path.dirname(os.__file__), path[len("@stdlib/") :] if "/" in path else "")
     return Path(path)
 
 
@@ -270,8 +281,9 @@ def dataclass_from_options(cls: type, options: dict[str, Any], where: str) -> An
     kwargs = {}
     for key, value in options.items():
         if key not in fields:
-            raise ValueError(f"unknown key {where}.{key}{did_you_mean(key, fields)} "
-                             f"(known: {', '.join(sorted(fields))})")
+            raise ValueError(
+                f"unknown key {where}.{key}{did_you_mean(key, fields)} (known: {', '.join(sorted(fields))})"
+            )
         default = fields[key].default
         kwargs[key] = tuple(value) if isinstance(value, list) and isinstance(default, tuple) else value
     return cls(**kwargs)

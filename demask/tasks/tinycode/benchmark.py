@@ -46,8 +46,14 @@ def _load(split: str | None, **options: Any) -> list[Task]:
     return list(splits.train if split == "train" else splits.test)
 
 
-TINYCODE = Benchmark("tinycode", TINYCODE_VERSION, _load, splits=("train", "test", "fresh"), default_split="test",
-                     description="TinyCode: seeded compositional Python function tasks; the test "
-                                 "split holds compositions never seen in training; fresh: compositions in "
-                                 "neither, for post-training")
+TINYCODE = Benchmark(
+    "tinycode",
+    TINYCODE_VERSION,
+    _load,
+    splits=("train", "test", "fresh"),
+    default_split="test",
+    description="TinyCode: seeded compositional Python function tasks; the test "
+    "split holds compositions never seen in training; fresh: compositions in "
+    "neither, for post-training",
+)
 BENCHMARKS = (TINYCODE,)

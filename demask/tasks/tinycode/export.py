@@ -35,16 +35,22 @@ def check_function(task: Task) -> str:
     lines = []
     for test in task.tests:
         if not call.match(test):
-            raise ValueError(f"{task.task_id}: test {test!r} does not start with "
-                             f"'assert {task.entry_point}(' and cannot be rewritten for check()")
+            raise ValueError(
+                f"{task.task_id}: test {test!r} does not start with "
+                f"'assert {task.entry_point}(' and cannot be rewritten for check()"
+            )
         lines.append("    " + call.sub("assert candidate(", test, count=1))
     return "def check(candidate):\n" + "\n".join(lines) + "\n"
 
 
 def humaneval_row(task: Task) -> dict[str, str]:
-    return {"task_id": task.task_id, "prompt": task.prompt,
-            "canonical_solution": task.canonical_solution, "test": check_function(task),
-            "entry_point": task.entry_point}
+    return {
+        "task_id": task.task_id,
+        "prompt": task.prompt,
+        "canonical_solution": task.canonical_solution,
+        "test": check_function(task),
+        "entry_point": task.entry_point,
+    }
 
 
 def write_tasks_jsonl(path: str | Path, tasks: Iterable[Task]) -> int:
@@ -59,8 +65,9 @@ def write_tasks_jsonl(path: str | Path, tasks: Iterable[Task]) -> int:
     return n
 
 
-def write_test_jsonl(path: str | Path, config: TinyCodeConfig | None = None,
-                     splits: TinyCodeSplits | None = None) -> int:
+def write_test_jsonl(
+    path: str | Path, config: TinyCodeConfig | None = None, splits: TinyCodeSplits | None = None
+) -> int:
     """Write the held-out split (built from ``config``, or given) as HumanEval JSONL."""
     splits = splits or build_tinycode(config)
     return write_tasks_jsonl(path, splits.test)

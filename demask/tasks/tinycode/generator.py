@@ -104,26 +104,30 @@ class TinyCodeConfig:
 
     def __post_init__(self) -> None:
         if self.version not in SUPPORTED_VERSIONS:
-            raise ValueError(f"version={self.version!r} is not one this code generates "
-                             f"({SUPPORTED_VERSIONS}); use {TINYCODE_VERSION!r}")
+            raise ValueError(
+                f"version={self.version!r} is not one this code generates "
+                f"({SUPPORTED_VERSIONS}); use {TINYCODE_VERSION!r}"
+            )
         if self.n_train < 0 or self.test_per_composition < 1:
-            raise ValueError(f"n_train={self.n_train} must be >= 0 and test_per_composition="
-                             f"{self.test_per_composition} >= 1")
+            raise ValueError(
+                f"n_train={self.n_train} must be >= 0 and test_per_composition={self.test_per_composition} >= 1"
+            )
         if not 0.0 < self.heldout_fraction <= 0.5:
             raise ValueError(f"heldout_fraction={self.heldout_fraction} must be in (0, 0.5]")
         if not 2 <= self.tests_per_task <= 10:
-            raise ValueError(f"tests_per_task={self.tests_per_task} must be in [2, 10] "
-                             "(one edge input plus at least one more)")
+            raise ValueError(
+                f"tests_per_task={self.tests_per_task} must be in [2, 10] (one edge input plus at least one more)"
+            )
         if not 1 <= self.max_depth <= 4:
             raise ValueError(f"max_depth={self.max_depth} must be in [1, 4]")
-        if len(self.compositions_per_depth) != self.max_depth or min(
-                self.compositions_per_depth) < 0:
-            raise ValueError(f"compositions_per_depth={self.compositions_per_depth} needs one "
-                             f"non-negative count per depth 1..max_depth={self.max_depth}")
+        if len(self.compositions_per_depth) != self.max_depth or min(self.compositions_per_depth) < 0:
+            raise ValueError(
+                f"compositions_per_depth={self.compositions_per_depth} needs one "
+                f"non-negative count per depth 1..max_depth={self.max_depth}"
+            )
         unknown = sorted(set(self.families) - set(FAMILIES))
         if unknown or not self.families:
-            raise ValueError(f"families={self.families}: unknown {unknown}; choose among "
-                             f"{sorted(FAMILIES)}")
+            raise ValueError(f"families={self.families}: unknown {unknown}; choose among {sorted(FAMILIES)}")
         if self.min_train_uses < 1:
             raise ValueError(f"min_train_uses={self.min_train_uses} must be >= 1")
         _check_range("list_len", self.list_len, lowest=0)
@@ -135,25 +139,36 @@ class TinyCodeConfig:
         _check_range("threshold_range", self.threshold_range)
         _check_range("count_range", self.count_range, lowest=1)
         if min(self.list_len[1], self.str_len[1]) < 1:
-            raise ValueError(f"list_len={self.list_len}, str_len={self.str_len}: the high end "
-                             "must be >= 1 so that inputs other than the empty one exist")
-        if not self.alphabet or not set(self.const_chars) <= set(self.alphabet) or len(
-                set(self.const_chars)) < 2 or "'" in self.alphabet or "\\" in self.alphabet:
-            raise ValueError(f"const_chars={self.const_chars!r} must hold >= 2 distinct chars, "
-                             f"all in alphabet={self.alphabet!r} (no quote or backslash)")
+            raise ValueError(
+                f"list_len={self.list_len}, str_len={self.str_len}: the high end "
+                "must be >= 1 so that inputs other than the empty one exist"
+            )
+        if (
+            not self.alphabet
+            or not set(self.const_chars) <= set(self.alphabet)
+            or len(set(self.const_chars)) < 2
+            or "'" in self.alphabet
+            or "\\" in self.alphabet
+        ):
+            raise ValueError(
+                f"const_chars={self.const_chars!r} must hold >= 2 distinct chars, "
+                f"all in alphabet={self.alphabet!r} (no quote or backslash)"
+            )
         if self.candidate_inputs < self.tests_per_task or self.max_tries < 1:
-            raise ValueError(f"candidate_inputs={self.candidate_inputs} must be >= "
-                             f"tests_per_task={self.tests_per_task}; max_tries >= 1")
+            raise ValueError(
+                f"candidate_inputs={self.candidate_inputs} must be >= "
+                f"tests_per_task={self.tests_per_task}; max_tries >= 1"
+            )
 
     @property
     def ranges(self) -> ConstRanges:
-        return ConstRanges(self.factor_range, self.addend_range, self.threshold_range,
-                           self.count_range, self.const_chars)
+        return ConstRanges(
+            self.factor_range, self.addend_range, self.threshold_range, self.count_range, self.const_chars
+        )
 
     @property
     def space(self) -> InputSpace:
-        return InputSpace(self.list_len, self.list_values, self.int_values, self.str_len,
-                          self.alphabet)
+        return InputSpace(self.list_len, self.list_values, self.int_values, self.str_len, self.alphabet)
 
 
 @dataclass
@@ -178,11 +193,17 @@ class TinyCodeSplits:
         for t in self.test:
             depths[t.meta["depth"]] = depths.get(t.meta["depth"], 0) + 1
         chars = [len(t.canonical_solution) for t in self.train + self.test]
-        return {"benchmark": BENCHMARK_NAME, "version": self.config.version,
-                "seed": self.config.seed, "compositions_train": len(self.compositions_train),
-                "compositions_test": len(self.compositions_test), "train": len(self.train),
-                "test": len(self.test), "test_by_depth": dict(sorted(depths.items())),
-                "mean_completion_chars": sum(chars) / max(1, len(chars))}
+        return {
+            "benchmark": BENCHMARK_NAME,
+            "version": self.config.version,
+            "seed": self.config.seed,
+            "compositions_train": len(self.compositions_train),
+            "compositions_test": len(self.compositions_test),
+            "train": len(self.train),
+            "test": len(self.test),
+            "test_by_depth": dict(sorted(depths.items())),
+            "mean_completion_chars": sum(chars) / max(1, len(chars)),
+        }
 
 
 def composition_family(comp: Composition) -> Family:
@@ -205,8 +226,9 @@ def _run_all(steps: list[tuple[Primitive, tuple]], values: list) -> list:
     return values
 
 
-def _mutants(steps: list[tuple[Primitive, tuple]], fam: Family, ranges: ConstRanges,
-             rng: random.Random) -> list[tuple[bool, int, list]]:
+def _mutants(
+    steps: list[tuple[Primitive, tuple]], fam: Family, ranges: ConstRanges, rng: random.Random
+) -> list[tuple[bool, int, list]]:
     """(required, start, tail): the mutant runs ``tail`` from the reference's state after
     ``start`` steps. Required mutants (a constant off by one, a step left out) must be caught."""
     out: list[tuple[bool, int, list]] = []
@@ -214,22 +236,23 @@ def _mutants(steps: list[tuple[Primitive, tuple]], fam: Family, ranges: ConstRan
     for i, (prim, consts) in enumerate(steps):
         for j, (_, kind) in enumerate(prim.slots):
             for v in ranges.neighbours(kind, consts[j]):
-                new = consts[:j] + (v,) + consts[j + 1:]
+                new = (*consts[:j], v, *consts[j + 1 :])
                 if prim.valid(new):
-                    out.append((True, i, [(prim, new)] + steps[i + 1:]))
+                    out.append((True, i, [(prim, new), *steps[i + 1 :]]))
         if i < last:
-            out.append((True, i, steps[i + 1:]))  # step i left out
+            out.append((True, i, steps[i + 1 :]))  # step i left out
             if i + 1 < last and steps[i + 1][0] is not prim:
-                out.append((False, i, [steps[i + 1], steps[i]] + steps[i + 2:]))
+                out.append((False, i, [steps[i + 1], steps[i], *steps[i + 2 :]]))
         pool = fam.terminals if i == last else fam.transforms
         for other in rng.sample(pool, 2):
             if other is not prim:
-                out.append((False, i, [(other, other.draw_consts(ranges, rng))] + steps[i + 1:]))
+                out.append((False, i, [(other, other.draw_consts(ranges, rng)), *steps[i + 1 :]]))
     return out
 
 
-def _pick_tests(ref: list, kills: list[set[int]], required: set[int], n_edge: int,
-                n_tests: int, sizes: list[int]) -> list[int] | None:
+def _pick_tests(
+    ref: list, kills: list[set[int]], required: set[int], n_edge: int, n_tests: int, sizes: list[int]
+) -> list[int] | None:
     """Greedy choice of ``n_tests`` pool indices: one edge input first, then inputs that
     catch the most uncaught required mutants, then other mutants, then a new output value,
     then the shortest. None if a required mutant stays uncaught or all outputs are equal."""
@@ -239,7 +262,7 @@ def _pick_tests(ref: list, kills: list[set[int]], required: set[int], n_edge: in
         options = range(n_edge) if slot == 0 else [i for i in range(len(ref)) if i not in chosen]
         seen = [ref[c] for c in chosen]
 
-        def score(i: int) -> tuple:
+        def score(i: int, caught: set[int] = caught, seen: list = seen) -> tuple:
             new = kills[i] - caught
             return (len(new & required), len(new), ref[i] not in seen, -sizes[i], -i)
 
@@ -252,8 +275,9 @@ def _pick_tests(ref: list, kills: list[set[int]], required: set[int], n_edge: in
     return chosen
 
 
-def _kill_sets(mutants: list[tuple[bool, int, list]], required: set[int], states: list[list],
-               ref: list) -> list[set[int]] | None:
+def _kill_sets(
+    mutants: list[tuple[bool, int, list]], required: set[int], states: list[list], ref: list
+) -> list[set[int]] | None:
     """kills[k]: the mutants that input k catches. None as soon as a required mutant is caught
     by no input: these constants make a step or a constant moot (sort then sum; keep x > 3
     then keep the even ones, where 3 and 2 agree), so the instance is redrawn."""
@@ -278,8 +302,7 @@ def _make_instance(comp: Composition, cfg: TinyCodeConfig, rng: random.Random) -
         steps = [(p, p.draw_consts(ranges, rng)) for p in prims]
         flat = tuple(v for _, consts in steps for v in consts)
         pool, keys = [], set()
-        for value in (*fam.edge_inputs,
-                      *(fam.draw_input(rng, space, flat) for _ in range(cfg.candidate_inputs))):
+        for value in (*fam.edge_inputs, *(fam.draw_input(rng, space, flat) for _ in range(cfg.candidate_inputs))):
             if repr(value) not in keys:
                 keys.add(repr(value))
                 pool.append(value)
@@ -293,8 +316,7 @@ def _make_instance(comp: Composition, cfg: TinyCodeConfig, rng: random.Random) -
         if kills is None:
             continue
         sizes = [len(repr(v)) + len(repr(o)) for v, o in zip(pool, ref)]
-        chosen = _pick_tests(ref, kills, required, len(fam.edge_inputs),
-                             min(cfg.tests_per_task, len(pool)), sizes)
+        chosen = _pick_tests(ref, kills, required, len(fam.edge_inputs), min(cfg.tests_per_task, len(pool)), sizes)
         if chosen is None:
             continue
         # The example: a caught-the-most input among the short ones (not an edge input).
@@ -314,25 +336,35 @@ def _function_name(comp: Composition, fam: Family, rng: random.Random) -> str:
     return name
 
 
-def _render(inst: _Instance, comp: Composition, split: str, index: int, cfg: TinyCodeConfig,
-            rng: random.Random) -> Task:
+def _render(
+    inst: _Instance, comp: Composition, split: str, index: int, cfg: TinyCodeConfig, rng: random.Random
+) -> Task:
     fam = composition_family(comp)
     name = _function_name(comp, fam, rng)
-    lines = [prim.render_phrase(consts, rng.randrange(len(prim.phrases)))
-             for prim, consts in inst.steps]
+    lines = [prim.render_phrase(consts, rng.randrange(len(prim.phrases))) for prim, consts in inst.steps]
     ex_in, ex_out = inst.example
-    doc = "\n    ".join(lines + [f">>> {name}({ex_in!r})", repr(ex_out)])
+    doc = "\n    ".join([*lines, f">>> {name}({ex_in!r})", repr(ex_out)])
     prompt = f'def {name}({fam.arg}):\n    """{doc}\n    """\n'
     body = "".join(f"    {prim.render_code(consts)}\n" for prim, consts in inst.steps)
     tests = tuple(f"assert {name}({x!r}) == {y!r}" for x, y in inst.tests)
     return Task(
         task_id=f"{BENCHMARK_NAME}/{cfg.version}/{split}/{index}",
-        prompt=prompt, tests=tests, entry_point=name, canonical_solution=body,
+        prompt=prompt,
+        tests=tests,
+        entry_point=name,
+        canonical_solution=body,
         prefix_prompt=True,
-        meta={"benchmark": BENCHMARK_NAME, "version": cfg.version, "seed": cfg.seed,
-              "split": split, "family": fam.name, "depth": len(comp),
-              "composition": list(comp),
-              "constants": [list(consts) for _, consts in inst.steps]})
+        meta={
+            "benchmark": BENCHMARK_NAME,
+            "version": cfg.version,
+            "seed": cfg.seed,
+            "split": split,
+            "family": fam.name,
+            "depth": len(comp),
+            "composition": list(comp),
+            "constants": [list(consts) for _, consts in inst.steps],
+        },
+    )
 
 
 # ------------------------------------------------------------------ compositions and split
@@ -341,8 +373,12 @@ def _all_compositions(fam: Family, depth: int) -> list[Composition]:
     if depth == 1:
         return [(t,) for t in terminals if t != fam.identity]
     transforms = [p.name for p in fam.transforms]
-    return [(*head, t) for head in itertools.product(transforms, repeat=depth - 1)
-            if all(a != b for a, b in zip(head, head[1:])) for t in terminals]
+    return [
+        (*head, t)
+        for head in itertools.product(transforms, repeat=depth - 1)
+        if all(a != b for a, b in itertools.pairwise(head))
+        for t in terminals
+    ]
 
 
 def _rng(cfg: TinyCodeConfig, *parts: object) -> random.Random:
@@ -371,8 +407,7 @@ def select_compositions(cfg: TinyCodeConfig) -> tuple[list[Composition], list[Co
     return used, dropped
 
 
-def split_compositions(comps: list[Composition], cfg: TinyCodeConfig
-                       ) -> tuple[list[Composition], list[Composition]]:
+def split_compositions(comps: list[Composition], cfg: TinyCodeConfig) -> tuple[list[Composition], list[Composition]]:
     """Hold out ``heldout_fraction`` of each (family, depth) tier, keeping every primitive of
     a held-out composition in at least ``min_train_uses`` training compositions."""
     uses: dict[str, int] = {}
@@ -397,8 +432,9 @@ def split_compositions(comps: list[Composition], cfg: TinyCodeConfig
     return train, sorted(test)
 
 
-def _instances(comp: Composition, count: int, split: str, cfg: TinyCodeConfig,
-               seen: set[str]) -> list[tuple[_Instance, Composition, random.Random]]:
+def _instances(
+    comp: Composition, count: int, split: str, cfg: TinyCodeConfig, seen: set[str]
+) -> list[tuple[_Instance, Composition, random.Random]]:
     out: list[tuple[_Instance, Composition, random.Random]] = []
     for i in itertools.count():
         if len(out) == count or i >= 3 * count + 10:
@@ -426,8 +462,7 @@ def build_tinycode(config: TinyCodeConfig | None = None) -> TinyCodeSplits:
     test_raw = []
     for comp in comps_test:
         test_raw += _instances(comp, cfg.test_per_composition, "test", cfg, set())
-    test = [_render(inst, comp, "test", i, cfg, rng) for i, (inst, comp, rng) in
-            enumerate(test_raw)]
+    test = [_render(inst, comp, "test", i, cfg, rng) for i, (inst, comp, rng) in enumerate(test_raw)]
 
     train_raw = []
     if comps_train:
@@ -437,8 +472,7 @@ def build_tinycode(config: TinyCodeConfig | None = None) -> TinyCodeSplits:
         for r, comp in enumerate(order):
             train_raw += _instances(comp, base + (r < extra), "train", cfg, set())
         _rng(cfg, "order").shuffle(train_raw)
-    train = [_render(inst, comp, "train", i, cfg, rng) for i, (inst, comp, rng) in
-             enumerate(train_raw)]
+    train = [_render(inst, comp, "train", i, cfg, rng) for i, (inst, comp, rng) in enumerate(train_raw)]
     return TinyCodeSplits(cfg, train, test, comps_train, comps_test, dropped)
 
 
@@ -467,8 +501,10 @@ def build_fresh(config: TinyCodeConfig | None = None, n_tasks: int = 2000) -> li
                 pools.append(pool)
                 weights.append(cap)
     if not pools:
-        raise ValueError(f"the benchmark (compositions_per_depth={cfg.compositions_per_depth})"
-                         " uses every composition there is: no fresh ones are left")
+        raise ValueError(
+            f"the benchmark (compositions_per_depth={cfg.compositions_per_depth})"
+            " uses every composition there is: no fresh ones are left"
+        )
     quotas = [n_tasks * w // sum(weights) for w in weights]
     for i in range(n_tasks - sum(quotas)):
         quotas[i % len(quotas)] += 1
@@ -487,5 +523,4 @@ def build_fresh(config: TinyCodeConfig | None = None, n_tasks: int = 2000) -> li
                 quotas[tier + 1] += quota
         quotas[0] = n_tasks - len(raw)
     _rng(cfg, "fresh-order").shuffle(raw)
-    return [_render(inst, comp, "fresh", i, cfg, rng) for i, (inst, comp, rng) in
-            enumerate(raw)]
+    return [_render(inst, comp, "fresh", i, cfg, rng) for i, (inst, comp, rng) in enumerate(raw)]

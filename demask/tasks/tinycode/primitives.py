@@ -86,11 +86,15 @@ class Primitive:
         for text in (self.code, *self.phrases):
             for key, _ in self.slots:
                 if "{" + key + "}" not in text:
-                    raise ValueError(f"primitive {self.name}: {text!r} lacks slot {{{key}}}; "
-                                     "every constant must appear in the code and every phrase")
+                    raise ValueError(
+                        f"primitive {self.name}: {text!r} lacks slot {{{key}}}; "
+                        "every constant must appear in the code and every phrase"
+                    )
         if self.terminal != self.code.startswith("return "):
-            raise ValueError(f"primitive {self.name}: terminal={self.terminal} but code "
-                             f"{self.code!r}; terminals (and only they) start with 'return '")
+            raise ValueError(
+                f"primitive {self.name}: terminal={self.terminal} but code "
+                f"{self.code!r}; terminals (and only they) start with 'return '"
+            )
 
     @property
     def family(self) -> str:
@@ -102,12 +106,14 @@ class Primitive:
             consts = tuple(ranges.draw(kind, rng) for _, kind in self.slots)
             if self.valid(consts):
                 return consts
-        raise ValueError(f"primitive {self.name}: no valid constants in 100 draws from "
-                         f"{ranges}; widen the config ranges")
+        raise ValueError(
+            f"primitive {self.name}: no valid constants in 100 draws from {ranges}; widen the config ranges"
+        )
 
     def valid(self, consts: tuple) -> bool:
-        return (all(consts[i] != consts[j] for i, j in self.must_differ)
-                and all(consts[i] < consts[j] for i, j in self.ordered))
+        return all(consts[i] != consts[j] for i, j in self.must_differ) and all(
+            consts[i] < consts[j] for i, j in self.ordered
+        )
 
     def _fill(self, template: str, consts: tuple) -> str:
         return template.format(**{key: value for (key, _), value in zip(self.slots, consts)})

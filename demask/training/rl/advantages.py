@@ -37,17 +37,19 @@ def _grouped(rewards: torch.Tensor, group_size: int | None) -> torch.Tensor:
         rewards = rewards.float()
     if rewards.dim() == 2:
         if group_size is not None and rewards.shape[1] != group_size:
-            raise ValueError(f"rewards of shape {tuple(rewards.shape)} hold groups of "
-                             f"{rewards.shape[1]}, but group_size={group_size}")
+            raise ValueError(
+                f"rewards of shape {tuple(rewards.shape)} hold groups of "
+                f"{rewards.shape[1]}, but group_size={group_size}"
+            )
         return rewards
     if rewards.dim() != 1:
         raise ValueError(f"rewards must be (N,) or (groups, G), got shape {tuple(rewards.shape)}")
     if group_size is None or group_size <= 0:
-        raise ValueError(f"flat rewards need group_size > 0 (the G completions per prompt), "
-                         f"got {group_size}")
+        raise ValueError(f"flat rewards need group_size > 0 (the G completions per prompt), got {group_size}")
     if rewards.numel() % group_size:
-        raise ValueError(f"{rewards.numel()} rewards do not split into groups of {group_size}; "
-                         "N must be a multiple of G")
+        raise ValueError(
+            f"{rewards.numel()} rewards do not split into groups of {group_size}; N must be a multiple of G"
+        )
     return rewards.view(-1, group_size)
 
 
@@ -60,8 +62,9 @@ def loo_advantages(rewards: torch.Tensor, group_size: int | None = None) -> torc
     r = _grouped(rewards, group_size)
     g = r.shape[1]
     if g < 2:
-        raise ValueError("leave-one-out advantages need at least 2 completions per group "
-                         f"(got G={g}); use 'mean' or raise G")
+        raise ValueError(
+            f"leave-one-out advantages need at least 2 completions per group (got G={g}); use 'mean' or raise G"
+        )
     total = r.sum(dim=1, keepdim=True)
     return (r - (total - r) / (g - 1)).reshape(torch.as_tensor(rewards).shape)
 
@@ -76,8 +79,7 @@ def mean_advantages(rewards: torch.Tensor, group_size: int | None = None) -> tor
     return (r - r.mean(dim=1, keepdim=True)).reshape(torch.as_tensor(rewards).shape)
 
 
-def mean_std_advantages(rewards: torch.Tensor, group_size: int | None = None,
-                        eps: float = 1e-4) -> torch.Tensor:
+def mean_std_advantages(rewards: torch.Tensor, group_size: int | None = None, eps: float = 1e-4) -> torch.Tensor:
     """``A_i = (r_i - mean) / (std + eps)``, unbiased std within each group. Needs G >= 2.
 
     >>> mean_std_advantages(torch.tensor([1.0, 3.0]), 2, eps=0.0).tolist()
@@ -111,15 +113,15 @@ def get_advantage_fn(name: str) -> AdvantageFn:
     return ADVANTAGES.get(name)
 
 
-def compute_advantages(rewards: torch.Tensor, group_size: int | None = None,
-                       kind: str = "loo", **kwargs) -> torch.Tensor:
+def compute_advantages(
+    rewards: torch.Tensor, group_size: int | None = None, kind: str = "loo", **kwargs
+) -> torch.Tensor:
     """Advantages by rule name ("loo", "mean", "mean_std", "loo_positive"); see the module
     docstring."""
     return get_advantage_fn(kind)(rewards, group_size, **kwargs)
 
 
-def select_groups(rewards: torch.Tensor, group_size: int, keep: int, *,
-                  informative_first: bool = True) -> list[int]:
+def select_groups(rewards: torch.Tensor, group_size: int, keep: int, *, informative_first: bool = True) -> list[int]:
     """Which ``keep`` groups of a round to train on (DAPO's dynamic sampling, without the
     re-sampling loop): groups whose rewards differ (they carry a gradient) first, in order,
     then the uniform ones, in order, so that every round trains on the same number of groups

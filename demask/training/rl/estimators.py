@@ -56,7 +56,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -107,11 +107,13 @@ def coupled_plan(t: float, u: torch.Tensor, prompt_len: int) -> MaskPlan:
     high = ~low  # masked in copy 2
     full = torch.ones_like(low)
     masks = _with_prompt(torch.stack([full, low, high]), prompt_len)
-    weights = torch.stack([
-        torch.full(u.shape, 0.5, dtype=torch.float32, device=u.device),
-        low.float() * (0.5 / t),
-        high.float() * (0.5 / (1.0 - t)),
-    ])
+    weights = torch.stack(
+        [
+            torch.full(u.shape, 0.5, dtype=torch.float32, device=u.device),
+            low.float() * (0.5 / t),
+            high.float() * (0.5 / (1.0 - t)),
+        ]
+    )
     return MaskPlan(masks, weights, t)
 
 
@@ -121,11 +123,13 @@ def decoupled_plan(t: float, u: torch.Tensor, u2: torch.Tensor, prompt_len: int)
     high = u2 >= t
     full = torch.ones_like(low)
     masks = _with_prompt(torch.stack([full, low, high]), prompt_len)
-    weights = torch.stack([
-        torch.full(u.shape, 0.5, dtype=torch.float32, device=u.device),
-        low.float() * (0.5 / t),
-        high.float() * (0.5 / (1.0 - t)),
-    ])
+    weights = torch.stack(
+        [
+            torch.full(u.shape, 0.5, dtype=torch.float32, device=u.device),
+            low.float() * (0.5 / t),
+            high.float() * (0.5 / (1.0 - t)),
+        ]
+    )
     return MaskPlan(masks, weights, t)
 
 
@@ -136,8 +140,7 @@ def full_mask_plan(batch: int, seq_len: int, prompt_len: int, device=None) -> Ma
     return MaskPlan(masks, weights)
 
 
-def d1_plan(prompt_u: torch.Tensor, p_mask_prompt: float, attention_mask: torch.Tensor,
-            seq_len: int) -> MaskPlan:
+def d1_plan(prompt_u: torch.Tensor, p_mask_prompt: float, attention_mask: torch.Tensor, seq_len: int) -> MaskPlan:
     """One copy: every completion token masked, plus real prompt tokens where prompt_u < p.
 
     prompt_u: (B, P) uniforms; attention_mask: (B, L), padding is never masked.
@@ -184,20 +187,29 @@ def prompt_length(prompt: int | torch.Tensor, input_ids: torch.Tensor) -> int:
         p = int(seq_len - mask[0].sum())
         expected = _completion_columns(batch, seq_len, p, mask.device)
         if not torch.equal(mask, expected):
-            raise ValueError("the completion mask must mark the same last columns [P, L) in every "
-                             "row; left-pad prompts and right-pad completions to a fixed length")
+            raise ValueError(
+                "the completion mask must mark the same last columns [P, L) in every "
+                "row; left-pad prompts and right-pad completions to a fixed length"
+            )
         prompt = p
     if isinstance(prompt, bool) or not isinstance(prompt, int):
         raise TypeError(f"prompt length must be an int or a (B, L) mask, got {type(prompt).__name__}")
     if not 0 <= prompt < seq_len:
-        raise ValueError(f"prompt length {prompt} leaves no completion in sequences of {seq_len} "
-                         "tokens; it must be in [0, L)")
+        raise ValueError(
+            f"prompt length {prompt} leaves no completion in sequences of {seq_len} tokens; it must be in [0, L)"
+        )
     return prompt
 
 
-def token_log_probs(model: nn.Module, inputs: torch.Tensor, attention_mask: torch.Tensor,
-                    targets: torch.Tensor, prompt_len: int, shifted: bool,
-                    max_rows: int | None = None) -> torch.Tensor:
+def token_log_probs(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    attention_mask: torch.Tensor,
+    targets: torch.Tensor,
+    prompt_len: int,
+    shifted: bool,
+    max_rows: int | None = None,
+) -> torch.Tensor:
     """log p(targets_k | inputs) on the completion columns: (R, L) -> (R, L - P) float32.
 
     ``inputs`` are the (masked) model inputs, ``targets`` the clean tokens; at most
@@ -236,41 +248,58 @@ class LogProbEstimator(ABC):
         """Model rows per sequence (copies); the cost of one estimate in forwards."""
 
     @abstractmethod
-    def plan(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int,
-             generator: torch.Generator) -> MaskPlan:
+    def plan(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int, generator: torch.Generator
+    ) -> MaskPlan:
         """The copies for this batch; all randomness from ``generator``."""
 
     def _check_model(self, model: nn.Module, prompt_len: int) -> tuple[int | None, bool]:
         config = getattr(model, "config", None)
         if config is None:
-            raise TypeError("the model needs a .config with causal, shift_logits and mask_token_id "
-                            "(a demask Transformer has one)")
+            raise TypeError(
+                "the model needs a .config with causal, shift_logits and mask_token_id (a demask Transformer has one)"
+            )
         causal = bool(getattr(config, "causal", False))
         shifted = bool(getattr(config, "shift_logits", False))
         mask_id = getattr(config, "mask_token_id", None)
         if self.causal_model:
             if not (causal and shifted):
-                raise ValueError(f"the {self.name!r} estimator needs a causal model with shifted "
-                                 f"logits (got causal={causal}, shift_logits={shifted}); for a "
-                                 "masked-diffusion model use 'coupled'")
+                raise ValueError(
+                    f"the {self.name!r} estimator needs a causal model with shifted "
+                    f"logits (got causal={causal}, shift_logits={shifted}); for a "
+                    "masked-diffusion model use 'coupled'"
+                )
             if prompt_len == 0:
-                raise ValueError("an autoregressive model cannot score the first token without a "
-                                 "prompt; pass at least one prompt token (e.g. BOS)")
+                raise ValueError(
+                    "an autoregressive model cannot score the first token without a "
+                    "prompt; pass at least one prompt token (e.g. BOS)"
+                )
         else:
             if causal:
-                raise ValueError(f"the {self.name!r} estimator is for masked-diffusion models but "
-                                 "this model is causal; use 'autoregressive'")
+                raise ValueError(
+                    f"the {self.name!r} estimator is for masked-diffusion models but "
+                    "this model is causal; use 'autoregressive'"
+                )
             if mask_id is None:
-                raise ValueError(f"the {self.name!r} estimator needs model.config.mask_token_id "
-                                 "(the id of the mask token); set it on the model config")
+                raise ValueError(
+                    f"the {self.name!r} estimator needs model.config.mask_token_id "
+                    "(the id of the mask token); set it on the model config"
+                )
             if shifted and prompt_len == 0:
-                raise ValueError("a shifted model scores token i from position i-1: the completion "
-                                 "needs at least one prompt token before it")
+                raise ValueError(
+                    "a shifted model scores token i from position i-1: the completion "
+                    "needs at least one prompt token before it"
+                )
         return mask_id, shifted
 
-    def log_probs(self, model: nn.Module, input_ids: torch.Tensor,
-                  attention_mask: torch.Tensor | None, prompt: int | torch.Tensor,
-                  seed: Seed) -> torch.Tensor:
+    def log_probs(
+        self,
+        model: nn.Module,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        prompt: int | torch.Tensor,
+        seed: Seed,
+    ) -> torch.Tensor:
         """Per-token log-prob estimates of the completion, (B, L - P) float32.
 
         Differentiable w.r.t. the model's parameters; wrap in ``torch.no_grad()`` for the old
@@ -282,8 +311,9 @@ class LogProbEstimator(ABC):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
         if attention_mask.shape != input_ids.shape:
-            raise ValueError(f"attention_mask {tuple(attention_mask.shape)} must match input_ids "
-                             f"{tuple(input_ids.shape)}")
+            raise ValueError(
+                f"attention_mask {tuple(attention_mask.shape)} must match input_ids {tuple(input_ids.shape)}"
+            )
         prompt_len = prompt_length(prompt, input_ids)
         mask_id, shifted = self._check_model(model, prompt_len)
         plan = self.plan(input_ids, attention_mask, prompt_len, make_generator(seed))
@@ -292,9 +322,13 @@ class LogProbEstimator(ABC):
         clean = input_ids[None].expand(copies, batch, seq_len)
         noisy = torch.where(masks, mask_id, clean) if mask_id is not None else clean.clone()
         logp = token_log_probs(
-            model, noisy.reshape(copies * batch, seq_len),
+            model,
+            noisy.reshape(copies * batch, seq_len),
             attention_mask[None].expand(copies, batch, seq_len).reshape(copies * batch, seq_len),
-            clean.reshape(copies * batch, seq_len), prompt_len, shifted, self.max_rows,
+            clean.reshape(copies * batch, seq_len),
+            prompt_len,
+            shifted,
+            self.max_rows,
         ).view(copies, batch, seq_len - prompt_len)
         return (plan.weights.to(logp.device) * logp).sum(dim=0)
 
@@ -312,18 +346,19 @@ def get_estimator(name: str, **kwargs) -> LogProbEstimator:
     return ESTIMATORS.create(name, **kwargs)
 
 
-def _check_max_rows(owner: object) -> None:
-    max_rows = getattr(owner, "max_rows")
+def _check_max_rows(owner: Any) -> None:
+    """Refuse a non-positive ``owner.max_rows`` (an estimator or likelihood)."""
+    max_rows = owner.max_rows
     if max_rows is not None and max_rows <= 0:
-        raise ValueError(f"{type(owner).__name__}.max_rows must be > 0 or None (one batch), "
-                         f"got {max_rows}")
+        raise ValueError(f"{type(owner).__name__}.max_rows must be > 0 or None (one batch), got {max_rows}")
 
 
 def _check_t_range(owner: object) -> None:
     lo, hi = owner.t_min, owner.t_max  # type: ignore[attr-defined]
     if not 0 < lo <= hi < 1:
-        raise ValueError(f"{type(owner).__name__}: need 0 < t_min <= t_max < 1, got "
-                         f"t_min={lo}, t_max={hi} (paper: 0.2, 0.8)")
+        raise ValueError(
+            f"{type(owner).__name__}: need 0 < t_min <= t_max < 1, got t_min={lo}, t_max={hi} (paper: 0.2, 0.8)"
+        )
 
 
 # ---------------------------------------------------------------------- estimators
@@ -407,8 +442,7 @@ class D1Estimator(LogProbEstimator):
 
     def __post_init__(self) -> None:
         if not 0 <= self.p_mask_prompt < 1:
-            raise ValueError(f"D1Estimator.p_mask_prompt must be in [0, 1), got "
-                             f"{self.p_mask_prompt} (d1 uses 0.15)")
+            raise ValueError(f"D1Estimator.p_mask_prompt must be in [0, 1), got {self.p_mask_prompt} (d1 uses 0.15)")
         _check_max_rows(self)
 
     @property

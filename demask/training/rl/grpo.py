@@ -171,22 +171,30 @@ class GRPOConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"grpo.{name} must be at least 1, got {getattr(self, name)}")
         if self.advantage in ("loo", "mean_std", "loo_positive") and self.group_size < 2:
-            raise ValueError(f"grpo.advantage={self.advantage!r} needs group_size >= 2, got "
-                             f"{self.group_size}; raise group_size or use 'mean'")
+            raise ValueError(
+                f"grpo.advantage={self.advantage!r} needs group_size >= 2, got "
+                f"{self.group_size}; raise group_size or use 'mean'"
+            )
         if self.greedy_rollouts not in (0, 1) or self.greedy_rollouts >= self.group_size:
-            raise ValueError(f"grpo.greedy_rollouts must be 0 or 1 and below group_size "
-                             f"({self.group_size}), got {self.greedy_rollouts}: a greedy decode is "
-                             "deterministic, so one per group is all it can add")
+            raise ValueError(
+                f"grpo.greedy_rollouts must be 0 or 1 and below group_size "
+                f"({self.group_size}), got {self.greedy_rollouts}: a greedy decode is "
+                "deterministic, so one per group is all it can add"
+            )
         if self.loss_tokens not in LOSS_TOKENS:
-            raise ValueError(f"grpo.loss_tokens={self.loss_tokens!r} is not one of {LOSS_TOKENS}; "
-                             "'through_end' is the paper's, 'all' also scores the pad fill")
+            raise ValueError(
+                f"grpo.loss_tokens={self.loss_tokens!r} is not one of {LOSS_TOKENS}; "
+                "'through_end' is the paper's, 'all' also scores the pad fill"
+            )
         if self.oversample > 1 and not self.filter_groups:
-            raise ValueError(f"grpo.oversample={self.oversample} rolls out more groups than are trained "
-                             "on; set grpo.filter_groups: true to choose them (or oversample: 1)")
+            raise ValueError(
+                f"grpo.oversample={self.oversample} rolls out more groups than are trained "
+                "on; set grpo.filter_groups: true to choose them (or oversample: 1)"
+            )
         ESTIMATORS.get(self.estimator)  # "did you mean" for a misspelt name
         ADVANTAGES.get(self.advantage)
         REWARDS.get(self.reward)
-        self.loss_config  # validates epsilon, epsilon_high, beta
+        _ = self.loss_config  # validates epsilon, epsilon_high, beta
         if self.ref_sync_every < 0:
             raise ValueError(f"grpo.ref_sync_every must be >= 0 (0 = never), got {self.ref_sync_every}")
         if not 0.0 < self.ref_mixup <= 1.0:
@@ -210,7 +218,7 @@ class GRPOConfig:
     def build_reward(self) -> RewardFn:
         return get_reward(self.reward, **self.reward_options)
 
-    def replace(self, **changes: Any) -> "GRPOConfig":
+    def replace(self, **changes: Any) -> GRPOConfig:
         return dataclasses.replace(self, **changes)
 
 
@@ -248,12 +256,23 @@ def mix_into(reference: nn.Module, policy: nn.Module, mixup: float) -> None:
 
 
 # ---------------------------------------------------------------------- the trainer
-def train_grpo(config: GRPOConfig, train: TrainConfig, policy: nn.Module, tasks: Sequence[Task], *,
-               tokenizer: Any = None, reference: nn.Module | None = None, sandbox: Any = None,
-               rollout_fn: RolloutFn | None = None, reward_fn: Callable | None = None,
-               estimator: LogProbEstimator | None = None, callbacks: Sequence[Callback] = (),
-               resume: bool = False, extra_files: dict[str, str] | None = None,
-               log: Callable[[str], None] | None = None) -> GRPOResult:
+def train_grpo(
+    config: GRPOConfig,
+    train: TrainConfig,
+    policy: nn.Module,
+    tasks: Sequence[Task],
+    *,
+    tokenizer: Any = None,
+    reference: nn.Module | None = None,
+    sandbox: Any = None,
+    rollout_fn: RolloutFn | None = None,
+    reward_fn: Callable | None = None,
+    estimator: LogProbEstimator | None = None,
+    callbacks: Sequence[Callback] = (),
+    resume: bool = False,
+    extra_files: dict[str, str] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> GRPOResult:
     """Post-train ``policy`` with GRPO on ``tasks``; see the module docstring.
 
     tokenizer: encodes prompts / decodes completions for the default rollouts and is saved in
@@ -267,14 +286,18 @@ def train_grpo(config: GRPOConfig, train: TrainConfig, policy: nn.Module, tasks:
     t0 = time.perf_counter()
     mu, G = config.inner_iterations, config.group_size
     if train.max_steps % mu:
-        raise ValueError(f"train.max_steps={train.max_steps} is not a multiple of grpo.inner_iterations"
-                         f"={mu} (a round makes {mu} updates); use {train.max_steps - train.max_steps % mu + mu}")
+        raise ValueError(
+            f"train.max_steps={train.max_steps} is not a multiple of grpo.inner_iterations"
+            f"={mu} (a round makes {mu} updates); use {train.max_steps - train.max_steps % mu + mu}"
+        )
     if len(tasks) < config.prompts_per_step * config.oversample:
-        raise ValueError(f"{len(tasks)} tasks, fewer than the {config.prompts_per_step * config.oversample} "
-                         f"prompts a round rolls out (prompts_per_step x oversample)")
+        raise ValueError(
+            f"{len(tasks)} tasks, fewer than the {config.prompts_per_step * config.oversample} "
+            f"prompts a round rolls out (prompts_per_step x oversample)"
+        )
     info, strategy, out, ckpt = start_run(
-        train, resume, refuse_fsdp="GRPO runs ddp or none: rollouts and the reference need a whole "
-                                   "model per process")
+        train, resume, refuse_fsdp="GRPO runs ddp or none: rollouts and the reference need a whole model per process"
+    )
     seed_everything(train.seed)
     est = estimator if estimator is not None else config.build_estimator()
     reward = reward_fn if reward_fn is not None else config.build_reward()
@@ -286,8 +309,9 @@ def train_grpo(config: GRPOConfig, train: TrainConfig, policy: nn.Module, tasks:
     policy_config = cast(ModelConfig, policy.config)  # nn.Module types attributes as Tensor | Module
     end_ids = sorted({i for i in (policy_config.eos_token_id, policy_config.pad_token_id) if i is not None})
     if not end_ids:
-        raise ValueError("the policy's config has no eos_token_id or pad_token_id: the loss counts "
-                         "tokens up to the first end token")
+        raise ValueError(
+            "the policy's config has no eos_token_id or pad_token_id: the loss counts tokens up to the first end token"
+        )
 
     policy.to(info.device)
     if config.beta > 0 and reference is None:
@@ -321,15 +345,16 @@ def train_grpo(config: GRPOConfig, train: TrainConfig, policy: nn.Module, tasks:
     if sandbox is None and getattr(reward, "needs_sandbox", False):
         from demask.execution import Sandbox, SandboxConfig
 
-        kw: dict[str, Any] = {"timeout_s": config.timeout_s}
-        if config.sandbox_workers is not None:
-            kw["workers"] = config.sandbox_workers
-        sandbox = own_sandbox = Sandbox(SandboxConfig(**kw))
+        sandbox = own_sandbox = Sandbox(SandboxConfig.pool(config.timeout_s, config.sandbox_workers))
 
-    log_file = MetricsLog(out / LOG_FILE if out is not None and info.is_main else None,
-                          resume_step=start if ckpt is not None else None)
-    amp = (torch.autocast(info.device.type, dtype=torch.bfloat16) if train.precision == "bf16"
-           else contextlib.nullcontext())
+    log_file = MetricsLog(
+        out / LOG_FILE if out is not None and info.is_main else None, resume_step=start if ckpt is not None else None
+    )
+    amp = (
+        torch.autocast(info.device.type, dtype=torch.bfloat16)
+        if train.precision == "bf16"
+        else contextlib.nullcontext()
+    )
     bar = _progress(train, info, start)
     n_rolled = config.prompts_per_step * config.oversample
     share = rank_slice(n_rolled, info.rank, info.world_size)
@@ -351,8 +376,11 @@ def train_grpo(config: GRPOConfig, train: TrainConfig, policy: nn.Module, tasks:
             scored = reward(batch.completions, group_tasks, sandbox)
             rewards = torch.tensor([s.total for s in scored], dtype=torch.float32)
             # the round's figures cover every rollout; the loss, the groups kept below
-            rolled = {"reward_mean": float(rewards.mean()), "nfe_mean": _mean(batch.nfe),
-                      "informative": float(varied_groups(rewards, G).float().mean())}
+            rolled = {
+                "reward_mean": float(rewards.mean()),
+                "nfe_mean": _mean(batch.nfe),
+                "informative": float(varied_groups(rewards, G).float().mean()),
+            }
             if keep < len(round_tasks) or config.filter_groups:
                 groups = select_groups(rewards, G, keep, informative_first=config.filter_groups)
                 rows = [g * G + j for g in groups for j in range(G)]
@@ -362,34 +390,45 @@ def train_grpo(config: GRPOConfig, train: TrainConfig, policy: nn.Module, tasks:
             token_mask = through_end if config.loss_tokens == "through_end" else torch.ones_like(through_end)
             micro = _micro_slices(len(batch), config.micro_batch_size)
             total_tokens = float(token_mask.sum())
-            seeds = [[mask_seed(train.seed, round_index, i, info.rank, m) for m in range(len(micro))]
-                     for i in range(mu)]
+            seeds = [
+                [mask_seed(train.seed, round_index, i, info.rank, m) for m in range(len(micro))] for i in range(mu)
+            ]
 
-            def estimate(model: nn.Module, i: int, m: int) -> torch.Tensor:
+            def estimate(model: nn.Module, i: int, m: int, micro=micro, batch=batch, seeds=seeds) -> torch.Tensor:
                 sl = micro[m]
                 with amp:
-                    return est.log_probs(model, batch.input_ids[sl], batch.attention_mask[sl],
-                                         batch.prompt_length, seeds[i][m])
+                    return est.log_probs(
+                        model, batch.input_ids[sl], batch.attention_mask[sl], batch.prompt_length, seeds[i][m]
+                    )
 
             # Old (i >= 1) and reference log-probs, all before the first update of the round.
             with torch.no_grad():
                 old = {(i, m): estimate(wrapped, i, m) for i in range(1, mu) for m in range(len(micro))}
-                ref = ({(i, m): estimate(reference, i, m) for i in range(mu) for m in range(len(micro))}
-                       if reference is not None else {})
+                ref = (
+                    {(i, m): estimate(reference, i, m) for i in range(mu) for m in range(len(micro))}
+                    if reference is not None
+                    else {}
+                )
             sums = {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "ratio": 0.0, "grad_norm": 0.0}
             lr = train.lr
             for i in range(mu):
                 step = round_index * mu + i
-                lr = lr_at(step, lr=train.lr, warmup_steps=train.warmup_steps, max_steps=train.max_steps,
-                           min_lr_ratio=train.min_lr_ratio)
+                lr = lr_at(
+                    step,
+                    lr=train.lr,
+                    warmup_steps=train.warmup_steps,
+                    max_steps=train.max_steps,
+                    min_lr_ratio=train.min_lr_ratio,
+                )
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 for m, sl in enumerate(micro):
                     with strategy.sync_gradients(wrapped, m == len(micro) - 1):
                         logp = estimate(wrapped, i, m)
                         old_logp = logp.detach() if i == 0 else old[(i, m)]
-                        loss, stats = grpo_loss(logp, old_logp, advantages[sl], token_mask[sl],
-                                                ref.get((i, m)), loss_cfg)
+                        loss, stats = grpo_loss(
+                            logp, old_logp, advantages[sl], token_mask[sl], ref.get((i, m)), loss_cfg
+                        )
                         weight = stats["tokens"] / max(total_tokens, 1.0)
                         (loss * weight).backward()
                     sums["loss"] += float(loss.detach()) * weight / mu
@@ -412,22 +451,51 @@ def train_grpo(config: GRPOConfig, train: TrainConfig, policy: nn.Module, tasks:
             last = train.max_steps if not over else done  # a stop on time is a last round
             row: dict[str, float] = {}
             if _crossed(prev, done, train.log_every, last):
-                local = torch.tensor([
-                    rolled["reward_mean"], _pass_rate(scored), _mean(s.format for s in scored),
-                    sums["loss"], sums["kl"], sums["clip_fraction"], sums["ratio"], sums["grad_norm"],
-                    rolled["nfe_mean"], float(through_end.sum(1).float().mean()),
-                    float((advantages != 0).float().mean()), rolled["informative"], time.perf_counter() - r_t0,
-                    t_roll,
-                ], dtype=torch.float64)
+                local = torch.tensor(
+                    [
+                        rolled["reward_mean"],
+                        _pass_rate(scored),
+                        _mean(s.format for s in scored),
+                        sums["loss"],
+                        sums["kl"],
+                        sums["clip_fraction"],
+                        sums["ratio"],
+                        sums["grad_norm"],
+                        rolled["nfe_mean"],
+                        float(through_end.sum(1).float().mean()),
+                        float((advantages != 0).float().mean()),
+                        rolled["informative"],
+                        time.perf_counter() - r_t0,
+                        t_roll,
+                    ],
+                    dtype=torch.float64,
+                )
                 means = all_reduce_mean(local.to(info.device), info).cpu().tolist()
-                keys = ("reward_mean", "pass_rate", "format_mean", "loss", "kl", "clip_fraction",
-                        "ratio_mean", "grad_norm", "nfe_mean", "completion_tokens", "nonzero_adv",
-                        "informative_groups", "round_s", "rollout_s")
+                keys = (
+                    "reward_mean",
+                    "pass_rate",
+                    "format_mean",
+                    "loss",
+                    "kl",
+                    "clip_fraction",
+                    "ratio_mean",
+                    "grad_norm",
+                    "nfe_mean",
+                    "completion_tokens",
+                    "nonzero_adv",
+                    "informative_groups",
+                    "round_s",
+                    "rollout_s",
+                )
                 row = {"lr": lr, **dict(zip(keys, means)), "elapsed_s": time.perf_counter() - run_t0}
                 log_file.write(done, row)
                 last_row = row
-                bar.set_postfix(reward=f"{row['reward_mean']:.3f}", pass_=f"{row['pass_rate']:.2f}",
-                                kl=f"{row['kl']:.4f}", refresh=False)
+                bar.set_postfix(
+                    reward=f"{row['reward_mean']:.3f}",
+                    pass_=f"{row['pass_rate']:.2f}",
+                    kl=f"{row['kl']:.4f}",
+                    refresh=False,
+                )
             if callbacks and _crossed(prev, done, train.eval_every, last):
                 eval_metrics = _evaluate(callbacks, done, wrapped, strategy, info)
                 log_file.write(done, eval_metrics)
@@ -435,8 +503,20 @@ def train_grpo(config: GRPOConfig, train: TrainConfig, policy: nn.Module, tasks:
                 if log is not None and info.is_main:
                     log(f"step {done}: " + ", ".join(f"{k} {v:.4f}" for k, v in eval_metrics.items()))
             if out is not None and _crossed(prev, done, train.save_every, last):
-                last_ckpt = _save(out, done, train, config, wrapped, strategy, optimizer, reference,
-                                  tokenizer, extra_files, info, len(tasks))
+                last_ckpt = _save(
+                    out,
+                    done,
+                    train,
+                    config,
+                    wrapped,
+                    strategy,
+                    optimizer,
+                    reference,
+                    tokenizer,
+                    extra_files,
+                    info,
+                    len(tasks),
+                )
             for cb in callbacks:
                 cb.on_step_end(done, row)
             if over:
@@ -449,8 +529,14 @@ def train_grpo(config: GRPOConfig, train: TrainConfig, policy: nn.Module, tasks:
             cb.on_train_end()
         if own_sandbox is not None:
             own_sandbox.close()
-    return GRPOResult(step=done, checkpoint=last_ckpt, log_path=log_file.path, metrics=last_row,
-                      eval_metrics=eval_metrics, seconds=time.perf_counter() - t0)
+    return GRPOResult(
+        step=done,
+        checkpoint=last_ckpt,
+        log_path=log_file.path,
+        metrics=last_row,
+        eval_metrics=eval_metrics,
+        seconds=time.perf_counter() - t0,
+    )
 
 
 # ---------------------------------------------------------------------- helpers
@@ -477,37 +563,55 @@ def _pass_rate(scored) -> float:
 def _to(batch: RolloutBatch, device: torch.device) -> RolloutBatch:
     if batch.input_ids.device == device:
         return batch
-    return dataclasses.replace(batch, input_ids=batch.input_ids.to(device),
-                               attention_mask=batch.attention_mask.to(device))
+    return dataclasses.replace(
+        batch, input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device)
+    )
 
 
 def _check_resumable(saved: dict[str, Any], train: TrainConfig, config: GRPOConfig, n_tasks: int) -> None:
     """Refuse a resume that would replay different prompts, rollouts or masks."""
     require_unchanged(saved["config"], train, ("seed", "max_steps"), prefix="train.")
-    require_unchanged(saved.get("grpo", {}), config,
-                      ("group_size", "prompts_per_step", "inner_iterations", "estimator", "oversample",
-                       "filter_groups"), prefix="grpo.")
+    require_unchanged(
+        saved.get("grpo", {}),
+        config,
+        ("group_size", "prompts_per_step", "inner_iterations", "estimator", "oversample", "filter_groups"),
+        prefix="grpo.",
+    )
     if saved["data"]["n_tasks"] != n_tasks:
-        raise ValueError(f"cannot resume: the checkpoint saw {saved['data']['n_tasks']} tasks, this run "
-                         f"has {n_tasks}; the prompt order would differ")
+        raise ValueError(
+            f"cannot resume: the checkpoint saw {saved['data']['n_tasks']} tasks, this run "
+            f"has {n_tasks}; the prompt order would differ"
+        )
 
 
-def _save(out: Path, step: int, train: TrainConfig, config: GRPOConfig, wrapped: nn.Module, strategy,
-          optimizer: torch.optim.Optimizer, reference: nn.Module | None, tokenizer: Any,
-          extra_files: dict[str, str] | None, info, n_tasks: int) -> Path:
+def _save(
+    out: Path,
+    step: int,
+    train: TrainConfig,
+    config: GRPOConfig,
+    wrapped: nn.Module,
+    strategy,
+    optimizer: torch.optim.Optimizer,
+    reference: nn.Module | None,
+    tokenizer: Any,
+    extra_files: dict[str, str] | None,
+    info,
+    n_tasks: int,
+) -> Path:
     from demask.training.recipe import to_dict
 
     extra = {
         "data": {"n_tasks": n_tasks, "round": step // config.inner_iterations},
         "grpo": to_dict(config),
-        "reference": ({k: v.detach().cpu() for k, v in reference.state_dict().items()}
-                      if reference is not None else None),
+        "reference": (
+            {k: v.detach().cpu() for k, v in reference.state_dict().items()} if reference is not None else None
+        ),
     }
-    return save_train_state(out, step, train, wrapped, strategy, optimizer, tokenizer, extra_files,
-                            info, extra)
+    return save_train_state(out, step, train, wrapped, strategy, optimizer, tokenizer, extra_files, info, extra)
 
 
 # ---------------------------------------------------------------------- recipes
+
 
 @dataclass
 class GRPORecipe:
@@ -551,8 +655,12 @@ class GRPORecipe:
         if "training" in raw:
             if "train" in raw:
                 raise ValueError("a GRPO recipe has both 'training:' and 'train:' blocks; keep 'train:'")
-            warnings.warn("the GRPO recipe block 'training:' is called 'train:' now, as in SFT recipes; "
-                          "the old name goes in the next release", DeprecationWarning, stacklevel=3)
+            warnings.warn(
+                "the GRPO recipe block 'training:' is called 'train:' now, as in SFT recipes; "
+                "the old name goes in the next release",
+                DeprecationWarning,
+                stacklevel=3,
+            )
             raw["train"] = raw.pop("training")
         return raw
 
@@ -587,8 +695,9 @@ def dump_grpo_recipe(recipe: GRPORecipe) -> str:
     return yaml.safe_dump(to_dict(recipe), sort_keys=False, default_flow_style=None)
 
 
-def override_grpo_recipe(recipe: GRPORecipe, *, estimator: str | None = None,
-                         max_seconds: float | None = None, **train_fields: Any) -> GRPORecipe:
+def override_grpo_recipe(
+    recipe: GRPORecipe, *, estimator: str | None = None, max_seconds: float | None = None, **train_fields: Any
+) -> GRPORecipe:
     """A copy with these overrides applied (None values are ignored): ``train_fields`` go to
     the train block (out_dir, max_steps, seed, lr ...; a shorter max_steps keeps the warm-up
     within it); a new estimator clears the recipe's estimator options."""
@@ -606,8 +715,7 @@ def set_recipe_fields(recipe: GRPORecipe, settings: Sequence[str]) -> GRPORecipe
     from demask.config import apply_settings, from_dict, to_dict
 
     try:
-        raw = apply_settings(to_dict(recipe), settings, GRPORecipe,
-                             example="grpo.advantage=loo or train.lr=1e-4")
+        raw = apply_settings(to_dict(recipe), settings, GRPORecipe, example="grpo.advantage=loo or train.lr=1e-4")
         return from_dict(GRPORecipe, raw)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"settings {list(settings)}: {exc}") from None
@@ -620,12 +728,12 @@ def eval_callbacks(recipe: GRPORecipe, tokenizer: Any, gen_length: int) -> list[
         return []
     from demask.tasks import load_tasks
 
-    return spec.callbacks(load_tasks(spec.tasks or "tinycode:test"), tokenizer, gen_length,
-                          recipe.train.out_dir)
+    return spec.callbacks(load_tasks(spec.tasks or "tinycode:test"), tokenizer, gen_length, recipe.train.out_dir)
 
 
-def run_grpo_recipe(recipe: GRPORecipe, *, resume: bool = False,
-                    log: Callable[[str], None] | None = print) -> GRPOResult:
+def run_grpo_recipe(
+    recipe: GRPORecipe, *, resume: bool = False, log: Callable[[str], None] | None = print
+) -> GRPOResult:
     """Load the policy and the tasks, then :func:`train_grpo`; ``log`` gets one-line messages."""
     from demask.model import load_pretrained
     from demask.tasks import load_tasks
@@ -636,9 +744,20 @@ def run_grpo_recipe(recipe: GRPORecipe, *, resume: bool = False,
     if recipe.max_tasks is not None:
         tasks = tasks[: recipe.max_tasks]
     g = recipe.grpo
-    say(f"policy: {recipe.policy} ({model.num_parameters() / 1e6:.2f}M parameters); {len(tasks)} "
+    say(
+        f"policy: {recipe.policy} ({model.num_parameters() / 1e6:.2f}M parameters); {len(tasks)} "
         f"prompts from {recipe.tasks}; estimator {g.estimator}, G={g.group_size}, "
-        f"{g.prompts_per_step} prompts/round, mu={g.inner_iterations}, {recipe.train.max_steps} updates")
+        f"{g.prompts_per_step} prompts/round, mu={g.inner_iterations}, {recipe.train.max_steps} updates"
+    )
     callbacks = eval_callbacks(recipe, tokenizer, g.rollout.gen_length)
-    return train_grpo(g, recipe.train, model, tasks, tokenizer=tokenizer, callbacks=callbacks,
-                      resume=resume, extra_files={"grpo_recipe.yaml": dump_grpo_recipe(recipe)}, log=say)
+    return train_grpo(
+        g,
+        recipe.train,
+        model,
+        tasks,
+        tokenizer=tokenizer,
+        callbacks=callbacks,
+        resume=resume,
+        extra_files={"grpo_recipe.yaml": dump_grpo_recipe(recipe)},
+        log=say,
+    )

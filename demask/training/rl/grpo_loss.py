@@ -46,8 +46,7 @@ class GRPOLossConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.epsilon < 1:
-            raise ValueError(f"GRPOLossConfig.epsilon must be in (0, 1), got {self.epsilon} "
-                             "(the paper uses 0.5)")
+            raise ValueError(f"GRPOLossConfig.epsilon must be in (0, 1), got {self.epsilon} (the paper uses 0.5)")
         if self.epsilon_high is not None and self.epsilon_high <= 0:
             raise ValueError(f"GRPOLossConfig.epsilon_high must be > 0 or None, got {self.epsilon_high}")
         if self.beta < 0:
@@ -62,8 +61,7 @@ def tokens_through_first_end(completion_ids: torch.Tensor, end_ids: int | Sequen
     >>> tokens_through_first_end(torch.tensor([[5, 2, 9, 2], [5, 6, 7, 8]]), 2).tolist()
     [[True, True, False, False], [True, True, True, True]]
     """
-    ends = torch.as_tensor(list(end_ids) if not isinstance(end_ids, int) else [end_ids],
-                           device=completion_ids.device)
+    ends = torch.as_tensor(list(end_ids) if not isinstance(end_ids, int) else [end_ids], device=completion_ids.device)
     is_end = torch.isin(completion_ids, ends).long()  # (B, L)
     ends_before = is_end.cumsum(dim=1) - is_end  # end tokens strictly before position k
     return ends_before == 0
@@ -75,9 +73,14 @@ def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     return torch.exp(delta) - delta - 1
 
 
-def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor,
-              token_mask: torch.Tensor, ref_logp: torch.Tensor | None = None,
-              config: GRPOLossConfig = GRPOLossConfig()) -> tuple[torch.Tensor, dict[str, float]]:
+def grpo_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    token_mask: torch.Tensor,
+    ref_logp: torch.Tensor | None = None,
+    config: GRPOLossConfig = GRPOLossConfig(),
+) -> tuple[torch.Tensor, dict[str, float]]:
     """The GRPO loss of a batch and its metrics.
 
     logp, old_logp, ref_logp: (B, L) per-token log-probs of the completions under the current
@@ -91,13 +94,14 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tens
     ``tokens``.
     """
     if logp.shape != old_logp.shape or logp.shape != token_mask.shape:
-        raise ValueError(f"logp {tuple(logp.shape)}, old_logp {tuple(old_logp.shape)} and "
-                         f"token_mask {tuple(token_mask.shape)} must have the same (B, L) shape")
+        raise ValueError(
+            f"logp {tuple(logp.shape)}, old_logp {tuple(old_logp.shape)} and "
+            f"token_mask {tuple(token_mask.shape)} must have the same (B, L) shape"
+        )
     if advantages.shape != logp.shape[:1]:
         raise ValueError(f"advantages must be (B,) = ({logp.shape[0]},), got {tuple(advantages.shape)}")
     if config.beta > 0 and ref_logp is None:
-        raise ValueError(f"beta={config.beta} needs ref_logp (the reference model's log-probs); "
-                         "pass it or set beta=0")
+        raise ValueError(f"beta={config.beta} needs ref_logp (the reference model's log-probs); pass it or set beta=0")
     eps_low = config.epsilon
     eps_high = config.epsilon if config.epsilon_high is None else config.epsilon_high
     mask = token_mask.to(logp.dtype)

@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 from demask.execution.types import ExecutionResult, Program, Verdict
-from demask.tasks.base import Task
 from demask.registry import Registry
+from demask.tasks.base import Task
 
 FENCE = "```"
 _OPEN_FENCE = re.compile(r"```[ \t]*(?:python3?|py)[ \t]*\n", re.IGNORECASE)
@@ -67,7 +67,7 @@ def extract_code_block(text: str) -> str | None:
     if opening is None:
         return None
     end = text.index(FENCE, start + len(FENCE))
-    return text[opening.end():end]
+    return text[opening.end() : end]
 
 
 def _parses(code: str) -> bool:
@@ -174,8 +174,9 @@ class RewardBreakdown:
 STYLES = ("body", "chat")
 
 
-def completion_program(completion: str, task: Task, style: str, response_prefix: str = "",
-                       timeout_s: float | None = None) -> Program:
+def completion_program(
+    completion: str, task: Task, style: str, response_prefix: str = "", timeout_s: float | None = None
+) -> Program:
     """The program the sandbox runs for one completion.
 
     body: ``task.program(completion)`` (prompt + body for prefix tasks).
@@ -198,11 +199,18 @@ def format_score(completion: str, task: Task, style: str, response_prefix: str =
     raise ValueError(f"unknown completion style {style!r}; use one of {STYLES}")
 
 
-def compute_rewards(completions: Sequence[str], tasks: Sequence[Task],
-                    sandbox: SupportsRunMany | None, *, style: str = "body",
-                    w_code: float = 2.0, w_format: float = 0.5, response_prefix: str = "",
-                    code_requires_format: bool = True,
-                    timeout_s: float | None = None) -> list[RewardBreakdown]:
+def compute_rewards(
+    completions: Sequence[str],
+    tasks: Sequence[Task],
+    sandbox: SupportsRunMany | None,
+    *,
+    style: str = "body",
+    w_code: float = 2.0,
+    w_format: float = 0.5,
+    response_prefix: str = "",
+    code_requires_format: bool = True,
+    timeout_s: float | None = None,
+) -> list[RewardBreakdown]:
     """Score completions (``completions[i]`` answers ``tasks[i]``) in one ``run_many`` call.
 
     The code term is computed only for completions whose format score is 1.0 when
@@ -210,8 +218,10 @@ def compute_rewards(completions: Sequence[str], tasks: Sequence[Task],
     ``w_code == 0`` nothing is run and ``sandbox`` may be None.
     """
     if len(completions) != len(tasks):
-        raise ValueError(f"{len(completions)} completions but {len(tasks)} tasks; pass one task "
-                         "per completion (repeat a task G times for a group)")
+        raise ValueError(
+            f"{len(completions)} completions but {len(tasks)} tasks; pass one task "
+            "per completion (repeat a task G times for a group)"
+        )
     if style not in STYLES:
         raise ValueError(f"unknown completion style {style!r}; use one of {STYLES}")
     fmts = [format_score(c, t, style, response_prefix) for c, t in zip(completions, tasks)]
@@ -219,14 +229,14 @@ def compute_rewards(completions: Sequence[str], tasks: Sequence[Task],
     results: dict[int, ExecutionResult] = {}
     if to_run:
         if sandbox is None:
-            raise ValueError("the code reward needs a sandbox (demask.execution.Sandbox); "
-                             "pass one, or set w_code=0 for a format-only reward")
-        programs = [completion_program(completions[i], tasks[i], style, response_prefix, timeout_s)
-                    for i in to_run]
+            raise ValueError(
+                "the code reward needs a sandbox (demask.execution.Sandbox); "
+                "pass one, or set w_code=0 for a format-only reward"
+            )
+        programs = [completion_program(completions[i], tasks[i], style, response_prefix, timeout_s) for i in to_run]
         outs = dict(sandbox.run_many(programs))
         if sorted(outs) != list(range(len(programs))):
-            raise RuntimeError(f"sandbox returned results for {sorted(outs)} but was given "
-                               f"{len(programs)} programs")
+            raise RuntimeError(f"sandbox returned results for {sorted(outs)} but was given {len(programs)} programs")
         results = {i: outs[k] for k, i in enumerate(to_run)}
     out = []
     for i, fmt in enumerate(fmts):
@@ -244,8 +254,9 @@ class RewardFn(ABC):
     needs_sandbox: ClassVar[bool] = True
 
     @abstractmethod
-    def __call__(self, completions: Sequence[str], tasks: Sequence[Task],
-                 sandbox: SupportsRunMany | None = None) -> list[RewardBreakdown]:
+    def __call__(
+        self, completions: Sequence[str], tasks: Sequence[Task], sandbox: SupportsRunMany | None = None
+    ) -> list[RewardBreakdown]:
         """One :class:`RewardBreakdown` per completion, in order."""
 
 
@@ -283,21 +294,29 @@ class CodeFormatReward(RewardFn):
 
     def __post_init__(self) -> None:
         if self.style not in STYLES:
-            raise ValueError(f"{type(self).__name__}.style={self.style!r} is not one of {STYLES}; "
-                             "use 'body' for prompt-continuation tasks, 'chat' for fenced answers")
+            raise ValueError(
+                f"{type(self).__name__}.style={self.style!r} is not one of {STYLES}; "
+                "use 'body' for prompt-continuation tasks, 'chat' for fenced answers"
+            )
         if self.w_code < 0 or self.w_format < 0:
-            raise ValueError(f"reward weights must be >= 0, got w_code={self.w_code}, "
-                             f"w_format={self.w_format}")
+            raise ValueError(f"reward weights must be >= 0, got w_code={self.w_code}, w_format={self.w_format}")
         if self.response_prefix and self.style != "chat":
             raise ValueError("response_prefix only applies to style='chat'")
         if self.timeout_s is not None and self.timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0 or None, got {self.timeout_s}")
 
     def __call__(self, completions, tasks, sandbox=None):
-        return compute_rewards(completions, tasks, sandbox, style=self.style, w_code=self.w_code,
-                               w_format=self.w_format, response_prefix=self.response_prefix,
-                               code_requires_format=self.code_requires_format,
-                               timeout_s=self.timeout_s)
+        return compute_rewards(
+            completions,
+            tasks,
+            sandbox,
+            style=self.style,
+            w_code=self.w_code,
+            w_format=self.w_format,
+            response_prefix=self.response_prefix,
+            code_requires_format=self.code_requires_format,
+            timeout_s=self.timeout_s,
+        )
 
 
 @register_reward("pass_rate")
@@ -342,8 +361,7 @@ class ShuffledCodeFormatReward(CodeFormatReward):
 
     def __call__(self, completions, tasks, sandbox=None):
         scored = super().__call__(completions, tasks, sandbox)
-        digest = hashlib.sha256(repr((self.seed, list(completions),
-                                      [t.task_id for t in tasks])).encode()).digest()
+        digest = hashlib.sha256(repr((self.seed, list(completions), [t.task_id for t in tasks])).encode()).digest()
         rng = random.Random(digest)
         out = []
         for _, run in itertools.groupby(range(len(tasks)), key=lambda i: tasks[i].task_id):

@@ -66,36 +66,47 @@ class RolloutBatch:
     def __post_init__(self) -> None:
         n = self.input_ids.shape[0]
         if self.attention_mask.shape != self.input_ids.shape:
-            raise ValueError(f"attention_mask {tuple(self.attention_mask.shape)} must match input_ids "
-                             f"{tuple(self.input_ids.shape)}")
+            raise ValueError(
+                f"attention_mask {tuple(self.attention_mask.shape)} must match input_ids {tuple(self.input_ids.shape)}"
+            )
         if len(self.completions) != n or len(self.nfe) != n:
-            raise ValueError(f"{n} rows but {len(self.completions)} completions and {len(self.nfe)} "
-                             "NFE counts; give one of each per row")
+            raise ValueError(
+                f"{n} rows but {len(self.completions)} completions and {len(self.nfe)} "
+                "NFE counts; give one of each per row"
+            )
         if not 0 < self.prompt_length < self.input_ids.shape[1]:
-            raise ValueError(f"prompt_length {self.prompt_length} must lie in (0, "
-                             f"{self.input_ids.shape[1]}): a prompt token and a completion each")
+            raise ValueError(
+                f"prompt_length {self.prompt_length} must lie in (0, "
+                f"{self.input_ids.shape[1]}): a prompt token and a completion each"
+            )
 
     @property
     def completion_ids(self) -> torch.Tensor:
         """(N, L): the completion columns."""
-        return self.input_ids[:, self.prompt_length:]
+        return self.input_ids[:, self.prompt_length :]
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
-    def select(self, rows: Sequence[int]) -> "RolloutBatch":
+    def select(self, rows: Sequence[int]) -> RolloutBatch:
         """The rows ``rows``, in that order (prompt_length unchanged)."""
         idx = torch.as_tensor(list(rows), dtype=torch.long, device=self.input_ids.device)
-        return RolloutBatch(self.input_ids[idx], self.attention_mask[idx], self.prompt_length,
-                            [self.completions[i] for i in rows], [self.nfe[i] for i in rows])
+        return RolloutBatch(
+            self.input_ids[idx],
+            self.attention_mask[idx],
+            self.prompt_length,
+            [self.completions[i] for i in rows],
+            [self.nfe[i] for i in rows],
+        )
 
 
 class RolloutFn(Protocol):
     """What the trainer calls for a round's rollouts: ``G`` completions for each task, rows
     ``[task 0] * G + [task 1] * G + ...``; all randomness from ``generator``."""
 
-    def __call__(self, model: nn.Module, tasks: Sequence[Task], group_size: int,
-                 generator: torch.Generator) -> RolloutBatch: ...
+    def __call__(
+        self, model: nn.Module, tasks: Sequence[Task], group_size: int, generator: torch.Generator
+    ) -> RolloutBatch: ...
 
 
 def pad_after_first_end(completion_ids: torch.Tensor, end_ids: Sequence[int], pad_id: int) -> torch.Tensor:
@@ -125,27 +136,34 @@ class DecodingRollouts:
 
     def __post_init__(self) -> None:
         if self.greedy_per_group not in (0, 1):
-            raise ValueError(f"greedy_per_group must be 0 or 1 (a greedy decode is deterministic: a "
-                             f"second one repeats the first), got {self.greedy_per_group}")
+            raise ValueError(
+                f"greedy_per_group must be 0 or 1 (a greedy decode is deterministic: a "
+                f"second one repeats the first), got {self.greedy_per_group}"
+            )
 
-    def __call__(self, model: nn.Module, tasks: Sequence[Task], group_size: int,
-                 generator: torch.Generator) -> RolloutBatch:
+    def __call__(
+        self, model: nn.Module, tasks: Sequence[Task], group_size: int, generator: torch.Generator
+    ) -> RolloutBatch:
         from demask.decoding import generate
         from demask.decoding.output import end_token_ids
 
         if group_size < 1 + self.greedy_per_group:
-            raise ValueError(f"group_size must be >= {1 + self.greedy_per_group} (greedy_per_group "
-                             f"{self.greedy_per_group} plus a sample), got {group_size}")
+            raise ValueError(
+                f"group_size must be >= {1 + self.greedy_per_group} (greedy_per_group "
+                f"{self.greedy_per_group} plus a sample), got {group_size}"
+            )
         prompts = [self.tokenizer.encode(t.prompt) for t in tasks]
         repeated = [p for p in prompts for _ in range(group_size)]  # groups contiguous
         was_training = model.training
         model.eval()
         try:
             if self.greedy_per_group:
-                greedy = generate(model, prompts, dataclasses.replace(self.decode_config, temperature=0.0),
-                                  generator=generator)
-                sampled = generate(model, [p for p in prompts for _ in range(group_size - 1)],
-                                   self.decode_config, generator=generator)
+                greedy = generate(
+                    model, prompts, dataclasses.replace(self.decode_config, temperature=0.0), generator=generator
+                )
+                sampled = generate(
+                    model, [p for p in prompts for _ in range(group_size - 1)], self.decode_config, generator=generator
+                )
                 # both calls left-pad the same prompts, so they share prompt_length
                 assert greedy.prompt_length == sampled.prompt_length, "prompt layouts differ"
                 # rows of [greedy | sampled] in group order: greedy i, then its G - 1 samples
@@ -181,7 +199,8 @@ def rank_slice(n_prompts: int, rank: int, world_size: int) -> slice:
     slice(4, 8, None)
     """
     if n_prompts % world_size:
-        raise ValueError(f"{n_prompts} prompts per step do not split over {world_size} processes; "
-                         f"use a multiple of {world_size}")
+        raise ValueError(
+            f"{n_prompts} prompts per step do not split over {world_size} processes; use a multiple of {world_size}"
+        )
     share = n_prompts // world_size
     return slice(rank * share, (rank + 1) * share)
