@@ -7,6 +7,7 @@ import torch
 
 from demask.decoding import DecodeConfig, LearnedPolicy, StepState, make_policy, policy_class
 from demask.decoding.policies import (
+    AdaptivePolicy,
     ConfidencePolicy,
     EntropyBoundPolicy,
     EntropyPolicy,
@@ -14,6 +15,7 @@ from demask.decoding.policies import (
     LeftToRightPolicy,
     MarginPolicy,
     RandomPolicy,
+    Selection,
     ThresholdPolicy,
     commit_top,
 )
@@ -248,3 +250,37 @@ def test_former_fields_are_read_as_policy_options_with_a_warning():
     assert config.policy_options == {"threshold": 0.8}
     with pytest.raises(ValueError, match="unknown key 'tresh'"):
         DecodeConfig.from_dict({"tresh": 0.8})
+
+
+class _ProposeNothing(AdaptivePolicy):
+    """Proposes no commit; scores are the position index (the rightmost masked is best)."""
+
+    def __init__(self, empty_ok: bool = False) -> None:
+        self.empty_ok = empty_ok
+
+    def allows_empty_steps(self) -> bool:
+        return self.empty_ok
+
+    def propose(self, state: StepState) -> Selection:
+        a, s = state.masked.shape
+        return Selection(torch.zeros_like(state.masked), torch.arange(s, dtype=torch.float32).expand(a, s))
+
+
+def test_the_adaptive_base_commits_at_least_one_and_everything_at_the_cap():
+    # row 0: positions 0, 1, 3 masked -> the best-scored masked one is 3; row 1: nothing masked
+    st = state_from([two_token([0.5] * 4)] * 2, [[True, True, False, True], [False] * 4])
+    assert committed(_ProposeNothing().select(st)) == [[3], []]
+    assert committed(_ProposeNothing(empty_ok=True).select(st)) == [[], []]
+    st.force_all = True
+    assert committed(_ProposeNothing().select(st)) == [[0, 1, 3], []]
+    assert committed(_ProposeNothing(empty_ok=True).select(st)) == [[0, 1, 3], []]
+
+
+def test_a_proposal_outside_the_mask_is_not_committed():
+    class ProposeAll(_ProposeNothing):
+        def propose(self, state):
+            sel = super().propose(state)
+            return Selection(torch.ones_like(state.masked), sel.scores)
+
+    st = state_from([two_token([0.5] * 3)], [[False, True, False]])
+    assert committed(ProposeAll().select(st)) == [[1]]

@@ -20,7 +20,7 @@ from typing import Any
 
 import typer
 
-from demask.cli.options import command, config_flags, fail, set_path
+from demask.cli.options import command, config_flags, fail, reported_errors, set_path
 from demask.decoding.config import DecodeConfig
 from demask.tasks.base import Task
 
@@ -90,14 +90,16 @@ def check_samples_command(
     """Execute every sample of a samples file and write pass@k and per-sample verdicts."""
     from demask.evaluation import check_samples
 
-    task_list = _load_tasks(tasks, task_data, None)
-    with _sandbox(timeout, workers) as sandbox:
-        try:
+    with reported_errors():
+        if out.is_dir():
+            raise IsADirectoryError(
+                f"--out {out} is a directory; give the results JSON file to write, e.g. {out}/results.json"
+            )
+        task_list = _load_tasks(tasks, task_data, None)
+        with _sandbox(timeout, workers) as sandbox:
             results = check_samples(task_list, samples, sandbox, timeout_s=timeout, only_sampled_tasks=only_sampled)
-        except (ValueError, FileNotFoundError) as exc:
-            raise fail(str(exc)) from None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     _print_summary(results, out)
 
 
@@ -168,6 +170,11 @@ def eval_command(given: dict[tuple[str, ...], Any], settings: list[str], decode:
         set_path(raw, path, value)
     options = raw.pop("decode")  # checked when the sampler builds its DecodeConfig
     config = from_dict(EvalConfig, raw)
+    if Path(config.out).is_file():
+        raise NotADirectoryError(
+            f"--out {config.out} is a file; eval writes a directory (samples.jsonl, "
+            "results.json, run.json): give a directory path"
+        )
     task_list = _load_tasks(config.tasks, _path(config.task_data), config.limit)
     checkpoint = Path(config.checkpoint)
     sampler = build_sampler(checkpoint, config.device, config.dtype, options, config.per_row_seeds)

@@ -6,6 +6,8 @@ import importlib
 
 import typer
 
+from demask.cli import options
+
 app = typer.Typer(
     name="demask",
     help="Masked-diffusion language models for code: decode, execute, score, post-train.",
@@ -16,8 +18,11 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show the traceback of an error instead of one error: line."),
+) -> None:
     """Masked-diffusion language models for code: decode, execute, score, post-train."""
+    options.DEBUG = debug
 
 
 # Each module defines `register(app)`; the list is the whole command table.

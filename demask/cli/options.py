@@ -10,18 +10,20 @@ YAML values) for any field, including those without an option (dicts such as
 the ``--set`` settings; it builds its config with :func:`demask.config.from_dict`, so a
 misspelt key or a wrong type is an error naming the field.
 
-User errors (ValueError, FileNotFoundError) raised by a command become one ``error:`` line and
-exit code 2.
+User errors (ValueError, FileNotFoundError, ...) raised by a command become one ``error:`` line
+and exit code 2; any other exception one ``error:`` line naming its type and exit code 1;
+``demask --debug COMMAND`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
 import types
 import typing
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,6 +166,37 @@ def set_path(raw: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     node[path[-1]] = value
 
 
+DEBUG = False
+"""Set by ``demask --debug``: let exceptions through with their traceback."""
+
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+"""What a wrong input raises: reported as one ``error:`` line, exit code 2."""
+
+
+@contextlib.contextmanager
+def reported_errors() -> Iterator[None]:
+    """Turn exceptions into one ``error:`` line: exit 2 for user errors (USER_ERRORS), 1 for
+    anything else (a bug: the line says so and how to see the traceback). ``--debug`` lets
+    every exception through."""
+    try:
+        yield
+    except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
+        raise
+    except USER_ERRORS as exc:
+        if DEBUG:
+            raise
+        raise fail(str(exc)) from None
+    except Exception as exc:
+        if DEBUG:
+            raise
+        typer.echo(
+            f"error: {type(exc).__name__}: {exc} (unexpected: `demask --debug ...` shows the traceback; "
+            "please report it)",
+            err=True,
+        )
+        raise typer.Exit(1) from None
+
+
 def fail(message: str) -> typer.Exit:
     """Print ``error: message`` on stderr; the caller raises the returned Exit (code 2)."""
     typer.echo(f"error: {message}", err=True)
@@ -202,10 +235,8 @@ def command(
     def run(**kwargs: Any) -> None:
         given = {by_name[k]: v for k, v in kwargs.items() if k in by_name and v is not None}
         own = {k: v for k, v in kwargs.items() if k not in by_name and k != "settings"}
-        try:
+        with reported_errors():
             fn(given, list(kwargs.get("settings") or ()), **own)
-        except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
-            raise fail(str(exc)) from None
 
     run.__signature__ = inspect.Signature(all_params)  # type: ignore[attr-defined]  # read by typer
     run.__annotations__ = {p.name: p.annotation for p in all_params}

@@ -108,6 +108,26 @@ def _weight_files(path: Path) -> list[Path]:
     raise FileNotFoundError(f"no weights in {path}: expected {WEIGHTS} or {WEIGHTS_INDEX} (sharded safetensors)")
 
 
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch.device, refusing one this machine does not have (with the fix)."""
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"device {device!r} is not a torch device ({exc}); use e.g. cpu, cuda or cuda:1") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {device!r}: this torch build or machine has no CUDA GPU; use --device cpu "
+                "(or install the CUDA build of torch on a GPU machine)"
+            )
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here "
+                f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})"
+            )
+    return resolved
+
+
 def load_model(
     path: str | Path, dtype: str | torch.dtype | None = None, device: str | torch.device = "cpu"
 ) -> Transformer:
@@ -116,7 +136,7 @@ def load_model(
     config = read_config(path)
     files = _weight_files(path)
     dtype = resolve_dtype(dtype)
-    device = torch.device(device)
+    device = resolve_device(device)
     with torch.device("meta"):
         model = Transformer(config)
     expected = dict(model.named_parameters(remove_duplicate=False))
