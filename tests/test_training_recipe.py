@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from helpers import tiny_pretrain_recipe
 from typer.testing import CliRunner
 
 from demask.training.config import TrainConfig
@@ -105,23 +106,10 @@ def test_tinycode_options_are_checked(tmp_path):
         build_source(recipe.data).texts()
 
 
-def _tiny_pretrain_recipe(tmp_path) -> Path:
-    raw = yaml.safe_load((ROOT / "recipes/pretrain/stdlib.yaml").read_text())
-    raw["model"]["config"].update(
-        hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2, num_kv_heads=2, max_position_embeddings=64
-    )
-    raw["tokenizer"]["vocab_size"] = 300
-    raw["data"].update(path="@stdlib/json", max_files=5, seq_len=64)
-    raw["train"].update(global_batch_size=4, log_every=1, progress=False, num_threads=1)
-    path = tmp_path / "pretrain.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
-
-
 def test_cli_pretrains_on_a_stdlib_slice_and_resumes(tmp_path):
     from demask.cli.main import app
 
-    recipe = _tiny_pretrain_recipe(tmp_path)
+    recipe = tiny_pretrain_recipe(tmp_path)
     out = tmp_path / "run"
     runner = CliRunner()
     first = runner.invoke(

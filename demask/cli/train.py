@@ -48,6 +48,10 @@ def train_command(
         typer.echo(f"checkpoint: {result.checkpoint}")
     if plot and result.log_path is not None:
         typer.echo(f"plot: {plot_log(result.log_path, result.log_path.with_suffix('.png'))}")
+    if result.interrupted:
+        where = "; continue with the same command plus --resume" if result.checkpoint is not None else ""
+        typer.echo(f"interrupted after step {result.step}{where}", err=True)
+        raise typer.Exit(130)
 
 
 def shutdown_distributed() -> None:

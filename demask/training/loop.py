@@ -10,8 +10,12 @@ micro-batches (gradient accumulation). Per step the loop:
 3. per micro-batch: forward under autocast when bf16, the objective's loss / number of
    micro-batches, backward (gradients are synchronised only after the last one);
 4. clips the global gradient norm, steps the optimizer;
-5. every ``log_every`` steps: a CSV row and the progress bar; every ``eval_every``
-   steps: the callbacks' ``on_evaluate``; every ``save_every`` steps: a checkpoint.
+5. every ``log_every`` steps: a CSV row and the progress bar; every ``save_every`` steps
+   a checkpoint, then every ``eval_every`` steps the callbacks' ``on_evaluate`` (the save
+   comes first, so an evaluation cut short loses no training).
+
+Ctrl-C (one process): the step in progress finishes, a checkpoint is written and the run
+ends with ``TrainResult.interrupted`` (demask.training.interrupt).
 
 Resume: the model weights, optimizer state and global RNG states come back from the
 newest checkpoint, and since rows and noise are functions of the step, an interrupted
@@ -55,6 +59,7 @@ from demask.training.distributed import (
     build_strategy,
     init_distributed,
 )
+from demask.training.interrupt import Interrupt
 from demask.training.logs import MetricsLog
 from demask.training.objectives import build_objective
 from demask.training.order import global_batch_indices, step_generator, steps_per_epoch
@@ -95,6 +100,8 @@ class TrainResult:
     """Updates per second over this call, first step excluded (warm-up)."""
     metrics: dict[str, float]
     """The last evaluation's metrics."""
+    interrupted: bool = False
+    """Stopped early by Ctrl-C (after saving a checkpoint of the last finished step)."""
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
@@ -196,6 +203,9 @@ def train(
     t_after_first = None
     last_loss, last_ckpt, last_metrics = None, ckpt, {}
     done = start
+    interrupt = Interrupt()
+    handler = contextlib.ExitStack()
+    handler.enter_context(interrupt.installed(enabled=info.world_size == 1))
     try:
         for step in range(start, config.max_steps):
             lr = lr_at(
@@ -252,20 +262,27 @@ def train(
                 window_loss.zero_()
                 window_steps, window_tokens, paused_s, window_t0 = 0, 0, 0.0, time.perf_counter()
             t_pause = time.perf_counter()
-            if callbacks and _due(done, config.eval_every, config.max_steps):
-                last_metrics = _evaluate(callbacks, done, wrapped, strategy, info)
-                log.write(done, last_metrics)
-                row = {**row, **last_metrics}
-            if out is not None and _due(done, config.save_every, config.max_steps):
+            stopping = interrupt.requested  # Ctrl-C: save this step, skip the evaluation, stop
+            saved_now = out is not None and (_due(done, config.save_every, config.max_steps) or stopping)
+            if saved_now:  # before the evaluation, so that an interrupted evaluation loses nothing
+                assert out is not None
                 data_state = {"n_examples": len(data), "epoch": done // per_epoch, "step_in_epoch": done % per_epoch}
                 last_ckpt = save_train_state(
                     out, done, config, wrapped, strategy, optimizer, tokenizer, extra_files, info, {"data": data_state}
                 )
+            if callbacks and _due(done, config.eval_every, config.max_steps) and not stopping:
+                with interrupt.abortable() if saved_now or out is None else contextlib.nullcontext():
+                    last_metrics = _evaluate(callbacks, done, wrapped, strategy, info)
+                    log.write(done, last_metrics)
+                    row = {**row, **last_metrics}
             paused_s += time.perf_counter() - t_pause
             bar.update(1)
             for cb in callbacks:
                 cb.on_step_end(done, row)
+            if interrupt.requested:
+                break
     finally:
+        handler.close()
         bar.close()
         for cb in callbacks:
             cb.on_train_end()
@@ -278,6 +295,7 @@ def train(
         log_path=log.path,
         steps_per_s=timed / run_s if timed > 0 and run_s > 0 else 0.0,
         metrics=last_metrics,
+        interrupted=interrupt.requested,
     )
 
 
