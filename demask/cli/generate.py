@@ -19,6 +19,7 @@ import typer
 
 from demask.cli.options import command, config_flags, set_path
 from demask.decoding.config import DecodeConfig
+from demask.model.hub import saved_completion_length
 
 
 def step_colour(step: int, n_steps: int) -> str:
@@ -72,7 +73,9 @@ class GenerateConfig:
     dtype: str | None = None
     """Weights dtype (float32, bfloat16, ...); None: as stored."""
     decode: DecodeConfig = field(default_factory=lambda: DecodeConfig(seed=0))
-    """The decoding settings (every DecodeConfig field is an option of its own)."""
+    """The decoding settings (every DecodeConfig field is an option of its own). Without
+    --gen-length, a demask-trained checkpoint decodes its own completion length (its
+    recipe.yaml's data.completion_length)."""
 
 
 FLAGS = config_flags(GenerateConfig, flatten=["decode"], skip=["trace"])
@@ -97,6 +100,10 @@ def generate_command(given: dict[tuple[str, ...], Any], settings: list[str], **l
     apply_settings(raw, settings, GenerateConfig, implicit="decode", example="policy_options.threshold=0.8")
     for path, value in given.items():
         set_path(raw, path, value)
+    if "gen_length" not in raw["decode"]:  # the model's own completion length, when it has one
+        length = saved_completion_length(raw.get("checkpoint", ""))
+        if length is not None:
+            raw["decode"]["gen_length"] = length
     config = from_dict(GenerateConfig, raw)
     decode = dataclasses.replace(config.decode, trace=config.show)
     generate_text(config, decode)

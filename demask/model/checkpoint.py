@@ -21,6 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from demask.model.config import ModelConfig
+from demask.model.hub import resolve_checkpoint
 from demask.model.tokenizer import Tokenizer
 from demask.model.transformer import Transformer
 
@@ -131,8 +132,9 @@ def resolve_device(device: str | torch.device) -> torch.device:
 def load_model(
     path: str | Path, dtype: str | torch.dtype | None = None, device: str | torch.device = "cpu"
 ) -> Transformer:
-    """Build the backbone from a checkpoint directory; dtype None keeps the stored dtype."""
-    path = Path(path)
+    """Build the backbone from a checkpoint (a directory, a shipped model's name or a hub id:
+    :func:`demask.model.hub.resolve_checkpoint`); dtype None keeps the stored dtype."""
+    path = resolve_checkpoint(path)
     config = read_config(path)
     files = _weight_files(path)
     dtype = resolve_dtype(dtype)
@@ -181,12 +183,13 @@ def _assign(model: torch.nn.Module, name: str, tensor: torch.Tensor) -> None:
 def load_pretrained(
     path: str | Path, dtype: str | torch.dtype | None = None, device: str | torch.device = "cpu"
 ) -> tuple[Transformer, Tokenizer]:
-    """Load model and tokenizer from a checkpoint directory.
+    """Load model and tokenizer from a checkpoint: a directory, a shipped model's name
+    (``tinycode-mdm``) or a Hugging Face hub id (:func:`demask.model.hub.resolve_checkpoint`).
 
     Special token ids missing from config.json are filled from the tokenizer, and vice versa,
     so a decoder can always read them from ``model.config``.
     """
-    path = Path(path)
+    path = resolve_checkpoint(path)
     model = load_model(path, dtype, device)
     raw = json.loads((path / "config.json").read_text())
     tokenizer = Tokenizer.from_dir(path, config=raw)

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from demask.model import Tokenizer, Transformer, load_model, train_bpe_tokenizer
+from demask.model import Tokenizer, Transformer, load_model, resolve_checkpoint, train_bpe_tokenizer
 from demask.training.checkpointing import latest_checkpoint
 from demask.training.data import ExampleData
 from demask.training.distributed import DistInfo, barrier, init_distributed
@@ -56,7 +56,7 @@ def _tokenizer(recipe: TrainRecipe, source: DataSource, resume_from: Path | None
     if recipe.tokenizer.path is not None:
         return Tokenizer.from_dir(recipe.tokenizer.path)
     if recipe.model.init_from is not None:
-        return Tokenizer.from_dir(recipe.model.init_from)
+        return Tokenizer.from_dir(resolve_checkpoint(recipe.model.init_from))
     if info.world_size == 1:
         return _train_bpe(recipe, source)
     # Several processes: the main one trains the BPE, the others read its file, so every

@@ -625,8 +625,9 @@ class GRPORecipe:
         (:class:`~demask.training.recipe.EvalRecipe`, ``tasks`` defaults to ``tinycode:test``).
     """
 
-    policy: str = "demask/assets/tinycode-mdm"
-    """Checkpoint directory of the model to post-train (the SFT model)."""
+    policy: str = "tinycode-mdm"
+    """The model to post-train (the SFT model): a checkpoint directory, a shipped model's name or a
+    Hugging Face hub id."""
     dtype: str | None = "float32"
     """Weights dtype to load the policy in (training keeps fp32 weights; use train.precision:
     bf16 for autocast)."""
