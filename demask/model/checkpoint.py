@@ -9,10 +9,12 @@ a 7B checkpoint never holds two full copies of the weights.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -93,14 +95,24 @@ def read_config(path: str | Path) -> ModelConfig:
             f"no checkpoint at {path}: expected config.json plus {WEIGHTS} (or {WEIGHTS_INDEX} "
             "with its shards) and tokenizer.json in that directory"
         )
-    return ModelConfig.from_hf_dict(json.loads(file.read_text()))
+    return ModelConfig.from_hf_dict(read_json(file))
+
+
+def read_json(file: Path) -> Any:
+    """A JSON file's content; a file that is not valid JSON is an error naming it."""
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(
+            f"{file} is not valid JSON ({exc}); restore the file or download the checkpoint again"
+        ) from None
 
 
 def _weight_files(path: Path) -> list[Path]:
     if (path / WEIGHTS).is_file():
         return [path / WEIGHTS]
     if (path / WEIGHTS_INDEX).is_file():
-        index = json.loads((path / WEIGHTS_INDEX).read_text())
+        index = read_json(path / WEIGHTS_INDEX)
         shards = sorted(set(index["weight_map"].values()))
         missing = [s for s in shards if not (path / s).is_file()]
         if missing:
@@ -145,7 +157,7 @@ def load_model(
     rename = llada_to_demask_name if config.architecture == "llada" else (lambda n: n)
     loaded: set[str] = set()
     for file in files:
-        with safe_open(str(file), framework="pt", device="cpu") as f:
+        with _open_weights(file) as f:
             for stored in f.keys():  # noqa: SIM118  # safe_open is not a dict: keys() is its API
                 if _IGNORED.match(stored):
                     continue
@@ -174,6 +186,18 @@ def load_model(
     return model.eval()
 
 
+@contextlib.contextmanager
+def _open_weights(file: Path) -> Iterator[Any]:
+    """safe_open, with a truncated or corrupt file reported as an error that names it."""
+    try:
+        handle = safe_open(str(file), framework="pt", device="cpu")
+    except Exception as exc:  # safetensors raises its own SafetensorError (and OSError)
+        raise ValueError(f"{file} cannot be read as safetensors ({exc}); the file is truncated or corrupt: "
+                         "download or copy it again") from None  # fmt: skip
+    with handle as f:
+        yield f
+
+
 def _assign(model: torch.nn.Module, name: str, tensor: torch.Tensor) -> None:
     module_name, _, attr = name.rpartition(".")
     module = model.get_submodule(module_name)
@@ -191,7 +215,7 @@ def load_pretrained(
     """
     path = resolve_checkpoint(path)
     model = load_model(path, dtype, device)
-    raw = json.loads((path / "config.json").read_text())
+    raw = read_json(path / "config.json")
     tokenizer = Tokenizer.from_dir(path, config=raw)
     cfg = model.config
     for role in ("mask", "pad", "eos", "bos"):
