@@ -9,9 +9,11 @@ What it uses of the decoding API (``demask.decoding.generate`` and its ``DecodeO
 
 Seeding: ``generate`` takes one generator per call. With ``batched=True`` (the default) one
 call serves the whole batch, its generator seeded from all the rows' seeds: the batch is
-reproducible as a whole, and a resumed evaluation reproduces it because it batches the
-missing samples the same way. With ``batched=False`` each prompt gets its own call and
-generator, so each sample depends only on its own seed (slower on a GPU).
+reproducible as a whole, and a resumed evaluation reproduces it because it draws every
+unfinished batch again whole, with the same prompts and seeds (record and replay, see
+:mod:`demask.evaluation.runner`; the batch size must stay the same). With ``batched=False``
+each prompt gets its own call and generator, so each sample depends only on its own seed
+(slower on a GPU).
 
 Not covered: chat templates (prompts are encoded as they are, without special tokens).
 """

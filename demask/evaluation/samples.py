@@ -36,8 +36,10 @@ class SampleOutput:
 class Sampler(Protocol):
     """``sampler(prompts, seeds) -> outputs``, one output per prompt, in order.
 
-    ``seeds[i]`` is the seed for prompt i; a sampler should make its output for row i depend
-    only on ``(prompts[i], seeds[i])`` so that a resumed run reproduces an uninterrupted one.
+    ``seeds[i]`` is the seed for prompt i. A resumed run reproduces an uninterrupted one if the
+    outputs are a deterministic function of the call's ``(prompts, seeds)``: evaluate() draws
+    each unfinished batch again whole (row i may depend on the whole batch). A sampler whose
+    row i depends only on ``(prompts[i], seeds[i])`` gives samples independent of the batch size.
     """
 
     def __call__(self, prompts: list[str], seeds: list[int]) -> list[SampleOutput]: ...
