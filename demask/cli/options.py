@@ -169,7 +169,7 @@ def set_path(raw: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
 DEBUG = False
 """Set by ``demask --debug``: let exceptions through with their traceback."""
 
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
 """What a wrong input raises: reported as one ``error:`` line, exit code 2."""
 
 

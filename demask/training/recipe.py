@@ -186,13 +186,37 @@ class TrainRecipe:
 
 
 # ---------------------------------------------------------------------------- YAML <-> dataclasses
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+"""The recipes shipped inside the package (``recipes/`` in the repository links here)."""
+
+
+def shipped_recipes() -> dict[str, Path]:
+    """The shipped recipes by name: ``tinycode/sft``, ``diffucoder-7b/coupled_grpo`` ..."""
+    return {p.relative_to(RECIPES).with_suffix("").as_posix(): p for p in sorted(RECIPES.glob("**/*.yaml"))}
+
+
+def resolve_recipe(spec: str | Path) -> Path:
+    """A recipe file: ``spec`` itself if it exists, else the shipped recipe of that name
+    (``tinycode/sft``, ``recipes/tinycode/sft.yaml`` from any directory)."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    name = path.as_posix().removeprefix("recipes/").removesuffix(".yaml")
+    shipped = shipped_recipes()
+    if name in shipped:
+        return shipped[name]
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory; give a recipe YAML file (shipped: {', '.join(shipped)})")
+    raise FileNotFoundError(f"no recipe at {path}, and no shipped recipe named {name!r} (shipped: {', '.join(shipped)};"
+                            " `demask recipes` lists and copies them)")  # fmt: skip
+
+
 def load_recipe(path: str | Path, settings: Sequence[str] = ()) -> TrainRecipe:
-    """Read a recipe file, then apply ``KEY=VALUE`` settings (dotted keys, YAML values, e.g.
+    """Read a recipe (a file, or a shipped recipe's name: :func:`resolve_recipe`), then apply
+    ``KEY=VALUE`` settings (dotted keys, YAML values, e.g.
     ``train.lr=1e-4``); relative ``path``-like values stay as written (relative to the
     working directory, as on the command line)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no recipe at {path}")
+    path = resolve_recipe(path)
     raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: a recipe is a mapping with blocks model, tokenizer, data, train, eval")

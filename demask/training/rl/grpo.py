@@ -672,10 +672,9 @@ def load_grpo_recipe(path: str | Path, settings: Sequence[str] = ()) -> GRPOReci
     import yaml
 
     from demask.config import apply_settings, from_dict
+    from demask.training.recipe import resolve_recipe
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no recipe at {path}")
+    path = resolve_recipe(path)
     raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: a GRPO recipe is a mapping with blocks policy, tasks, grpo, train, eval")
