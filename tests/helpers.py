@@ -63,3 +63,17 @@ def tiny_pretrain_recipe(tmp_path: Path) -> Path:
     path = tmp_path / "pretrain.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
+
+
+def tiny_checkpoint(path: Path, texts: list[str] | None = None, **overrides: Any) -> tuple[Transformer, Any]:
+    """A random tiny diffusion model with a BPE tokenizer trained on ``texts``, saved as a
+    checkpoint directory at ``path``; returns (model, tokenizer). ``overrides``: ModelConfig
+    fields (default one layer, two heads, a 64-token context, std 0.5 weights)."""
+    from demask.model import save_pretrained, train_bpe_tokenizer
+
+    tok = train_bpe_tokenizer(texts or ["def f(x):\n    return x\n"] * 8, vocab_size=260)
+    ids = dict(mask_token_id=tok.mask_token_id, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    sizes = dict(num_layers=1, num_heads=2, max_position_embeddings=64)
+    model = tiny_model(std=0.5, vocab_size=tok.vocab_size, **{**sizes, **ids, **overrides})
+    save_pretrained(model, path, tok)
+    return model, tok

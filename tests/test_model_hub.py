@@ -7,9 +7,9 @@ import sys
 
 import pytest
 import torch
-from helpers import tiny_model
+from helpers import tiny_checkpoint
 
-from demask.model import load_pretrained, resolve_checkpoint, save_pretrained, shipped_models, train_bpe_tokenizer
+from demask.model import load_pretrained, resolve_checkpoint, shipped_models
 from demask.model.hub import is_hub_id
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -20,10 +20,7 @@ def hub_cache(tmp_path_factory):
     """A hub cache holding one tiny checkpoint as ``tiny-org/tiny-coder`` (revision main)."""
     cache = tmp_path_factory.mktemp("hub")
     repo = cache / "models--tiny-org--tiny-coder"
-    tok = train_bpe_tokenizer(["def f(x):\n    return x\n"] * 8, vocab_size=260)
-    ids = dict(mask_token_id=tok.mask_token_id, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-    model = tiny_model(std=0.5, vocab_size=tok.vocab_size, num_layers=1, num_heads=2, max_position_embeddings=64, **ids)
-    save_pretrained(model, repo / "snapshots" / COMMIT, tok)
+    model, _ = tiny_checkpoint(repo / "snapshots" / COMMIT)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(COMMIT)
     return cache, model

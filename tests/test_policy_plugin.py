@@ -8,13 +8,12 @@ import sys
 import textwrap
 
 import pytest
-from helpers import tiny_model
+from helpers import tiny_checkpoint
 from typer.testing import CliRunner
 
 from demask.cli.main import app
 from demask.decoding import POLICIES, DecodeConfig, generate
 from demask.decoding.mock import tiny_transformer
-from demask.model import save_pretrained, train_bpe_tokenizer
 from demask.training.recipe import EvalRecipe
 
 PLUGIN = '''
@@ -89,18 +88,7 @@ def test_a_recipe_names_the_policy(plugin):
 
 
 def test_the_command_line_uses_the_policy(plugin, tmp_path):
-    tok = train_bpe_tokenizer(["def f(x):\n    return x\n"] * 8, vocab_size=260)
-    model = tiny_model(
-        std=0.5,
-        vocab_size=tok.vocab_size,
-        num_layers=1,
-        num_heads=2,
-        max_position_embeddings=64,
-        mask_token_id=tok.mask_token_id,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
-    save_pretrained(model, tmp_path / "ckpt", tok)
+    model, tok = tiny_checkpoint(tmp_path / "ckpt")
     args = [
         "generate",
         "--checkpoint",
