@@ -131,3 +131,22 @@ def test_repeated_sample_index_is_an_error(tmp_path, sandbox):
 def test_missing_samples_file(tmp_path, sandbox):
     with pytest.raises(FileNotFoundError, match="nope.jsonl"):
         check_samples(TASKS, tmp_path / "nope.jsonl", sandbox)
+
+
+@pytest.mark.parametrize("tail", ["", "\n", '{"task_id": "H/0", "comp'])
+def test_a_file_without_samples_is_an_error(tmp_path, sandbox, tail):
+    path = write(tmp_path / "s.jsonl", [], tail=tail)
+    with pytest.raises(ValueError, match=r"no samples in .*s\.jsonl"):
+        check_samples(TASKS, path, sandbox)
+
+
+def test_excluded_tasks_are_left_out(tmp_path, sandbox):
+    path = write(
+        tmp_path / "s.jsonl",
+        [{"task_id": "H/0", "completion": "    return a + b\n"}, {"task_id": "M/1", "completion": "x = ("}],
+    )
+    res = check_samples(TASKS, path, sandbox, exclude_tasks=["M/1"])
+    assert [s["task_id"] for s in res["samples"]] == ["H/0"]
+    assert res["num_tasks"] == 1 and res["excluded_tasks"] == ["M/1"] and res["pass_at_k"] == {"pass@1": 1.0}
+    with pytest.raises(ValueError, match="no samples left .* all 2 belong to the excluded tasks"):
+        check_samples(TASKS, path, sandbox, exclude_tasks=["M/1", "H/0"])

@@ -8,6 +8,13 @@ TASKS is a registered benchmark (``humaneval``, ``humaneval-asserts``, ``mbpp:te
 ``mbpp-sanitized:test``, ``tinycode:test``) or a HumanEval-shape .jsonl file. The work is
 done by :mod:`demask.evaluation`; the model is loaded only by ``eval``, when it runs.
 ``eval``'s options are :class:`EvalConfig`'s fields and its DecodeConfig's (demask.cli.options).
+
+Both commands check the tasks before anything is sampled or scored
+(:func:`demask.tasks.check_tasks`: tests that do not compile, an entry point nothing defines,
+a canonical solution that fails its tests): a broken task is an error, or with
+``--skip-broken-tasks`` it is left out with a warning. ``eval`` also warns, before loading the
+model, about options that cannot have an effect (several samples of a greedy decode; diffusion
+options given for an autoregressive checkpoint).
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ import typer
 
 from demask.cli.options import command, config_flags, fail, reported_errors, set_path
 from demask.decoding.config import DecodeConfig
+from demask.evaluation.runner import lock_out_dir, write_json
+from demask.model.hub import resolve_checkpoint, saved_completion_length
 from demask.tasks.base import Task
 
 
@@ -36,7 +45,43 @@ def _load_tasks(spec: str, task_data: Path | None, limit: int | None) -> list[Ta
         if limit < 1:
             raise fail(f"--limit {limit} must be >= 1")
         tasks = tasks[:limit]
+    if not tasks:
+        raise fail(f"{spec} holds no tasks; nothing to evaluate")
     return tasks
+
+
+def drop_broken_tasks(tasks: list[Task], sandbox: Any, timeout: float, skip: bool) -> tuple[list[Task], list[str]]:
+    """The tasks that pass :func:`demask.tasks.check_tasks` and the ids of those left out.
+
+    A broken task is an error (ValueError listing the first problems) unless ``skip``; then
+    it is left out with a warning line on stderr. Leaving out every task is an error.
+    """
+    from demask.tasks.check import check_tasks, describe_problems
+
+    problems = check_tasks(tasks, sandbox, timeout_s=timeout)
+    if not problems:
+        return tasks, []
+    report = describe_problems(problems, len(tasks))
+    broken = list(dict.fromkeys(p.task_id for p in problems))
+    if not skip:
+        raise ValueError(
+            f"{report}\nthese tasks would be scored as the model's failures: fix them, or pass "
+            "--skip-broken-tasks to leave them out"
+        )
+    left_out = set(broken)
+    kept = [t for t in tasks if t.task_id not in left_out]
+    if not kept:
+        raise ValueError(f"{report}\nevery task is broken: nothing left to evaluate")
+    first: dict[str, Any] = {}
+    for p in problems:
+        first.setdefault(p.task_id, p)
+    shown = ", ".join(f"{tid} ({first[tid].kind}: {first[tid].what})" for tid in broken[:10])
+    more = f", and {len(broken) - 10} more" if len(broken) > 10 else ""
+    typer.echo(
+        f"warning: --skip-broken-tasks: leaving out {len(broken)} broken task(s) of {len(tasks)}: {shown}{more}",
+        err=True,
+    )
+    return kept, broken
 
 
 def _sandbox(timeout: float, workers: int | None):
@@ -86,6 +131,12 @@ def check_samples_command(
         "--only-sampled",
         help="Score only the tasks that have samples (else the others count as missing and block pass@k).",
     ),
+    skip_broken_tasks: bool = typer.Option(
+        False,
+        "--skip-broken-tasks",
+        help="Leave out (with a warning) the tasks whose tests do not compile, whose entry point is not "
+        "defined or whose canonical solution fails; without it such a task is an error.",
+    ),
 ) -> None:
     """Execute every sample of a samples file and write pass@k and per-sample verdicts."""
     from demask.evaluation import check_samples
@@ -97,10 +148,33 @@ def check_samples_command(
             )
         task_list = _load_tasks(tasks, task_data, None)
         with _sandbox(timeout, workers) as sandbox:
-            results = check_samples(task_list, samples, sandbox, timeout_s=timeout, only_sampled_tasks=only_sampled)
+            task_list, broken = drop_broken_tasks(task_list, sandbox, timeout, skip_broken_tasks)
+            results = check_samples(
+                task_list,
+                samples,
+                sandbox,
+                timeout_s=timeout,
+                only_sampled_tasks=only_sampled,
+                exclude_tasks=broken,
+            )
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_json(out, results)
     _print_summary(results, out)
+    if results["dropped_partial_last_line"]:
+        typer.echo(
+            f"warning: {samples}, line {_last_line_number(samples)}: the last line is cut off (no newline "
+            "and not valid JSON: the writer crashed or is still writing); that sample was not scored",
+            err=True,
+        )
+
+
+def _last_line_number(path: Path) -> int:
+    """The number of the last line of a file that does not end with a newline."""
+    count = 0
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            count += chunk.count(b"\n")
+    return count + 1
 
 
 def build_sampler(checkpoint: Path, device: str, dtype: str | None, decode: dict[str, Any], per_row_seeds: bool):
@@ -132,7 +206,7 @@ class EvalConfig:
     limit: int | None = None
     """Only the first N tasks."""
     batch_size: int = 8
-    """Prompts per decoding call."""
+    """Prompts per decoding call (recorded: a resumed run keeps the first run's batches)."""
     seed: int = 0
     """Base seed; each (task, sample) gets its own from it."""
     timeout: float = 3.0
@@ -145,6 +219,9 @@ class EvalConfig:
     """Model dtype (float32, bfloat16 ...); None: as stored."""
     per_row_seeds: bool = False
     """Decode each prompt alone with its own seed (batch-independent samples; slower)."""
+    skip_broken_tasks: bool = False
+    """Leave out (with a warning) the tasks whose tests do not compile, whose entry point is
+    not defined or whose canonical solution fails; without it such a task is an error."""
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     """The decoding settings (every DecodeConfig field is an option of its own; the policy's
     knobs are --set policy_options.NAME=VALUE)."""
@@ -169,24 +246,33 @@ def eval_command(given: dict[tuple[str, ...], Any], settings: list[str], decode:
     for path, value in given.items():
         set_path(raw, path, value)
     options = raw.pop("decode")  # checked when the sampler builds its DecodeConfig
+    if "gen_length" not in options and (length := saved_completion_length(raw.get("checkpoint", ""))):
+        options["gen_length"] = length  # the model's own completion length (its recipe.yaml)
     config = from_dict(EvalConfig, raw)
     if Path(config.out).is_file():
         raise NotADirectoryError(
             f"--out {config.out} is a file; eval writes a directory (samples.jsonl, "
             "results.json, run.json): give a directory path"
         )
+    if Path(config.out).is_dir():  # another eval writing there: refused now, not after the set-up
+        with lock_out_dir(Path(config.out)):
+            pass
     task_list = _load_tasks(config.tasks, _path(config.task_data), config.limit)
-    checkpoint = Path(config.checkpoint)
-    sampler = build_sampler(checkpoint, config.device, config.dtype, options, config.per_row_seeds)
-    run_info = {
-        "checkpoint": str(checkpoint.resolve()),
-        "tasks": config.tasks,
-        "limit": config.limit,
-        "decode": options,
-        "dtype": config.dtype,
-        "per_row_seeds": config.per_row_seeds,
-    }
+    for warning in ineffective_options(options, config.n_samples, checkpoint_is_causal(config.checkpoint)):
+        typer.echo(f"warning: {warning}", err=True)
+    checkpoint = resolve_checkpoint(config.checkpoint)  # recorded as a path: the same from any directory
     with _sandbox(config.timeout, config.workers) as sandbox:
+        task_list, broken = drop_broken_tasks(task_list, sandbox, config.timeout, config.skip_broken_tasks)
+        sampler = build_sampler(checkpoint, config.device, config.dtype, options, config.per_row_seeds)
+        run_info = {
+            "checkpoint": str(checkpoint.resolve()),
+            "tasks": config.tasks,
+            "limit": config.limit,
+            "decode": options,
+            "dtype": config.dtype,
+            "per_row_seeds": config.per_row_seeds,
+            **({"skipped_broken_tasks": broken} if broken else {}),
+        }
         results = evaluate(
             task_list,
             sampler,
@@ -199,6 +285,76 @@ def eval_command(given: dict[tuple[str, ...], Any], settings: list[str], decode:
             run_info=run_info,
         )
     _print_summary(results, Path(config.out) / "results.json")
+    if not results["num_tasks"] or not results["num_samples"]:
+        raise ValueError(
+            f"the evaluation ended with {results['num_tasks']} tasks and {results['num_samples']} samples; "
+            "nothing was scored"
+        )
+
+
+def checkpoint_is_causal(checkpoint: str) -> bool | None:
+    """Whether a checkpoint is autoregressive, from its config.json read as plain JSON (no
+    weights, no download); None when that cannot be told (loading the model says why)."""
+    from demask.model.config import ModelConfig
+    from demask.model.hub import resolve_checkpoint
+
+    try:
+        raw = json.loads((resolve_checkpoint(checkpoint, offline=True) / "config.json").read_text(encoding="utf-8"))
+        return bool(ModelConfig.from_hf_dict(raw).causal)
+    except Exception:  # it only decides a warning; loading the model reports real errors
+        return None
+
+
+_CAUSAL_IGNORES = ("policy", "steps", "block_length", "schedule")
+
+
+def _samples_positions(options: dict[str, Any]) -> bool:
+    """Whether the unmasking policy asked for draws positions at random (so that samples
+    differ even at temperature 0); True when that cannot be told."""
+    from demask.decoding.policies import LearnedPolicy, RandomPolicy, policy_class
+
+    policy_options = options.get("policy_options")
+    if isinstance(policy_options, dict) and policy_options.get("alg_temp") is not None:
+        return True
+    if options.get("alg_temp") is not None:  # the former spelling
+        return True
+    policy = options.get("policy", DecodeConfig.policy)
+    if not isinstance(policy, str) or ":" in policy:
+        return True
+    try:
+        return issubclass(policy_class(policy), (RandomPolicy, LearnedPolicy))
+    except ValueError:  # an unknown name: building the DecodeConfig reports it
+        return True
+
+
+def ineffective_options(options: dict[str, Any], n_samples: int, causal: bool | None) -> list[str]:
+    """Warnings about decoding options that cannot have an effect; ``options`` are those the
+    user gave (flags and --set), ``causal`` whether the checkpoint is autoregressive."""
+    from demask.decoding.config import LEGACY_POLICY_KEYS
+
+    warnings: list[str] = []
+    if causal:
+        ignored = [f"--{k.replace('_', '-')}" for k in _CAUSAL_IGNORES if k in options]
+        policy_options = options.get("policy_options")
+        if isinstance(policy_options, dict):
+            ignored += [f"policy_options.{k}" for k in policy_options]
+        ignored += [f"policy_options.{k}" for k in LEGACY_POLICY_KEYS if k in options]
+        if ignored:
+            warnings.append(
+                f"the checkpoint is autoregressive (causal), which decodes left to right one token per step: "
+                f"{', '.join(ignored)} {'has' if len(ignored) == 1 else 'have'} no effect on it; leave "
+                f"{'it' if len(ignored) == 1 else 'them'} out (gen_length, temperature, top_p, top_k, cache, "
+                "early_stop and seed apply)"
+            )
+    temperature = options.get("temperature", DecodeConfig.temperature)
+    greedy = isinstance(temperature, (int, float)) and not isinstance(temperature, bool) and temperature == 0
+    if n_samples > 1 and greedy and (causal or not _samples_positions(options)):
+        warnings.append(
+            f"--n-samples {n_samples} at temperature 0: every sample of a task is the same greedy decode, so "
+            f"pass@k equals pass@1 at {n_samples}x the cost; give a temperature (e.g. --temperature 0.2) to draw "
+            "different samples, or use --n-samples 1"
+        )
+    return warnings
 
 
 def _path(value: str | None) -> Path | None:

@@ -6,6 +6,10 @@ setup, if any, still runs first) or ``completion`` (assembled with the task's pr
 sample index is the record's ``sample_index``, else ``completion_id``, else its position
 among the task's records in the file.
 
+A file without a single record is an error (nothing to score is never a score of 0); a
+cut-off last line (a writer that crashed or is still writing) is dropped and flagged in the
+results as ``dropped_partial_last_line``.
+
 Not covered: EvalPlus' extra (plus) tests and its per-input time limits.
 """
 
@@ -43,6 +47,7 @@ def check_samples(
     timeout_s: float | None = None,
     ks: Iterable[int] = DEFAULT_KS,
     only_sampled_tasks: bool = False,
+    exclude_tasks: Iterable[str] = (),
     batch_size: int = 256,
     progress: bool | None = None,
     max_error_chars: int = 500,
@@ -51,19 +56,31 @@ def check_samples(
 
     only_sampled_tasks: score only the tasks that have samples (else the others are listed as
         missing and, having 0 < k samples, no pass@k total is reported).
+    exclude_tasks: ids of tasks left out (broken ones, see :func:`demask.tasks.check_tasks`):
+        their samples are skipped, and the results list them as ``excluded_tasks``.
     The results' ``samples`` list follows the tasks' order, then sample index.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be >= 1")
-    by_id = {t.task_id: t for t in tasks}
+    excluded = set(exclude_tasks)
+    by_id = {t.task_id: t for t in tasks if t.task_id not in excluded}
     read = read_samples(samples_path)
+    if not read.records:
+        cut = " (only a cut-off last line, which was dropped)" if read.dropped_partial_line else ""
+        raise ValueError(
+            f"no samples in {samples_path}{cut}; a samples file holds one JSON object per line with "
+            "task_id and completion (or solution): did the sampling stop before its first sample, "
+            "or is this the wrong file?"
+        )
     jobs: list[tuple[dict[str, Any], Program]] = []
     per_task_count: dict[str, int] = {}
     seen: dict[tuple[str, int], int] = {}
     for lineno, rec in read.records:
         where = f"{samples_path}, line {lineno}"
         task_id = rec.get("task_id")
-        if task_id not in by_id:
+        if isinstance(task_id, str) and task_id in excluded:
+            continue
+        if not isinstance(task_id, str) or task_id not in by_id:
             raise ValueError(
                 f"{where}: task_id {task_id!r} is not among the {len(by_id)} tasks"
                 f"{did_you_mean(str(task_id), by_id)}; "
@@ -86,6 +103,11 @@ def check_samples(
             )
         )
 
+    if not jobs:
+        raise ValueError(
+            f"no samples left in {samples_path}: all {len(read.records)} belong to the excluded tasks "
+            f"({', '.join(sorted(excluded)[:5])}{', ...' if len(excluded) > 5 else ''}); nothing to score"
+        )
     scored: list[dict[str, Any]] = []
     with progress_bar(len(jobs), 0, progress, "check") as bar:
         for start in range(0, len(jobs), batch_size):
@@ -95,6 +117,8 @@ def check_samples(
                 scored.append({**base, **exec_fields(result, max_error_chars)})
             bar.update(len(chunk))
 
-    scope = [t for t in tasks if t.task_id in per_task_count] if only_sampled_tasks else list(tasks)
+    kept = [t for t in tasks if t.task_id not in excluded]
+    scope = [t for t in kept if t.task_id in per_task_count] if only_sampled_tasks else kept
     out = summarize(scope, scored, ks=ks)
-    return {"samples_file": str(samples_path), "dropped_partial_last_line": read.dropped_partial_line, **out}
+    extra = {"excluded_tasks": sorted(excluded)} if excluded else {}
+    return {"samples_file": str(samples_path), "dropped_partial_last_line": read.dropped_partial_line, **extra, **out}
