@@ -61,7 +61,7 @@ def resolve_checkpoint(spec: str | os.PathLike, *, revision: str | None = None, 
     names = ", ".join(shipped) or "none installed"
     raise FileNotFoundError(
         f"no checkpoint at {text}: not a directory, not a shipped model (shipped: {names}) and not a Hugging Face "
-        "hub id (org/name); give a checkpoint directory (config.json, model.safetensors, tokenizer.json)"
+        "hub id (org/name); give a checkpoint directory (expected config.json, model.safetensors, tokenizer.json)"
     )
 
 
