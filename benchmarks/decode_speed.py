@@ -185,7 +185,7 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="JSON file to write")
     ap.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
-    ap.add_argument("--tasks", default="tinycode:test", help="benchmark spec for load_tasks")
+    ap.add_argument("--tasks", default="tinycode-v1:test", help="benchmark spec for load_tasks")
     ap.add_argument("--n-tasks", type=int, default=64)
     ap.add_argument(
         "--random-model", action="store_true", help="random model and prompts: tokens/s and NFE only, no pass@1"

@@ -1,9 +1,11 @@
-"""TinyCode: determinism, the held-out split, reference solutions, and that tests discriminate."""
+"""TinyCode: determinism, the held-out splits and their leaks, v1 kept bit for bit, reference
+solutions, and that tests discriminate."""
 
 from __future__ import annotations
 
 import builtins
 import collections
+import hashlib
 import json
 import random
 
@@ -16,15 +18,22 @@ from demask.tasks.base import Task
 from demask.tasks.tinycode import (
     FAMILIES,
     PRIMITIVES,
+    TINYCODE_V1,
     TINYCODE_VERSION,
     TinyCodeConfig,
+    alias_leaks,
+    behavioural_aliases,
     build_fresh,
     build_tinycode,
+    canonical_composition,
     check_function,
+    instruction_lines,
+    text_leaks,
     tinycode_corpus,
     write_test_jsonl,
 )
 from demask.tasks.tinycode.families import InputSpace
+from demask.tasks.tinycode.generator import _TextSources
 
 SMALL = dict(compositions_per_depth=(3, 6, 10), n_train=150, test_per_composition=2)
 
@@ -48,7 +57,7 @@ def _passes(task: Task, body: str) -> bool:
 
 
 def _all_tasks(splits) -> list[Task]:
-    return splits.train + splits.test
+    return splits.train + splits.validation + splits.test
 
 
 # ------------------------------------------------------------------ primitives, by hand
@@ -103,6 +112,8 @@ def test_every_primitive_code_agrees_with_its_reference(name):
         (dict(factor_range=(1, 5)), "factor_range=(1, 5)"),
         (dict(families=("list", "dict")), "unknown ['dict']"),
         (dict(tests_per_task=1), "tests_per_task=1"),
+        (dict(validation_fraction=0.4), "validation_fraction=0.4"),
+        (dict(factor_range=(2, 2)), "never draws the factor 2"),
     ],
 )
 def test_config_rejects_bad_values_by_name(kwargs, words):
@@ -117,38 +128,54 @@ def test_same_seed_gives_identical_tasks_and_other_seed_does_not():
     a = build_tinycode(TinyCodeConfig(seed=7, **SMALL))
     b = build_tinycode(TinyCodeConfig(seed=7, **SMALL))
     c = build_tinycode(TinyCodeConfig(seed=8, **SMALL))
-    assert a.train == b.train and a.test == b.test
-    assert [t.meta for t in a.train + a.test] == [t.meta for t in b.train + b.test]
-    assert (a.compositions_train, a.compositions_test) == (b.compositions_train, b.compositions_test)
+    assert a.train == b.train and a.test == b.test and a.validation == b.validation
+    assert [t.meta for t in _all_tasks(a)] == [t.meta for t in _all_tasks(b)]
+    assert (a.compositions_train, a.compositions_validation, a.compositions_test) == (
+        b.compositions_train,
+        b.compositions_validation,
+        b.compositions_test,
+    )
     assert [t.prompt for t in a.test] != [t.prompt for t in c.test]
 
 
-def test_test_split_does_not_depend_on_n_train():
+def test_heldout_splits_do_not_depend_on_n_train_nor_test_on_validation_fraction():
     small = build_tinycode(TinyCodeConfig(**{**SMALL, "n_train": 20}))
     big = build_tinycode(TinyCodeConfig(**SMALL))
     assert small.test == big.test and len(small.train) == 20 and len(big.train) == 150
+    mid = dict(compositions_per_depth=(6, 20, 40), test_per_composition=2)  # enough for a validation split
+    a, b = build_tinycode(TinyCodeConfig(n_train=20, **mid)), build_tinycode(TinyCodeConfig(n_train=150, **mid))
+    assert a.validation == b.validation and len(b.validation) == 2 * len(b.compositions_validation) > 0
+    more = build_tinycode(TinyCodeConfig(n_train=20, validation_fraction=0.25, **mid))
+    assert more.test == a.test and len(more.compositions_validation) > 2 * len(a.compositions_validation)
 
 
 # ------------------------------------------------------------------ the split
 def test_at_least_100_compositions_in_every_tier(splits):
     assert len(splits.compositions) >= 100
     assert len(set(splits.compositions)) == len(splits.compositions)
-    for comps in (splits.compositions_train, splits.compositions_test):
+    for comps in (splits.compositions_train, splits.compositions_validation, splits.compositions_test):
         tiers = {(c[0].split(".")[0], len(c)) for c in comps}
         assert tiers == {(f, d) for f in ("list", "str", "int") for d in (1, 2, 3)}
 
 
 def test_heldout_compositions_are_unseen_and_built_from_seen_primitives(splits):
     train, test = set(splits.compositions_train), set(splits.compositions_test)
-    assert not train & test
+    val = set(splits.compositions_validation)
+    assert not train & test and not train & val and not val & test
     assert {tuple(t.meta["composition"]) for t in splits.train} == train
     assert {tuple(t.meta["composition"]) for t in splits.test} == test
+    assert {tuple(t.meta["composition"]) for t in splits.validation} == val
     uses = collections.Counter(p for comp in train for p in set(comp))
-    for comp in test:
+    for comp in test | val:
         for p in comp:
             assert uses[p] >= splits.config.min_train_uses, (comp, p)
-    fraction = len(test) / (len(train) + len(test))
-    assert 0.15 <= fraction <= 0.25
+    total = len(train) + len(val) + len(test)
+    assert 0.15 <= len(test) / total <= 0.25 and 0.07 <= len(val) / total <= 0.13
+    for fam in ("list", "str", "int"):  # about 10% of every tier, at least one
+        for depth in (1, 2, 3):
+            tier = [c for c in splits.compositions if c[0].startswith(fam + ".") and len(c) == depth]
+            n_val = sum(c in val for c in tier)
+            assert n_val >= 1 and abs(n_val - 0.1 * len(tier)) <= 1, (fam, depth, n_val, len(tier))
     assert set(PRIMITIVES) == set(uses)  # every primitive is trained on
 
 
@@ -158,12 +185,15 @@ def test_counts_ids_and_meta(splits):
     assert summary["test"] == len(splits.test) and sum(summary["test_by_depth"].values()) == len(splits.test)
     assert len(splits.train) >= 0.99 * cfg.n_train
     assert len(splits.test) == cfg.test_per_composition * len(splits.compositions_test)
-    for split, tasks in (("train", splits.train), ("test", splits.test)):
+    assert len(splits.validation) == cfg.test_per_composition * len(splits.compositions_validation)
+    assert summary["validation"] == len(splits.validation) and summary["version"] == TINYCODE_VERSION == "v2"
+    for split in ("train", "validation", "test"):
+        tasks = splits.split(split)
         assert [t.task_id for t in tasks] == [f"TinyCode/{TINYCODE_VERSION}/{split}/{i}" for i in range(len(tasks))]
         for t in tasks:
             assert t.meta["version"] == TINYCODE_VERSION and t.meta["split"] == split
             assert t.prefix_prompt and t.meta["depth"] == len(t.meta["composition"])
-    assert len({t.prompt for t in splits.test}) == len(splits.test)
+    assert len({t.prompt for t in splits.test + splits.validation}) == len(splits.test) + len(splits.validation)
 
 
 def test_prompt_and_completion_shape(splits):
@@ -348,7 +378,7 @@ def test_identical_in_another_process_with_another_hash_seed():
         "import json; from demask.tasks.tinycode import *; "
         f"s = build_tinycode(TinyCodeConfig(seed=3, **{SMALL!r})); "
         "print(json.dumps([[t.task_id, t.prompt, t.canonical_solution, list(t.tests)] "
-        "for t in s.train + s.test]))"
+        "for t in s.train + s.validation + s.test]))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
@@ -359,18 +389,19 @@ def test_identical_in_another_process_with_another_hash_seed():
     ).stdout
     here = build_tinycode(TinyCodeConfig(seed=3, **SMALL))
     assert json.loads(out) == [
-        [t.task_id, t.prompt, t.canonical_solution, list(t.tests)] for t in here.train + here.test
+        [t.task_id, t.prompt, t.canonical_solution, list(t.tests)] for t in here.train + here.validation + here.test
     ]
 
 
 def test_registered_as_a_benchmark_with_config_options():
     bench = registry.get_benchmark("tinycode")
-    assert bench.version == TINYCODE_VERSION and set(bench.splits) == {"train", "test", "fresh"}
+    assert bench.version == TINYCODE_VERSION and set(bench.splits) == {"train", "validation", "test", "fresh"}
     options = {"seed": 5, **SMALL, "compositions_per_depth": [3, 6, 10]}  # YAML gives lists
     test = registry.load_tasks("tinycode:test", **options)
     train = registry.load_tasks("tinycode:train", **options)
+    validation = registry.load_tasks("tinycode:validation", **options)
     direct = build_tinycode(TinyCodeConfig(seed=5, **SMALL))
-    assert test == direct.test and train == direct.train
+    assert test == direct.test and train == direct.train and validation == direct.validation
     assert registry.load_tasks("tinycode", **options) == test  # the default split is test
     fresh = registry.load_tasks("tinycode:fresh", n_fresh=12, **options)
     assert fresh == build_fresh(TinyCodeConfig(seed=5, **SMALL), 12)
@@ -384,8 +415,10 @@ def test_fresh_compositions_are_in_neither_split_and_their_tasks_are_sound():
     assert all(t.task_id.startswith(f"TinyCode/{TINYCODE_VERSION}/fresh/") for t in fresh)
     comps = [tuple(t.meta["composition"]) for t in fresh]
     assert len(set(comps)) == 40  # one instance per composition
-    assert not set(comps) & set(splits.compositions_train + splits.compositions_test)
+    assert not set(comps) & set(splits.compositions)
     assert {t.meta["split"] for t in fresh} == {"fresh"}
+    for held in (splits.test, splits.validation):  # no held-out task repeats a fresh one's texts
+        assert text_leaks(fresh, held).tasks == []
     assert all(_passes(t, t.canonical_solution) for t in fresh)
     assert build_fresh(cfg, 40) == fresh  # deterministic
 
@@ -415,3 +448,135 @@ def test_fresh_refuses_a_bad_count_and_a_benchmark_that_uses_everything():
     )
     with pytest.raises(ValueError, match="no fresh ones are left"):
         build_fresh(everything, 5)
+
+
+# ------------------------------------------------------------------ v2: no leaks into the held-out splits
+def _assert_no_text_leaks(splits) -> None:
+    """No validation or test task repeats the solution code or the docstring instructions
+    (whitespace-normalised) of a task of another split, nor is the same function under
+    another composition name."""
+    for held, others in (
+        (splits.test, splits.train + splits.validation),
+        (splits.validation, splits.train + splits.test),
+    ):
+        leaks = text_leaks(others, held)
+        assert (leaks.code, leaks.instructions) == ([], []), (leaks.code[:3], leaks.instructions[:3])
+        assert alias_leaks(others, held) == []
+
+
+def test_no_heldout_task_repeats_a_training_text(splits):
+    _assert_no_text_leaks(splits)
+    assert splits.redrawn == 0  # no aliasing constant is drawn, so the guard has nothing to redraw
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n_train", [12000, 36000])  # the default and the shipped recipes'
+def test_no_heldout_task_repeats_a_training_text_at_full_size(n_train):
+    splits = build_tinycode(TinyCodeConfig(n_train=n_train))
+    assert len(splits.train) >= 0.99 * n_train
+    _assert_no_text_leaks(splits)
+
+
+@pytest.mark.slow
+def test_the_leak_checks_find_v1s_leaks():
+    """The checks are not vacuous: on v1 (default config) they find the leaks the review
+    reported (docs/tinycode.md)."""
+    v1 = build_tinycode(TinyCodeConfig(version="v1"))
+    leaks = text_leaks(v1.train, v1.test)
+    assert (len(leaks.code), len(leaks.instructions), len(leaks.tasks)) == (19, 9, 22)
+    assert len(alias_leaks(v1.train, v1.test)) == 23
+
+
+def test_v2_draws_no_constant_that_makes_a_primitive_another(splits):
+    for t in _all_tasks(splits):
+        assert canonical_composition(t) == tuple(t.meta["composition"]), t.task_id
+    v1 = build_tinycode(TinyCodeConfig(version="v1", **SMALL))
+    assert any(canonical_composition(t) != tuple(t.meta["composition"]) for t in v1.train)
+
+
+def test_which_primitives_can_render_a_text():
+    v2, v1 = _TextSources(TinyCodeConfig()), _TextSources(TinyCodeConfig(version="v1"))
+    even = "xs = [x for x in xs if x % 2 == 0]"
+    assert v2.sources("code", even) == {"list.keep_even"}
+    assert v1.sources("code", even) == {"list.keep_even", "list.keep_div"}
+    assert v2.sources("code", "xs = [x for x in xs if x % 3 == 0]") == {"list.keep_div"}
+    assert v2.sources("code", "xs = [x for x in xs if x > 30]") == set()  # threshold out of range
+    assert v2.sources("phrase", "Return whether it is a multiple of 2.") == {"int.is_even"}
+    assert v1.sources("phrase", "Return whether it is a multiple of 2.") == {"int.is_even", "int.div_by"}
+    assert v2.sources("phrase", "Return how many digits it has.") == {"int.n_digits", "str.n_digits"}
+    assert v2.sources("code", "n = n // 3 if n % 3 == 0 else n + 2") == {"int.if_div"}
+    assert v2.sources("code", "n = n // 3 if n % 4 == 0 else n + 2") == set()  # a repeated slot repeats
+    # A str task whose only sentence an int task could also have: a repeat of an int composition.
+    task = Task(
+        "x",
+        'def f(s):\n    """Return how many digits it has.\n    >>> f(\'a1\')\n    1\n    """\n',
+        ("assert f('a1') == 1",),
+        "f",
+        "    return sum(ch.isdigit() for ch in s)\n",
+    )
+    assert instruction_lines(task) == ["Return how many digits it has."]
+    assert v2.repeats(task, {("int.n_digits",)}) and not v2.repeats(task, {("int.is_even",)})
+
+
+def _hand_task(task_id: str, family: str, steps: list[tuple[str, tuple]], inputs: list) -> Task:
+    comp = [name for name, _ in steps]
+    tests = tuple(f"assert f({x!r}) == 0" for x in inputs)
+    return Task(
+        task_id,
+        "def f(n):\n",
+        tests,
+        "f",
+        meta={"family": family, "composition": comp, "constants": [list(c) for _, c in steps], "depth": len(comp)},
+    )
+
+
+def test_behavioural_aliases_are_counted_on_shared_probes(splits):
+    trained = _hand_task("train/0", "int", [("int.abs", ()), ("int.gt", (8,))], [3])
+    other = _hand_task("train/1", "int", [("int.abs", ()), ("int.gt", (7,))], [3])
+    same = _hand_task("test/0", "int", [("int.abs", ()), ("int.div", (3,)), ("int.gt", (2,))], [5])
+    differs = _hand_task("test/1", "int", [("int.abs", ()), ("int.div", (3,)), ("int.gt", (3,))], [5])
+    report = behavioural_aliases([other, trained], [same, differs])
+    assert report.pairs == [("test/0", "train/0")] and report.count == 1 and report.fraction == 0.5
+    # The real splits: a count to report (docs/tinycode.md), not a failure.
+    real = behavioural_aliases(splits.train, splits.test, splits.config)
+    assert 0 <= real.count < len(splits.test) and min(real.probes.values()) > 200
+
+
+# ------------------------------------------------------------------ v1, kept for old results
+def _digest(tasks: list[Task]) -> str:
+    h = hashlib.sha256()
+    for t in tasks:
+        row = [t.task_id, t.prompt, t.canonical_solution, list(t.tests), t.entry_point, t.meta]
+        h.update(json.dumps(row, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def test_v1_is_generated_bit_for_bit_as_first_released():
+    """Digests of v1 taken before v2 existed (tasks, ids, meta, compositions)."""
+    small = build_tinycode(TinyCodeConfig(version="v1", seed=7, **SMALL))
+    assert _digest(small.train) == "f3f9a3089fd91be57d17105ca4289d89eb1ac021841f023af41af749b4e538cf"
+    assert _digest(small.test) == "6cd1ca9389ba98d36da76f472199f33395e792657fb8ac43f0d445576c58caf2"
+    assert small.validation == [] and small.compositions_validation == []
+    fresh = build_fresh(TinyCodeConfig(version="v1", seed=7, **SMALL), 40)
+    assert _digest(fresh) == "22c71ef2e6c70178af658da83bc09f5216e759df4dc621b8d4a2cd2c3c3d01ce"
+    default = build_tinycode(TinyCodeConfig(version="v1", n_train=0))
+    assert _digest(default.test) == "57f066a5ff8a4a868aa1a1295553b1b1d6398769a9264d031ddb9983cb8a053d"
+    assert (len(default.compositions_train), len(default.compositions_test), len(default.test)) == (328, 81, 324)
+
+
+def test_v1_loads_by_option_and_by_name_and_has_no_validation_split():
+    options = {"seed": 5, **SMALL}
+    v1 = registry.load_tasks("tinycode:test", version="v1", **options)
+    assert v1 == build_tinycode(TinyCodeConfig(version="v1", seed=5, **SMALL)).test
+    assert {t.task_id.split("/")[1] for t in v1} == {"v1"}
+    assert TINYCODE_V1.load("test", **options) == v1 and TINYCODE_V1.version == "v1"
+    assert TINYCODE_V1.load("train", **options) == registry.load_tasks("tinycode:train", version="v1", **options)
+    if "tinycode-v1" in registry.benchmark_names():  # once registered in BUILTINS
+        assert registry.load_tasks("tinycode-v1:test", **options) == v1
+    assert {t.task_id.split("/")[1] for t in registry.load_tasks("tinycode:test", **options)} == {"v2"}
+    with pytest.raises(ValueError, match="v1 has no validation split"):
+        registry.load_tasks("tinycode:validation", version="v1", **options)
+    with pytest.raises(ValueError, match="no split 'validation'"):
+        TINYCODE_V1.load("validation")
+    with pytest.raises(ValueError, match="tinycode-v1 is TinyCode v1"):
+        TINYCODE_V1.load("test", version="v2")

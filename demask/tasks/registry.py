@@ -75,6 +75,7 @@ BUILTINS = {
     "mbpp": "demask.tasks.mbpp:MBPP",
     "mbpp-sanitized": "demask.tasks.mbpp:MBPP_SANITIZED",
     "tinycode": "demask.tasks.tinycode.benchmark:TINYCODE",
+    "tinycode-v1": "demask.tasks.tinycode.benchmark:TINYCODE_V1",
 }
 
 

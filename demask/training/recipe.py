@@ -115,8 +115,8 @@ class EvalRecipe:
     enabled: bool = True
     """False: no evaluation callback (train.eval_every is then irrelevant)."""
     tasks: str | None = None
-    """A benchmark spec (``tinycode:test``, ``humaneval``, a JSONL path); None = the data
-    source's held-out tasks (TinyCode's test split), or nothing if it has none."""
+    """A benchmark spec (``tinycode:validation``, ``humaneval``, a JSONL path); None = the data
+    source's held-out tasks (TinyCode's validation split; v1's test split), or nothing if it has none."""
     max_tasks: int | None = None
     """Evaluate on the first this many tasks only (None = all)."""
     n_samples: int = 1

@@ -179,15 +179,17 @@ class TinyCodeSource(_SFTSource):
         return tinycode_corpus(self.splits)
 
     def eval_tasks(self) -> list[Task]:
+        """The validation split (v2: settings are chosen on it); v1, which has none, its test split."""
         if self._splits is not None:
-            return list(self._splits.test)
-        # The held-out split does not depend on n_train: skip generating the training split.
-        import dataclasses
+            splits = self._splits
+        else:  # the held-out splits do not depend on n_train: skip generating the training split
+            import dataclasses
 
-        from demask.tasks.tinycode import TinyCodeConfig, build_tinycode
+            from demask.tasks.tinycode import TinyCodeConfig, build_tinycode
 
-        config = dataclass_from_options(TinyCodeConfig, self.recipe.options, "data.options")
-        return list(build_tinycode(dataclasses.replace(config, n_train=0)).test)
+            config = dataclass_from_options(TinyCodeConfig, self.recipe.options, "data.options")
+            splits = build_tinycode(dataclasses.replace(config, n_train=0))
+        return list(splits.validation or splits.test)
 
 
 @DATA_SOURCES.register("jsonl")

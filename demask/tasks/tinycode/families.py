@@ -119,6 +119,7 @@ LIST_TRANSFORMS = (
         ("Keep the numbers divisible by {k}.", "Keep only the multiples of {k}."),
         lambda xs, k: [x for x in xs if x % k == 0],
         (("k", F),),
+        aliases=((0, 2, "list.keep_even"),),  # the same line of code
     ),
     _l(
         "drop_div",
@@ -126,6 +127,7 @@ LIST_TRANSFORMS = (
         ("Remove the numbers divisible by {k}.", "Drop the multiples of {k}."),
         lambda xs, k: [x for x in xs if x % k != 0],
         (("k", F),),
+        aliases=((0, 2, "list.keep_odd"),),  # x % 2 != 0 is x % 2 == 1
     ),
     _l(
         "keep_even",
@@ -519,6 +521,7 @@ INT_TERMINALS = (
         ("Return whether it is divisible by {k}.", "Return whether it is a multiple of {k}."),
         lambda n, k: n % k == 0,
         (("k", F),),
+        aliases=((0, 2, "int.is_even"),),  # the same line and the same sentence
     ),
     _i("str", "return str(n)", ("Return it as a string.", "Return its decimal string."), lambda n: str(n)),
     _i(

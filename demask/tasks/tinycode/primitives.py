@@ -70,6 +70,11 @@ class Primitive:
     slots: (placeholder, kind) pairs in the order ``fn`` takes them.
     must_differ: pairs of slot indices whose values must differ (e.g. replace 'a' with 'b').
     ordered: pairs (i, j) with const[i] < const[j] (e.g. a clamp's bounds).
+    aliases: (slot, value, primitive) triples: with this constant the step *is* that other
+        primitive (which takes no constants) under another name: ``keep_div`` with k=2 is
+        ``keep_even``, code and all. TinyCode v1 draws such constants; v2 never does
+        (``draw_consts(..., avoid_aliases=True)``), so a composition's name tuple says
+        what it computes and a held-out composition cannot be a trained one in disguise.
     """
 
     name: str
@@ -81,6 +86,7 @@ class Primitive:
     slots: tuple[tuple[str, ConstKind], ...] = ()
     must_differ: tuple[tuple[int, int], ...] = ()
     ordered: tuple[tuple[int, int], ...] = ()
+    aliases: tuple[tuple[int, int | str, str], ...] = ()
 
     def __post_init__(self) -> None:
         for text in (self.code, *self.phrases):
@@ -100,15 +106,24 @@ class Primitive:
     def family(self) -> str:
         return self.name.split(".", 1)[0]
 
-    def draw_consts(self, ranges: ConstRanges, rng: random.Random) -> tuple:
-        """Constants for one instance, honouring ``must_differ`` and ``ordered``."""
+    def draw_consts(self, ranges: ConstRanges, rng: random.Random, avoid_aliases: bool = False) -> tuple:
+        """Constants for one instance, honouring ``must_differ`` and ``ordered`` (and, with
+        ``avoid_aliases``, never a constant that makes the step another primitive)."""
         for _ in range(100):
             consts = tuple(ranges.draw(kind, rng) for _, kind in self.slots)
-            if self.valid(consts):
+            if self.valid(consts) and not (avoid_aliases and self.alias_of(consts)):
                 return consts
         raise ValueError(
             f"primitive {self.name}: no valid constants in 100 draws from {ranges}; widen the config ranges"
         )
+
+    def alias_of(self, consts: tuple) -> str | None:
+        """The primitive this step is with these constants (``keep_div`` with k=2:
+        ``list.keep_even``), or None."""
+        for slot, value, other in self.aliases:
+            if consts[slot] == value:
+                return other
+        return None
 
     def valid(self, consts: tuple) -> bool:
         return all(consts[i] != consts[j] for i, j in self.must_differ) and all(

@@ -622,7 +622,7 @@ class GRPORecipe:
         its keyword arguments (tinycode: TinyCodeConfig fields).
     grpo: :class:`GRPOConfig`; train: the optimizer, schedule, seed, cadence and output
         (:class:`~demask.training.config.TrainConfig`); eval: the periodic held-out pass@k
-        (:class:`~demask.training.recipe.EvalRecipe`, ``tasks`` defaults to ``tinycode:test``).
+        (:class:`~demask.training.recipe.EvalRecipe`, ``tasks`` defaults to ``tinycode:validation``).
     """
 
     policy: str = "tinycode-mdm"
@@ -722,13 +722,13 @@ def set_recipe_fields(recipe: GRPORecipe, settings: Sequence[str]) -> GRPORecipe
 
 
 def eval_callbacks(recipe: GRPORecipe, tokenizer: Any, gen_length: int) -> list[Callback]:
-    """The periodic held-out pass@k of ``recipe.eval`` (``tasks`` default: tinycode:test), or none."""
+    """The periodic held-out pass@k of ``recipe.eval`` (``tasks`` default: tinycode:validation), or none."""
     spec = recipe.eval
     if spec is None or not spec.enabled:
         return []
     from demask.tasks import load_tasks
 
-    return spec.callbacks(load_tasks(spec.tasks or "tinycode:test"), tokenizer, gen_length, recipe.train.out_dir)
+    return spec.callbacks(load_tasks(spec.tasks or "tinycode:validation"), tokenizer, gen_length, recipe.train.out_dir)
 
 
 def run_grpo_recipe(
