@@ -50,6 +50,10 @@ __all__ = [
 ]
 
 
+ATTENTIONS = ("bidirectional", "causal")
+"""Values of ModelRecipe.attention."""
+
+
 @dataclass
 class ModelRecipe:
     """The ``model:`` block: a checkpoint to start from, or the config of a new backbone."""
@@ -65,10 +69,25 @@ class ModelRecipe:
     and the special-token ids are taken from the tokenizer."""
     init_std: float = 0.02
     """Standard deviation of the normal initialisation of a new model."""
+    attention: str | None = None
+    """With init_from: the attention to train the checkpoint with, ``bidirectional`` (adapt an
+    autoregressive model to masked diffusion, as Dream and DiffuCoder do: the weights and the
+    shifted logits are kept, only the mask changes) or ``causal``; None keeps the
+    checkpoint's. A new model sets ``config.causal`` instead."""
 
     def __post_init__(self) -> None:
         if self.init_std <= 0:
             raise ValueError(f"model.init_std must be positive, got {self.init_std}")
+        if self.attention is not None:
+            if self.attention not in ATTENTIONS:
+                raise ValueError(
+                    f"model.attention={self.attention!r} is not one of {ATTENTIONS} (or null: the checkpoint's)"
+                )
+            if self.init_from is None:
+                raise ValueError(
+                    "model.attention applies to a checkpoint (model.init_from); a new model sets "
+                    "model.config.causal (true: causal, false: bidirectional)"
+                )
 
     @staticmethod
     def upgrade_keys(raw: dict[str, Any], where: str = "") -> dict[str, Any]:

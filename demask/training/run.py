@@ -76,6 +76,27 @@ def _train_bpe(recipe: TrainRecipe, source: DataSource) -> Tokenizer:
     )
 
 
+def adapt_attention(model: Transformer, attention: str, where: str = "the checkpoint") -> None:
+    """Switch a loaded model's attention (``bidirectional`` or ``causal``), keeping every
+    weight and the shifted-logits convention. A bidirectional (masked-diffusion) model needs
+    a mask token; an autoregressive one must predict token i at position i - 1."""
+    cfg = model.config
+    if attention == "bidirectional":
+        if cfg.mask_token_id is None:
+            raise ValueError(
+                f"{where} has no mask token (neither its config.json nor its tokenizer names one), so it "
+                "cannot become a masked-diffusion model; add a mask token to its tokenizer (and a row for it "
+                "to the embedding) first"
+            )
+        cfg.causal = False
+    elif attention == "causal":
+        if not cfg.shift_logits:
+            raise ValueError(f"{where} predicts token i at position i (shift_logits false): it cannot run causally")
+        cfg.causal = True
+    else:
+        raise ValueError(f"attention={attention!r} is not 'bidirectional' or 'causal'")
+
+
 def _model(recipe: TrainRecipe, tokenizer: Tokenizer) -> Transformer:
     spec = recipe.model
     if spec.init_from is not None:
@@ -90,6 +111,8 @@ def _model(recipe: TrainRecipe, tokenizer: Tokenizer) -> Transformer:
                 f"the tokenizer has {tokenizer.vocab_size} tokens, the checkpoint's head "
                 f"{cfg.vocab_size} rows; use the checkpoint's own tokenizer"
             )
+        if spec.attention is not None:
+            adapt_attention(model, spec.attention, str(spec.init_from))
         return model
     config = dataclasses.replace(
         spec.config,

@@ -1,0 +1,51 @@
+"""Adapting an autoregressive checkpoint to masked diffusion (model.attention): the attention
+changes and nothing else of the checkpoint."""
+
+import pytest
+import torch
+from helpers import tiny_checkpoint
+
+from demask.training.recipe import ModelRecipe, TrainRecipe
+from demask.training.run import _model, adapt_attention
+
+
+def test_bidirectional_adaptation_keeps_every_weight_and_the_shift(tmp_path):
+    ar, tok = tiny_checkpoint(tmp_path / "ar", causal=True)
+    recipe = TrainRecipe(model=ModelRecipe(init_from=str(tmp_path / "ar"), attention="bidirectional"))
+    adapted = _model(recipe, tok)
+    assert (ar.config.causal, adapted.config.causal) == (True, False)
+    assert adapted.config.shift_logits and adapted.config.replace(causal=True) == ar.config
+    torch.testing.assert_close(adapted.state_dict(), ar.state_dict(), rtol=0, atol=0)
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        before, after = ar.eval()(ids), adapted.eval()(ids)
+    # the last position already saw everything; earlier ones now see the right context too
+    torch.testing.assert_close(after[:, -1], before[:, -1])
+    assert not torch.allclose(after[:, 0], before[:, 0])
+
+
+def test_no_attention_key_keeps_the_checkpoints(tmp_path):
+    _, tok = tiny_checkpoint(tmp_path / "ar", causal=True)
+    assert _model(TrainRecipe(model=ModelRecipe(init_from=str(tmp_path / "ar"))), tok).config.causal
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(init_from="x", attention="block"), "model.attention='block' is not one of"),
+        (dict(attention="bidirectional"), "applies to a checkpoint .*model.config.causal"),
+    ],
+)
+def test_bad_attention_settings_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ModelRecipe(**kwargs)
+
+
+def test_a_checkpoint_without_a_mask_token_cannot_become_a_diffusion_model(tmp_path):
+    ar, _ = tiny_checkpoint(tmp_path / "ar", causal=True)
+    ar.config.mask_token_id = None
+    with pytest.raises(ValueError, match="has no mask token .* add a mask token"):
+        adapt_attention(ar, "bidirectional", "ar")
+    ar.config.shift_logits = False
+    with pytest.raises(ValueError, match="shift_logits false"):
+        adapt_attention(ar, "causal", "ar")
