@@ -114,13 +114,24 @@ def heldout_tasks(model_dir: Path) -> list:
     return tasks
 
 
-def inference_dtype() -> str:
+def inference_dtype(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
     """bf16 on CUDA and where the CPU has native bf16 matmuls, fp32 elsewhere (emulated bf16
-    is slower than fp32). docs/performance.md compares bf16 with fp32 on the shipped model."""
+    is slower than fp32). docs/performance.md compares bf16 with fp32 on the shipped model.
+
+    Native means the CPU flags (Linux: ``cpuinfo``) list avx512_bf16 or amx_bf16: oneDNN's
+    own check (``_is_mkldnn_bf16_supported``) also says yes for plain AVX-512, where bf16 is
+    emulated and the demo ran 2-2.5x slower than in fp32. Without a readable cpuinfo,
+    oneDNN's check decides."""
     import torch
 
     if torch.cuda.is_available():
         return "bfloat16"
+    try:
+        flags = set(Path(cpuinfo).read_text().split())
+    except OSError:
+        flags = None
+    if flags is not None:
+        return "bfloat16" if flags & {"avx512_bf16", "amx_bf16"} else "float32"
     try:
         return "bfloat16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "float32"
     except (AttributeError, RuntimeError):

@@ -125,3 +125,17 @@ def test_demo_grpo_row_without_a_checkpoint_is_refused(tmp_path):
     result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--policy", "coupled-GRPO model, confidence"])
     assert result.exit_code != 0
     assert "--grpo" in result.output
+
+
+def test_bf16_only_where_the_cpu_has_it_natively(tmp_path, monkeypatch):
+    import torch
+
+    from demask.demo import inference_dtype
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    plain, native = tmp_path / "plain", tmp_path / "native"
+    plain.write_text("flags\t\t: fpu sse avx2 avx512f avx512bw\n")
+    native.write_text("flags\t\t: fpu sse avx2 avx512f avx512_bf16\n")
+    assert inference_dtype(plain) == "float32"  # AVX-512 alone: bf16 would be emulated
+    assert inference_dtype(native) == "bfloat16"
+    assert inference_dtype(tmp_path / "missing") in ("float32", "bfloat16")  # oneDNN's check decides
