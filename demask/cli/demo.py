@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from demask.cli.options import command, config_flags, set_path
+from demask.cli.options import command, config_flags, gather
 
 
 @dataclass
@@ -42,35 +42,15 @@ FLAGS = config_flags(DemoConfig)
 
 def demo_command(given: dict[tuple[str, ...], Any], settings: list[str]) -> None:
     """Evaluate the shipped tiny models on held-out TinyCode with several decoding policies."""
-    from demask.config import apply_settings, from_dict
+    from demask.config import from_dict
 
-    raw: dict[str, Any] = {}
-    apply_settings(raw, settings, DemoConfig, example="max_tasks=32")
-    for path, value in given.items():
-        set_path(raw, path, value)
-    config = from_dict(DemoConfig, raw)
-    demo(
-        out=None if config.out is None else Path(config.out),
-        train=config.train,
-        max_tasks=config.max_tasks,
-        policy=config.policy,
-        workers=config.workers,
-        threads=config.threads,
-        dtype=config.dtype,
-        grpo=None if config.grpo is None else Path(config.grpo),
-    )
+    demo(from_dict(DemoConfig, gather(DemoConfig, given, settings, example="max_tasks=32")))
 
 
-def demo(
-    out: Path | None,
-    train: bool,
-    max_tasks: int | None,
-    policy: list[str] | None,
-    workers: int | None,
-    threads: int,
-    dtype: str,
-    grpo: Path | None,
-) -> None:
+def demo(config: DemoConfig) -> None:
+    out = None if config.out is None else Path(config.out)
+    grpo = None if config.grpo is None else Path(config.grpo)
+    max_tasks, policy, workers, dtype = config.max_tasks, config.policy, config.workers, config.dtype
     import torch
     from rich.console import Console
     from rich.table import Table
@@ -79,9 +59,9 @@ def demo(
     from demask.model import load_pretrained
 
     console = Console()
-    torch.set_num_threads(threads)
+    torch.set_num_threads(config.threads)
     dirs = dict(SHIPPED)
-    if train:
+    if config.train:
         dirs = _retrain(dirs, (out or Path(tempfile.mkdtemp(prefix="demask-demo-"))) / "models", console)
     missing = [str(d) for d in dirs.values() if not (d / "config.json").is_file()]
     if missing:

@@ -20,17 +20,16 @@ options given for an autoregressive checkpoint).
 from __future__ import annotations
 
 import inspect
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from demask.cli.options import command, config_flags, fail, reported_errors, set_path
+from demask.cli.options import command, config_flags, default_gen_length, fail, gather, reported_errors
 from demask.decoding.config import DecodeConfig
 from demask.evaluation.runner import lock_out_dir, write_json
-from demask.model.hub import resolve_checkpoint, saved_completion_length
+from demask.model.hub import resolve_checkpoint
 from demask.tasks.base import Task
 
 
@@ -232,7 +231,7 @@ EVAL_FLAGS = config_flags(EvalConfig, flatten=["decode"], skip=["trace"])
 
 def eval_command(given: dict[tuple[str, ...], Any], settings: list[str], decode: list[str]) -> None:
     """Sample completions from a checkpoint, execute them and score pass@k (resumable)."""
-    from demask.config import apply_settings, from_dict
+    from demask.config import from_dict
     from demask.evaluation import evaluate
 
     if decode:
@@ -241,13 +240,9 @@ def eval_command(given: dict[tuple[str, ...], Any], settings: list[str], decode:
             "goes in the next release)",
             err=True,
         )
-    raw: dict[str, Any] = {"decode": {}}
-    apply_settings(raw, [*decode, *settings], EvalConfig, implicit="decode", example="policy_options.threshold=0.8")
-    for path, value in given.items():
-        set_path(raw, path, value)
+    raw = gather(EvalConfig, given, [*decode, *settings], {"decode": {}}, implicit="decode")
     options = raw.pop("decode")  # checked when the sampler builds its DecodeConfig
-    if "gen_length" not in options and (length := saved_completion_length(raw.get("checkpoint", ""))):
-        options["gen_length"] = length  # the model's own completion length (its recipe.yaml)
+    default_gen_length(options, raw.get("checkpoint", ""))
     config = from_dict(EvalConfig, raw)
     if Path(config.out).is_file():
         raise NotADirectoryError(
@@ -295,12 +290,10 @@ def eval_command(given: dict[tuple[str, ...], Any], settings: list[str], decode:
 def checkpoint_is_causal(checkpoint: str) -> bool | None:
     """Whether a checkpoint is autoregressive, from its config.json read as plain JSON (no
     weights, no download); None when that cannot be told (loading the model says why)."""
-    from demask.model.config import ModelConfig
-    from demask.model.hub import resolve_checkpoint
+    from demask.model import read_config
 
     try:
-        raw = json.loads((resolve_checkpoint(checkpoint, offline=True) / "config.json").read_text(encoding="utf-8"))
-        return bool(ModelConfig.from_hf_dict(raw).causal)
+        return bool(read_config(resolve_checkpoint(checkpoint, offline=True)).causal)
     except Exception:  # it only decides a warning; loading the model reports real errors
         return None
 

@@ -17,9 +17,8 @@ from typing import Any
 
 import typer
 
-from demask.cli.options import command, config_flags, set_path
+from demask.cli.options import command, config_flags, default_gen_length, gather, set_path
 from demask.decoding.config import DecodeConfig
-from demask.model.hub import saved_completion_length
 
 
 def step_colour(step: int, n_steps: int) -> str:
@@ -86,7 +85,7 @@ with a deprecation message, until the next release."""
 
 def generate_command(given: dict[tuple[str, ...], Any], settings: list[str], **legacy: Any) -> None:
     """Decode a completion for PROMPT and print it."""
-    from demask.config import apply_settings, from_dict
+    from demask.config import from_dict
 
     raw: dict[str, Any] = {"decode": {"seed": 0}}
     for name, value in legacy.items():
@@ -97,13 +96,8 @@ def generate_command(given: dict[tuple[str, ...], Any], settings: list[str], **l
                 err=True,
             )
             set_path(raw, ("decode", "policy_options", name), value)
-    apply_settings(raw, settings, GenerateConfig, implicit="decode", example="policy_options.threshold=0.8")
-    for path, value in given.items():
-        set_path(raw, path, value)
-    if "gen_length" not in raw["decode"]:  # the model's own completion length, when it has one
-        length = saved_completion_length(raw.get("checkpoint", ""))
-        if length is not None:
-            raw["decode"]["gen_length"] = length
+    gather(GenerateConfig, given, settings, raw, implicit="decode")
+    default_gen_length(raw["decode"], raw.get("checkpoint", ""))
     config = from_dict(GenerateConfig, raw)
     decode = dataclasses.replace(config.decode, trace=config.show)
     generate_text(config, decode)

@@ -20,7 +20,7 @@ from typing import Any
 
 import typer
 
-from demask.cli.options import command, config_flags, set_path
+from demask.cli.options import command, config_flags, gather
 from demask.cli.train import run_options, shutdown_distributed
 from demask.training.rl.grpo import GRPORecipe
 
@@ -37,10 +37,8 @@ def grpo_command(
 
     estimator = given.pop(("grpo", "estimator"), None)  # a new estimator clears its options
     train = {path[-1]: value for path, value in given.items() if path[0] == "train"}
-    raw = to_dict(load_grpo_recipe(recipe, settings))
-    for path, value in given.items():
-        if path[0] != "train":
-            set_path(raw, path, value)
+    named = {path: value for path, value in given.items() if path[0] != "train"}
+    raw = gather(GRPORecipe, named, [], to_dict(load_grpo_recipe(recipe, settings)))
     loaded = override_grpo_recipe(from_dict(GRPORecipe, raw), estimator=estimator, out_dir=out, **train)
     try:
         result = run_grpo_recipe(loaded, resume=resume, log=typer.echo)

@@ -29,7 +29,8 @@ from typing import Any
 
 import typer
 
-from demask.config import field_docs, to_dict
+from demask.config import apply_settings, field_docs, to_dict
+from demask.model.hub import saved_completion_length
 
 _SIMPLE = (int, float, str, bool)
 
@@ -164,6 +165,31 @@ def set_path(raw: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
             child = node[part] = {}
         node = child
     node[path[-1]] = value
+
+
+def gather(
+    cls: type,
+    given: dict[tuple[str, ...], Any],
+    settings: Sequence[str],
+    raw: dict[str, Any] | None = None,
+    *,
+    implicit: str | None = None,
+    example: str = "policy_options.threshold=0.8",
+) -> dict[str, Any]:
+    """A command's config as a mapping: ``raw`` (a recipe, or the command's own defaults), then
+    the ``--set`` settings, then the options given (which win). The caller builds ``cls`` from
+    it with :func:`demask.config.from_dict`, which checks every key and value."""
+    raw = {} if raw is None else raw
+    apply_settings(raw, settings, cls, implicit=implicit, example=example)
+    for path, value in given.items():
+        set_path(raw, path, value)
+    return raw
+
+
+def default_gen_length(decode: dict[str, Any], checkpoint: str) -> None:
+    """Without a gen_length, decode a demask checkpoint's own completion length (its recipe.yaml)."""
+    if "gen_length" not in decode and (length := saved_completion_length(checkpoint)):
+        decode["gen_length"] = length
 
 
 DEBUG = False
