@@ -17,6 +17,12 @@ with completion positions: ``logits[:, j]`` predicts completion index ``window_s
 What is approximate: with ``prefix``/``dual``, K/V outside the running slice are those of
 the refresh, not of the current tokens, so outputs may differ from ``none`` (Fast-dLLM's
 trade). Rows that still decode while others wait run against a gathered copy of the cache.
+
+A block-causal model (block diffusion) has nothing to approximate: no block sees a later
+one, so ``prefix`` and ``dual`` both mean the **exact** cache. Each step runs the current
+attention block only; the step that starts a block also runs the block before it once more,
+now that its tokens are final, which writes its keys/values for good (the first block's
+start runs the whole prompt instead: the prefill).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ class StepForward:
         self.shifted = bool(self.model.config.shift_logits)
         self.p, self.t = prompt_length, total_length
         self.cache = self.model.new_cache(total_length) if mode != "none" else None
+        self.exact = self.cache is not None and self.model.config.block_size is not None
 
     def __call__(
         self, rows: ActiveRows, lo: int, hi: int, refresh: bool, run: torch.Tensor | None = None
@@ -47,6 +54,8 @@ class StepForward:
         """
         x, attn, pos = rows.tokens, rows.attention, rows.positions
         p, shift = self.p, int(self.shifted)
+        if self.exact:
+            return self._exact(rows, lo, hi, refresh, run), lo
         if self.cache is None or refresh:
             if refresh and run is not None:
                 raise RuntimeError("a cache refresh must run every active row")
@@ -61,6 +70,25 @@ class StepForward:
         )  # (A', b - a, V)
         # Row j of the slice predicts absolute position a + j + shift = p + lo + j.
         return logits[:, : b - a - shift] if shift else logits, lo
+
+    def _exact(self, rows: ActiveRows, lo: int, hi: int, refresh: bool, run: torch.Tensor | None) -> torch.Tensor:
+        """Block-causal models: logits (A', hi - lo, V) for completion [lo, hi), running the
+        attention block [a, b) that predicts it (plus the finished block before it, or the
+        whole prompt, on a refresh)."""
+        if refresh and run is not None:
+            raise RuntimeError("a cache refresh must run every active row")
+        assert self.cache is not None  # exact mode has a cache
+        a, b = self.p + lo - int(self.shifted), self.p + hi - int(self.shifted)
+        start = a if not refresh else 0 if lo == 0 else a - (hi - lo)
+        cache = self.cache if run is None else self.cache.gather(run)
+        logits = self.model(
+            rows.tokens[:, start:b],
+            attention_mask=rows.attention,
+            position_ids=rows.positions[:, start:b],
+            cache=cache,
+            cache_start=start,
+        )
+        return logits[:, a - start :]
 
     def select_rows(self, keep: torch.Tensor) -> None:
         """Drop finished rows from the cache (keep: (A,) bool or indices)."""

@@ -16,8 +16,16 @@ and its masked positions are filled with that end token. The cut completion equa
 of decoding to the end given the same steps up to the stop; with sampling, rows leaving
 the batch change the random draws of the rows that stay (as any change of batch does).
 
+Block-causal models (``model.config.block_size`` B, block diffusion): the blocks are the
+model's (``block_length`` B; left unset it becomes B), completions start on a block boundary
+(:func:`demask.model.blocks.align_positions`), and any cache mode other than "none" is the
+**exact** cache: a finished block's keys/values are written once, by the forward that starts
+the next block, and never recomputed; each step runs only the current block. The result
+equals that of ``cache="none"`` (the whole sequence every step under the block-causal mask).
+
 Not covered: remasking of committed tokens, batches whose rows need different
-gen_length, and models on several devices. The model's train/eval mode is left as is.
+gen_length, sub-blocks inside a block-causal model's block, and models on several devices.
+The model's train/eval mode is left as is.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from demask.decoding.policies import StepState, UnmaskingPolicy
 from demask.decoding.sampling import choose_tokens
 from demask.decoding.schedules import Schedule, schedule_class
 from demask.decoding.trace import Trace, TraceStep
+from demask.model.blocks import align_positions
 from demask.model.config import ModelConfig
 
 
@@ -70,6 +79,9 @@ def generate(
     batch = build_batch(
         prompts, config.gen_length, mask_id, fill_token_id(mcfg, ends), device, mcfg.max_position_embeddings
     )
+    if mcfg.block_size is not None:
+        config = block_causal_config(config, mcfg.block_size)
+        batch.positions = align_positions(batch.positions, batch.prompt_length, mcfg.block_size)
     policy = config.make_policy()
     rows = ActiveRows.start(batch, confidence=policy.sees_completion)
     p, length, bl = batch.prompt_length, config.gen_length, config.block_size
@@ -140,6 +152,23 @@ class _Run:
                                         commit=commit, tokens=tokens, scores=sel.scores, confidence=state.confidence,
                                         info=sel.info))  # fmt: skip
         return True
+
+
+def block_causal_config(config: DecodeConfig, block_size: int) -> DecodeConfig:
+    """``config`` for a block-causal model of ``block_size``: its blocks are the model's."""
+    if config.gen_length % block_size:
+        raise ValueError(
+            f"gen_length={config.gen_length} is not a whole number of the model's blocks of {block_size}; "
+            f"use a multiple of {block_size} (the completion stops early at its end token anyway)"
+        )
+    if config.block_length is None:
+        return config.replace(block_length=block_size)
+    if config.block_length != block_size:
+        raise ValueError(
+            f"block_length={config.block_length}, but the model is block-causal with blocks of {block_size}: "
+            f"decode with block_length {block_size} (or leave it unset)"
+        )
+    return config
 
 
 def _mask_token_id(mcfg: ModelConfig) -> int:

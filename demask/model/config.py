@@ -38,7 +38,12 @@ class ModelConfig:
     embedding_size: int | None = None
     """Rows of the input embedding when it differs from vocab_size (LLaDA pads it)."""
     causal: bool = False
-    """True: autoregressive (causal attention). False: masked diffusion (bidirectional)."""
+    """True: autoregressive (causal attention). False: masked diffusion (bidirectional, or
+    block-causal with ``block_size``)."""
+    block_size: int | None = None
+    """Block diffusion: attention is bidirectional inside blocks of this many positions and
+    causal across them (see :mod:`demask.model.blocks`); None: full attention. Needs
+    ``causal`` false."""
     shift_logits: bool = True
     """True (Dream, DiffuCoder): the logits at position i-1 predict token i.
     False (LLaDA, autoregressive use): the logits at position i predict token i."""
@@ -77,8 +82,25 @@ class ModelConfig:
             self.head_dim = self.hidden_size // self.num_heads
         if self.head_dim % 2:
             raise ValueError(f"head_dim must be even for rotary embeddings, got {self.head_dim}")
+        if self.block_size is not None:
+            if self.block_size <= 0:
+                raise ValueError(
+                    f"ModelConfig.block_size must be positive (or null: full attention), got {self.block_size}"
+                )
+            if self.causal:
+                raise ValueError(
+                    f"block_size={self.block_size} asks for block-causal attention but causal is true; "
+                    "set causal false (a causal model is block size 1 already)"
+                )
         if self.embedding_size is not None and self.embedding_size < self.vocab_size:
             raise ValueError(f"embedding_size ({self.embedding_size}) is smaller than vocab_size ({self.vocab_size})")
+
+    @property
+    def attention(self) -> str:
+        """ "causal", "bidirectional" or "block-causal (B)", for messages."""
+        if self.causal:
+            return "causal"
+        return "bidirectional" if self.block_size is None else f"block-causal (blocks of {self.block_size})"
 
     @property
     def input_vocab_size(self) -> int:
@@ -122,6 +144,7 @@ class ModelConfig:
             "bos_token_id",
             "model_type",
             "causal",
+            "block_size",
             "shift_logits",
             "qkv_bias",
             "attention_bias",
@@ -159,6 +182,7 @@ class ModelConfig:
             tie_word_embeddings=raw.get("tie_word_embeddings", False),
             embedding_size=raw.get("embedding_size"),
             causal=raw.get("causal", default_causal),
+            block_size=raw.get("block_size"),
             # Dream/DiffuCoder kept Qwen's shift; plain AR use of Qwen/LLaMA is shifted too.
             shift_logits=raw.get("shift_logits", True),
             mask_token_id=raw.get("mask_token_id"),
@@ -250,6 +274,8 @@ class ModelConfig:
         )
         if self.embedding_size is not None:
             out["embedding_size"] = self.embedding_size
+        if self.block_size is not None:
+            out["block_size"] = self.block_size
         return out
 
 

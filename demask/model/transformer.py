@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from demask.model.blocks import UNWRITTEN, attention_blocks, block_causal_keep
 from demask.model.config import ModelConfig
 
 
@@ -66,13 +67,25 @@ class KVCache:
     """Keys and values of every layer for a whole sequence, written in place.
 
     ``k[i]``/``v[i]``: (B, H_kv, T, D), allocated by the first forward that uses the cache.
-    ``length`` is T, the number of positions the cache covers.
+    ``length`` is T, the number of positions the cache covers. ``positions`` (B, T): the
+    rotary position of every slot written so far (:data:`~demask.model.blocks.UNWRITTEN`
+    elsewhere), kept for block-causal models, whose mask needs the keys' positions.
     """
 
     def __init__(self, num_layers: int, length: int) -> None:
         self.length = length
         self.k: list[torch.Tensor | None] = [None] * num_layers
         self.v: list[torch.Tensor | None] = [None] * num_layers
+        self.positions: torch.Tensor | None = None
+
+    def write_positions(self, start: int, positions: torch.Tensor) -> torch.Tensor:
+        """Record the (B, S) rotary positions written at [start, start + S); return all (B, T)."""
+        if self.positions is None:
+            self.positions = torch.full(
+                (positions.shape[0], self.length), UNWRITTEN, dtype=torch.long, device=positions.device
+            )
+        self.positions[:, start : start + positions.shape[1]] = positions
+        return self.positions
 
     def update(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write (B, H_kv, S, D) keys/values at [start, start + S) and return the full cache."""
@@ -92,6 +105,7 @@ class KVCache:
         """Keep only the batch rows ``rows`` (used when finished rows leave a batch)."""
         self.k = [None if t is None else t[rows] for t in self.k]
         self.v = [None if t is None else t[rows] for t in self.v]
+        self.positions = None if self.positions is None else self.positions[rows]
 
     def gather(self, rows: torch.Tensor) -> KVCache:
         """A new cache holding a copy of the batch rows ``rows`` (writes to it do not reach
@@ -99,6 +113,7 @@ class KVCache:
         sub = KVCache(len(self.k), self.length)
         sub.k = [None if t is None else t[rows] for t in self.k]
         sub.v = [None if t is None else t[rows] for t in self.v]
+        sub.positions = None if self.positions is None else self.positions[rows]
         return sub
 
 
@@ -224,9 +239,12 @@ class Transformer(nn.Module):
         """Logits for ``input_ids`` (B, S).
 
         attention_mask: (B, T) with 1/True for real tokens and 0/False for padding, over the
-            keys: T = S without a cache, T = cache.length with one.
+            keys: T = S without a cache, T = cache.length with one. Or a (B, 1, S, T) bool
+            mask used as is (True = attend; block diffusion's two-stream training form),
+            which needs explicit ``position_ids``.
         position_ids: (B, S); default ``cumsum(attention_mask) - 1`` over the input positions
-            (correct for left padding), or ``cache_start + arange(S)`` without a mask.
+            (correct for left padding), or ``cache_start + arange(S)`` without a mask. A
+            block-causal model counts its blocks on them (:mod:`demask.model.blocks`).
         cache / cache_start: run on positions [cache_start, cache_start + S) of a longer
             sequence; their keys/values are written into ``cache`` and the queries attend to
             all of its positions.
@@ -234,7 +252,9 @@ class Transformer(nn.Module):
         b, s = input_ids.shape
         total = cache.length if cache is not None else s
         limit = self.config.max_position_embeddings
-        if total > limit:
+        # A full (B, 1, S, T) mask states its own geometry (block diffusion's two streams
+        # hold the same positions twice), so only a plain sequence is held to the context.
+        if total > limit and not (attention_mask is not None and attention_mask.dim() == 4):
             raise ValueError(
                 f"sequence of {total} tokens is longer than the model's context of {limit} "
                 "(max_position_embeddings); shorten the prompt or the completion length"
@@ -242,18 +262,24 @@ class Transformer(nn.Module):
         device = input_ids.device
         if attention_mask is not None:
             attention_mask = attention_mask.to(device=device, dtype=torch.bool)
-            if attention_mask.shape != (b, total):
+            given_4d = attention_mask.dim() == 4
+            if attention_mask.shape != ((b, 1, s, total) if given_4d else (b, total)):
                 raise ValueError(
-                    f"attention_mask has shape {tuple(attention_mask.shape)}, "
-                    f"expected {(b, total)} (batch, key positions)"
+                    f"attention_mask has shape {tuple(attention_mask.shape)}, expected {(b, total)} "
+                    f"(batch, key positions) or {(b, 1, s, total)} (a full boolean mask)"
                 )
+            if given_4d and position_ids is None:
+                raise ValueError("a full (B, 1, S, T) attention_mask needs explicit position_ids")
         if position_ids is None:
             if attention_mask is not None:
                 full = attention_mask.long().cumsum(-1) - 1
                 position_ids = full[:, cache_start : cache_start + s].clamp(min=0)
             else:
                 position_ids = torch.arange(cache_start, cache_start + s, device=device).expand(b, s)
-        attn_mask, is_causal = self._attention_mask(attention_mask, b, s, total, cache_start, device)
+        key_positions = position_ids
+        if cache is not None and self.config.block_size is not None:
+            key_positions = cache.write_positions(cache_start, position_ids)
+        attn_mask, is_causal = self._attention_mask(attention_mask, position_ids, key_positions, total, cache_start)
         x = self.model.embed_tokens(input_ids)
         assert self.config.head_dim is not None  # ModelConfig.__post_init__ fills it in
         cos, sin = rotary_cos_sin(position_ids, self.config.head_dim, self.config.rope_theta, x.dtype)
@@ -261,10 +287,15 @@ class Transformer(nn.Module):
             x = layer(x, cos, sin, attn_mask, is_causal, cache, i, cache_start)
         return self.lm_head(self.model.norm(x))
 
-    def _attention_mask(self, attention_mask, b, s, total, cache_start, device):
+    def _attention_mask(self, attention_mask, position_ids, key_positions, total, cache_start):
         """A boolean (B, 1, S, T) mask for SDPA (True = attend), or None / is_causal."""
-        causal = self.config.causal
-        if attention_mask is None and (not causal or (s == total and cache_start == 0)):
+        if attention_mask is not None and attention_mask.dim() == 4:
+            return attention_mask, False
+        cfg = self.config
+        b, s = position_ids.shape
+        device = position_ids.device
+        causal, blocks = cfg.causal, cfg.block_size is not None
+        if attention_mask is None and not blocks and (not causal or (s == total and cache_start == 0)):
             return None, causal and s > 1
         q_abs = torch.arange(cache_start, cache_start + s, device=device)[:, None]  # (S, 1)
         k_abs = torch.arange(total, device=device)[None, :]  # (1, T)
@@ -273,6 +304,11 @@ class Transformer(nn.Module):
             keep = keep & attention_mask[:, None, None, :]
         if causal:
             keep = keep & (k_abs <= q_abs)
+        if blocks:
+            assert cfg.block_size is not None
+            q_blocks = attention_blocks(position_ids, cfg.block_size, cfg.shift_logits)
+            k_blocks = attention_blocks(key_positions.expand(b, -1), cfg.block_size, cfg.shift_logits)
+            keep = keep & block_causal_keep(q_blocks, k_blocks)
         # Every query may see itself, so rows of padding never attend to nothing (NaN).
         return keep | (k_abs == q_abs), False
 

@@ -43,14 +43,17 @@ class HeldOutLoss(Callback):
         batch_size: int = 64,
         seed: int = 0,
         name: str = "heldout_loss",
+        objective_options: dict[str, Any] | None = None,
     ) -> None:
         self.data, self.objective, self.mask_eps = data, objective, mask_eps
+        self.objective_options = dict(objective_options or {})
         self.rows = min(len(data), max_rows or len(data))
         self.batch_size, self.seed, self.name = batch_size, seed, name
 
     def on_evaluate(self, step: int, model: nn.Module, info: DistInfo) -> dict[str, float]:
         config = cast(ModelConfig, model.config)  # nn.Module types attributes as Tensor | Module
-        objective = build_objective(self.objective, config, self.mask_eps)
+        objective = build_objective(self.objective, config, self.mask_eps, **self.objective_options)
+        objective.at_step(step)
         noise = objective.draw_noise(self.rows, self.data.width, step_generator(self.seed, 0))
         device = next(model.parameters()).device
         total = 0.0

@@ -7,7 +7,7 @@ this dataclass in YAML.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 PRECISIONS = ("fp32", "bf16")
@@ -19,6 +19,8 @@ class TrainConfig:
 
     objective: str = "masked-diffusion"
     """Loss, by registered name: masked-diffusion (ELBO) or autoregressive."""
+    objective_options: dict[str, Any] = field(default_factory=dict)
+    """The objective's own options, by name (block-diffusion: ``complementary``)."""
     mask_eps: float = 1e-3
     """Smallest mask rate t of the masked-diffusion objective (t ~ U(eps, 1])."""
     max_steps: int = 1000
@@ -99,6 +101,12 @@ class TrainConfig:
         from demask.training.objectives import OBJECTIVES
 
         OBJECTIVES.get(self.objective)
+        anneal = self.objective_options.get("anneal_steps", 0)
+        if isinstance(anneal, int) and anneal > self.max_steps:
+            raise ValueError(
+                f"objective_options.anneal_steps={anneal} is longer than the run (max_steps={self.max_steps}): "
+                "attention would never reach the target mask; anneal over fewer steps or raise max_steps"
+            )
         if self.distributed != "auto":
             STRATEGIES.get(self.distributed)
 

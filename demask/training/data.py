@@ -74,6 +74,16 @@ class Batch:
             move(self.input_ids), None if mask is None else move(mask), move(self.target_mask), move(self.fill_mask)
         )
 
+    def repeat(self, times: int) -> Batch:
+        """The rows ``times`` over, stacked (row i of copy c is row c * B + i)."""
+        mask = self.attention_mask
+        return Batch(
+            self.input_ids.repeat(times, 1),
+            None if mask is None else mask.repeat(times, 1),
+            self.target_mask.repeat(times, 1),
+            self.fill_mask.repeat(times, 1),
+        )
+
 
 class ExampleData(Protocol):
     """What the training loop needs from a data set: a size, a row width and batches."""

@@ -168,7 +168,7 @@ def train(
     """
     info, strategy, out, ckpt = start_run(config, resume)
     seed_everything(config.seed)
-    objective = build_objective(config.objective, model.config, config.mask_eps)
+    objective = build_objective(config.objective, model.config, config.mask_eps, **config.objective_options)
     micro, accum = config.micro_batches(info.world_size)
     per_epoch = steps_per_epoch(len(data), config.global_batch_size)
 
@@ -218,6 +218,7 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             rows = global_batch_indices(len(data), config.global_batch_size, config.seed, step)  # (G,)
+            objective.at_step(step)
             noise = objective.draw_noise(config.global_batch_size, data.width, step_generator(config.seed, step))
             for m in range(accum):
                 sl = slice(first_row + m * micro, first_row + (m + 1) * micro)  # this process's rows

@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 
-ATTENTIONS = ("bidirectional", "causal")
+ATTENTIONS = ("bidirectional", "block-causal", "causal")
 """Values of ModelRecipe.attention."""
 
 
@@ -72,8 +72,12 @@ class ModelRecipe:
     attention: str | None = None
     """With init_from: the attention to train the checkpoint with, ``bidirectional`` (adapt an
     autoregressive model to masked diffusion, as Dream and DiffuCoder do: the weights and the
-    shifted logits are kept, only the mask changes) or ``causal``; None keeps the
-    checkpoint's. A new model sets ``config.causal`` instead."""
+    shifted logits are kept, only the mask changes), ``block-causal`` (block diffusion, with
+    ``block_size``) or ``causal``; None keeps the checkpoint's. A new model sets
+    ``config.causal`` / ``config.block_size`` instead."""
+    block_size: int | None = None
+    """With ``attention: block-causal``: positions per block (bidirectional inside a block,
+    causal across blocks); must divide the completion length."""
 
     def __post_init__(self) -> None:
         if self.init_std <= 0:
@@ -86,14 +90,23 @@ class ModelRecipe:
             if self.init_from is None:
                 raise ValueError(
                     "model.attention applies to a checkpoint (model.init_from); a new model sets "
-                    "model.config.causal (true: causal, false: bidirectional)"
+                    "model.config.causal (true: causal, false: bidirectional) and model.config.block_size"
                 )
+        if (self.attention == "block-causal") != (self.block_size is not None):
+            raise ValueError(
+                f"model.block_size={self.block_size} goes with model.attention: block-causal and only with it "
+                f"(attention is {self.attention!r}); set both, e.g. attention: block-causal, block_size: 8"
+            )
+        if self.block_size is not None and self.block_size <= 0:
+            raise ValueError(f"model.block_size must be positive, got {self.block_size}")
 
     @staticmethod
     def upgrade_keys(raw: dict[str, Any], where: str = "") -> dict[str, Any]:
         """Read the former flat spelling (``model: {hidden_size: 256}``) as the ``config:``
         block, with a deprecation warning; :func:`demask.config.from_dict` calls this."""
-        config_keys = {f.name for f in dataclasses.fields(ModelConfig)}
+        config_keys = {f.name for f in dataclasses.fields(ModelConfig)} - {
+            f.name for f in dataclasses.fields(ModelRecipe)
+        }
         flat = {k: raw.pop(k) for k in list(raw) if k in config_keys}
         if flat:
             warnings.warn(

@@ -76,25 +76,30 @@ def _train_bpe(recipe: TrainRecipe, source: DataSource) -> Tokenizer:
     )
 
 
-def adapt_attention(model: Transformer, attention: str, where: str = "the checkpoint") -> None:
-    """Switch a loaded model's attention (``bidirectional`` or ``causal``), keeping every
-    weight and the shifted-logits convention. A bidirectional (masked-diffusion) model needs
-    a mask token; an autoregressive one must predict token i at position i - 1."""
+def adapt_attention(
+    model: Transformer, attention: str, where: str = "the checkpoint", block_size: int | None = None
+) -> None:
+    """Switch a loaded model's attention (``bidirectional``, ``block-causal`` with
+    ``block_size``, or ``causal``), keeping every weight and the shifted-logits convention. A
+    (block) masked-diffusion model needs a mask token; an autoregressive one must predict
+    token i at position i - 1."""
     cfg = model.config
-    if attention == "bidirectional":
+    if attention in ("bidirectional", "block-causal"):
         if cfg.mask_token_id is None:
             raise ValueError(
                 f"{where} has no mask token (neither its config.json nor its tokenizer names one), so it "
                 "cannot become a masked-diffusion model; add a mask token to its tokenizer (and a row for it "
                 "to the embedding) first"
             )
-        cfg.causal = False
+        if attention == "block-causal" and (block_size is None or block_size <= 0):
+            raise ValueError(f"block-causal attention needs a positive block_size, got {block_size}")
+        cfg.causal, cfg.block_size = False, block_size if attention == "block-causal" else None
     elif attention == "causal":
         if not cfg.shift_logits:
             raise ValueError(f"{where} predicts token i at position i (shift_logits false): it cannot run causally")
-        cfg.causal = True
+        cfg.causal, cfg.block_size = True, None
     else:
-        raise ValueError(f"attention={attention!r} is not 'bidirectional' or 'causal'")
+        raise ValueError(f"attention={attention!r} is not 'bidirectional', 'block-causal' or 'causal'")
 
 
 def _model(recipe: TrainRecipe, tokenizer: Tokenizer) -> Transformer:
@@ -112,7 +117,7 @@ def _model(recipe: TrainRecipe, tokenizer: Tokenizer) -> Transformer:
                 f"{cfg.vocab_size} rows; use the checkpoint's own tokenizer"
             )
         if spec.attention is not None:
-            adapt_attention(model, spec.attention, str(spec.init_from))
+            adapt_attention(model, spec.attention, str(spec.init_from), spec.block_size)
         return model
     config = dataclasses.replace(
         spec.config,
@@ -162,7 +167,7 @@ def run_recipe(recipe: TrainRecipe, *, resume: bool = False, log: Any = print) -
     say(f"data: {prepared.source.summary()}")
     say(
         f"model: {model.num_parameters() / 1e6:.2f}M parameters, vocab {model.config.vocab_size}, "
-        f"{'causal' if model.config.causal else 'bidirectional'}; objective {recipe.train.objective}"
+        f"{model.config.attention}; objective {recipe.train.objective}"
     )
     return train(
         recipe.train,
