@@ -95,6 +95,21 @@ def test_threshold_commits_all_above_tau_and_at_least_one():
     assert committed(ThresholdPolicy(0.6).select(st)) == [[0, 2], [0, 1]]
 
 
+def test_left_to_right_threshold_accepts_the_sure_run_after_the_leftmost():
+    from demask.decoding.policies import LeftToRightThresholdPolicy
+
+    st = state_from(
+        [
+            two_token([0.99, 0.5, 0.95, 0.92, 0.97]),  # position 0 done; 1 is the leftmost masked
+            two_token([0.95, 0.92, 0.5, 0.99, 0.99]),  # 2 breaks the run: 3 and 4 wait
+            two_token([0.6, 0.7, 0.55, 0.51, 0.99]),  # nothing sure: the leftmost only
+        ],
+        [[0, 1, 1, 1, 1], [1, 1, 1, 1, 1], [1, 1, 1, 1, 1]],
+    )
+    assert committed(LeftToRightThresholdPolicy(0.9).select(st)) == [[1, 2, 3, 4], [0, 1], [0]]
+    assert committed(LeftToRightThresholdPolicy(1.0).select(st)) == [[1], [0], [0]]  # plain left to right
+
+
 def test_adaptive_policies_commit_everything_at_the_cap():
     st = state_from([two_token([0.6, 0.7, 0.55])], [[1, 0, 1]], force_all=True)
     for policy in (ThresholdPolicy(0.99), FactorPolicy(0.1), EntropyBoundPolicy(0.0)):

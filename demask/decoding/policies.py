@@ -257,6 +257,27 @@ class ThresholdPolicy(AdaptivePolicy):
         return Selection(state.masked & (conf >= self.threshold), conf)
 
 
+@POLICIES.register("left-to-right-threshold", "ltr-threshold", "prefix-threshold")
+class LeftToRightThresholdPolicy(AdaptivePolicy):
+    """Left to right with parallel acceptance: the leftmost masked position, and each masked
+    position after it, in order, while its confidence >= threshold (the acceptance rule of
+    Jacobi / speculative decoding applied to the model's own parallel predictions). Keeps
+    the autoregressive order, so with threshold 1 it is ``left-to-right`` one token a step."""
+
+    def __init__(self, threshold: float = 0.9) -> None:
+        """threshold: the confidence a position after the leftmost needs, in (0, 1]."""
+        if not 0.0 < threshold <= 1.0:
+            raise ValueError(f"threshold must lie in (0, 1], got {threshold}")
+        self.threshold = threshold
+
+    def propose(self, state: StepState) -> Selection:
+        conf, masked = state.confidence, state.masked
+        ok = (conf >= self.threshold) | ~masked
+        ok = ok | best_masked(-torch.arange(masked.shape[1], device=masked.device, dtype=torch.float32), masked)
+        run = ok.long().cumprod(-1).bool()  # the leading run: unmasked, the leftmost masked, sure ones
+        return Selection(masked & run, conf)
+
+
 def _count_prefix(ok_sorted: torch.Tensor, n_masked: torch.Tensor) -> torch.Tensor:
     """(A,) long: length of the leading run of True in each sorted row, at least 1, at most n."""
     run = ok_sorted.long().cumprod(-1).sum(-1)
