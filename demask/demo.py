@@ -1,8 +1,11 @@
-"""`demask demo`: the shipped tiny models on held-out TinyCode, one row per decoding policy.
+"""`demask demo`: the shipped tiny models on held-out TinyCode, side by side.
 
-For each policy the held-out split is decoded, executed in the sandbox and scored through the
-ordinary evaluation pipeline (so every samples file can be re-scored by another harness), and
-the decoding traces give the global AR-ness of the order each policy chose.
+Per model (the autoregressive twin, the diffusion model adapted from it, the block-diffusion
+model adapted from it) two rows: its best decoder and the fastest decoder within 0.01 pass@1
+of it, both chosen beforehand on the validation split (the model's ``decoders.json``); the
+demo reads the test split. Every row is decoded, executed in the sandbox and scored through
+the ordinary evaluation pipeline (so every samples file can be re-scored by another harness),
+and the decoding traces give the global AR-ness of the order each decoder chose.
 
 Not covered: sampling at temperature > 0 (every row decodes greedily, one sample per task, so
 pass@1 is exact for that decoder rather than an estimate).
@@ -18,10 +21,24 @@ from pathlib import Path
 from typing import Any
 
 ASSETS = Path(__file__).resolve().parent / "assets"
-SHIPPED = {"diffusion": ASSETS / "tinycode-mdm", "autoregressive": ASSETS / "tinycode-ar"}
+SHIPPED = {
+    "autoregressive": ASSETS / "tinycode-ar",
+    "diffusion": ASSETS / "tinycode-mdm",
+    "block": ASSETS / "tinycode-block",
+}
+"""The shipped models, by demo key: the autoregressive twin, the full-attention diffusion model
+adapted from it, and the block-diffusion model adapted from it (docs/adaptation.md)."""
+LABELS = {
+    "autoregressive": "AR twin",
+    "diffusion": "diffusion (adapted)",
+    "block": "block diffusion",
+    "grpo": "coupled-GRPO",
+}
 # A GRPO-trained model ships here only when it beats the SFT one on the demo's decoder
 # (docs/grpo.md has the comparisons); `demask demo --grpo DIR` adds the row for any checkpoint.
 GRPO_SHIPPED = ASSETS / "tinycode-grpo"
+WITHIN = 0.01
+"""The fast row: the most tokens/s within this much pass@1 of the best (validation split)."""
 
 
 @dataclass(frozen=True)
@@ -33,40 +50,32 @@ class DemoPolicy:
     model: str = "diffusion"  # a key of SHIPPED (or of the models passed to run_demo)
 
 
-def default_policies(gen_length: int) -> list[DemoPolicy]:
-    """The rows `demask demo` shows; gen_length is the models' completion length.
+def model_decoders(model_dir: Path, gen_length: int) -> dict[str, Any]:
+    """The model's ``decoders.json``: its best decoder and the fastest one within 0.01 pass@1
+    of it, both chosen on the validation split (experiments/choose_decoders.py). Without the
+    file: one token per step by confidence for a diffusion model (both rows the same)."""
+    path = model_dir / "decoders.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    plain = {"gen_length": gen_length, "policy": "confidence", "steps": gen_length}
+    return {"best": plain, "fast": plain, "names": {"best": "confidence", "fast": "confidence"}}
 
-    Rows decode semi-autoregressively in two blocks (one when gen_length is odd) with the
-    dual KV cache, except "threshold 0.9, full diffusion" (one block, no cache) and the
-    autoregressive model's row (prefix cache). Why two cached blocks, with the measured
-    speed and pass@1 of the alternatives: docs/performance.md, "The shipped model:
-    held-out TinyCode pass@1 by decoder".
-    """
-    block = gen_length // 2 if gen_length % 2 == 0 else gen_length
-    one = dict(gen_length=gen_length, steps=gen_length, block_length=block, cache="dual")
-    return [
-        DemoPolicy("confidence", {**one, "policy": "confidence"}),
-        DemoPolicy("entropy", {**one, "policy": "entropy"}),
-        DemoPolicy("left-to-right", {**one, "policy": "left-to-right"}),
-        DemoPolicy("random", {**one, "policy": "random"}),
-        DemoPolicy("margin, 2 tokens/step", {**one, "steps": gen_length // 2, "policy": "margin"}),
-        DemoPolicy(
-            "threshold 0.9",
-            dict(
-                gen_length=gen_length,
-                block_length=block,
-                cache="dual",
-                policy="threshold",
-                policy_options={"threshold": 0.9},
-            ),
-        ),
-        DemoPolicy(
-            "threshold 0.9, full diffusion",
-            dict(gen_length=gen_length, policy="threshold", policy_options={"threshold": 0.9}),
-        ),
-        DemoPolicy("autoregressive model", dict(gen_length=gen_length, cache="prefix"), model="autoregressive"),
-        DemoPolicy("coupled-GRPO model, confidence", {**one, "policy": "confidence"}, model="grpo"),
-    ]
+
+def default_policies(dirs: dict[str, Path], gen_length: int) -> list[DemoPolicy]:
+    """The rows `demask demo` shows: per model, its best decoder and (when another) the
+    fastest within 0.01 pass@1 of it, as its ``decoders.json`` says."""
+    rows = []
+    for key, model_dir in dirs.items():
+        # a GRPO checkpoint without decoders.json decodes as the model it was trained from
+        own = (model_dir / "decoders.json").is_file() or key != "grpo" or "diffusion" not in dirs
+        chosen = model_decoders(model_dir if own else dirs["diffusion"], gen_length)
+        names = chosen.get("names", {})
+        label = LABELS.get(key, key)
+        rows.append(DemoPolicy(f"{label}: {names.get('best', 'best')}", chosen["best"], model=key))
+        if chosen["fast"] != chosen["best"]:
+            fast = names.get("fast", "fast")
+            rows.append(DemoPolicy(f"{label}: {fast} (fastest within {WITHIN})", chosen["fast"], model=key))
+    return rows
 
 
 @dataclass
@@ -95,23 +104,35 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")
 
 
-def heldout_tasks(model_dir: Path) -> list:
-    """The held-out TinyCode split the model at ``model_dir`` was trained against.
+def heldout_tasks(model_dir: Path, split: str = "test") -> list:
+    """A held-out TinyCode split (``test`` or ``validation``) of the version and settings the
+    model at ``model_dir`` was trained on.
 
-    The recipe saved beside the weights names the TinyCode settings; the test split depends
-    only on them (not on the size of the training split)."""
+    The recipe saved beside the weights names the TinyCode settings; the held-out splits
+    depend only on them (not on the size of the training split)."""
+    import dataclasses
+
+    from demask.tasks.tinycode import TinyCodeConfig, build_tinycode
     from demask.training.recipe import load_recipe
-    from demask.training.sources import build_source
+    from demask.training.sources import dataclass_from_options
 
     recipe_file = model_dir / "recipe.yaml"
     if not recipe_file.is_file():
         raise FileNotFoundError(
             f"{recipe_file} is missing: the demo reads the TinyCode settings from the recipe saved with the model"
         )
-    tasks = build_source(load_recipe(recipe_file).data).eval_tasks()
+    data = load_recipe(recipe_file).data
+    if data.source != "tinycode":
+        raise ValueError(f"{recipe_file}: trained on {data.source!r}; the demo needs a TinyCode model")
+    config = dataclass_from_options(TinyCodeConfig, data.options, "data.options")
+    splits = build_tinycode(dataclasses.replace(config, n_train=0))
+    tasks = getattr(splits, split, None)
     if not tasks:
-        raise ValueError(f"{recipe_file}: its data source has no held-out tasks; the demo needs a TinyCode model")
-    return tasks
+        raise ValueError(
+            f"TinyCode {config.version} has no {split!r} split (v1 has train and test only); "
+            "use split 'test' or a v2 model"
+        )
+    return list(tasks)
 
 
 def inference_dtype(cpuinfo: str | Path = "/proc/cpuinfo") -> str:

@@ -24,8 +24,9 @@ def tasks():
 
 
 def test_demo_writes_rescorable_results(tmp_path, tasks):
-    model = load_pretrained(SHIPPED["diffusion"], dtype="bfloat16")
-    policies = [p for p in default_policies(48) if p.name in ("confidence", "left-to-right")]
+    model = load_pretrained(SHIPPED["diffusion"], dtype="float32")
+    one = dict(gen_length=48, steps=48, block_length=24, cache="dual")
+    policies = [DemoPolicy(name, {**one, "policy": name}) for name in ("confidence", "left-to-right")]
     rows = run_demo({"diffusion": model}, tasks, tmp_path, policies, workers=1)
     assert [r.policy for r in rows] == ["confidence", "left-to-right"]
     results = json.loads((tmp_path / "results.json").read_text())
@@ -44,7 +45,7 @@ def test_demo_writes_rescorable_results(tmp_path, tasks):
 
 
 def test_demo_skips_rows_of_models_not_given(tmp_path, tasks):
-    model = load_pretrained(SHIPPED["diffusion"], dtype="bfloat16")
+    model = load_pretrained(SHIPPED["diffusion"], dtype="float32")
     only_ar = [DemoPolicy("ar", dict(gen_length=48), model="autoregressive")]
     assert run_demo({"diffusion": model}, tasks[:1], tmp_path, only_ar, workers=1) == []
 
@@ -54,24 +55,33 @@ def test_demo_skips_rows_of_models_not_given(tmp_path, tasks):
     reason="the shipped autoregressive model is not installed",
 )
 def test_demo_command(tmp_path):
-    result = CliRunner().invoke(
-        app,
-        [
-            "demo",
-            "--out",
-            str(tmp_path),
-            "--max-tasks",
-            "3",
-            "--policy",
-            "threshold 0.9",
-            "--policy",
-            "autoregressive model",
-        ],
-    )
+    rows = default_policies(SHIPPED, 48)
+    # every shipped model has its rows: the AR twin one, each diffusion model its best (and fast)
+    assert {r.model for r in rows} == set(SHIPPED) and rows[0].model == "autoregressive"
+    chosen = [rows[0].name, rows[-1].name]
+    args = ["demo", "--out", str(tmp_path), "--max-tasks", "3", "--policy", chosen[0], "--policy", chosen[1]]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     names = [p["policy"] for p in json.loads((tmp_path / "results.json").read_text())["policies"]]
-    assert names == ["threshold 0.9", "autoregressive model"]
-    assert "pass@1" in result.output
+    assert names == chosen
+    assert "pass@1" in result.output and "x AR" in result.output
+
+
+def test_rows_come_from_each_models_decoders_json(tmp_path):
+    ar, block = tmp_path / "ar", tmp_path / "block"
+    ar.mkdir()
+    block.mkdir()
+    best = {"gen_length": 48, "policy": "confidence", "steps": 48, "cache": "dual"}
+    fast = {"gen_length": 48, "policy": "threshold", "policy_options": {"threshold": 0.9}, "cache": "dual"}
+    names = {"best": "confidence", "fast": "threshold 0.9"}
+    (block / "decoders.json").write_text(json.dumps({"best": best, "fast": fast, "names": names}))
+    rows = default_policies({"autoregressive": ar, "block": block}, 48)
+    assert [(r.name, r.model) for r in rows] == [
+        ("AR twin: confidence", "autoregressive"),  # no decoders.json: one token per step
+        ("block diffusion: confidence", "block"),
+        ("block diffusion: threshold 0.9 (fastest within 0.01)", "block"),
+    ]
+    assert rows[2].decode == fast
 
 
 @pytest.mark.skipif(
@@ -89,26 +99,16 @@ def test_demo_command_rejects_unknown_row(tmp_path):
     reason="the shipped autoregressive model is not installed",
 )
 def test_demo_grpo_row_decodes_the_given_checkpoint(tmp_path):
-    # the SFT model stands in for a GRPO checkpoint: its row must equal the confidence row
-    result = CliRunner().invoke(
-        app,
-        [
-            "demo",
-            "--out",
-            str(tmp_path),
-            "--max-tasks",
-            "4",
-            "--grpo",
-            str(SHIPPED["diffusion"]),
-            "--policy",
-            "confidence",
-            "--policy",
-            "coupled-GRPO model, confidence",
-        ],
-    )
+    # the shipped diffusion model stands in for a GRPO checkpoint: its row (the diffusion
+    # model's best decoder) must equal the diffusion model's best row
+    rows = default_policies({**SHIPPED, "grpo": SHIPPED["diffusion"]}, 48)
+    base = next(r.name for r in rows if r.model == "diffusion")
+    grpo = next(r.name for r in rows if r.model == "grpo")
+    args = ["demo", "--out", str(tmp_path), "--max-tasks", "4", "--grpo", str(SHIPPED["diffusion"])]
+    result = CliRunner().invoke(app, [*args, "--policy", base, "--policy", grpo])
     assert result.exit_code == 0, result.output
     rows = json.loads((tmp_path / "results.json").read_text())["policies"]
-    assert [r["policy"] for r in rows] == ["confidence", "coupled-GRPO model, confidence"]
+    assert [r["policy"] for r in rows] == [base, grpo]
     assert rows[0]["pass_at_1"] == rows[1]["pass_at_1"]
     first = [json.loads(line)["completion"] for line in Path(rows[0]["samples_file"]).read_text().splitlines()]
     second = [json.loads(line)["completion"] for line in Path(rows[1]["samples_file"]).read_text().splitlines()]
@@ -122,7 +122,7 @@ def test_demo_grpo_option_names_a_missing_checkpoint(tmp_path):
 
 
 def test_demo_grpo_row_without_a_checkpoint_is_refused(tmp_path):
-    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--policy", "coupled-GRPO model, confidence"])
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--policy", "coupled-GRPO: confidence"])
     assert result.exit_code != 0
     assert "--grpo" in result.output
 

@@ -43,7 +43,7 @@ def test_the_readme_commands_run_as_written(tmp_path):
         )
         assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
         assert "Traceback" not in result.stderr
-    assert "pass@1" in (tmp_path / "runs" / "eval-mdm" / "results.json").read_text()
+    assert "pass@1" in (tmp_path / "runs" / "eval-block" / "results.json").read_text()
 
 
 @pytest.mark.slow
