@@ -136,7 +136,7 @@ def _retrain(dirs: dict[str, Path], root: Path, console) -> dict[str, Path]:
     from demask.training.run import apply_overrides, run_recipe
 
     trained: dict[str, Path] = {}
-    by_name = {}
+    by_name: dict[str, Path] = {}
     for key, shipped in dirs.items():
         recipe = apply_overrides(load_recipe(shipped / "recipe.yaml"), out_dir=str(root / key))
         start = recipe.model.init_from

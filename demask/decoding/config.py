@@ -45,8 +45,8 @@ class DecodeConfig:
     (full diffusion)."""
     policy: str | UnmaskingPolicy = "confidence"
     """Unmasking policy: a registered name (random, confidence, margin, entropy,
-    left-to-right, threshold, factor, entropy-bound), a 'module.path:Class' reference, or a
-    policy instance (learned)."""
+    left-to-right, threshold, left-to-right-threshold, factor, entropy-bound), a
+    'module.path:Class' reference, or a policy instance (learned)."""
     policy_options: dict[str, Any] = field(default_factory=dict)
     """The policy's own options, e.g. threshold (threshold), factor (factor), gamma
     (entropy-bound), alg_temp (the fixed-budget policies: sample positions from
@@ -63,7 +63,8 @@ class DecodeConfig:
     """Keep only the k most likely tokens (None = off)."""
     cache: str = "none"
     """KV caching for block decoding: "none", "prefix" or "dual" (Fast-dLLM), refreshed by
-    one full forward at the start of every block."""
+    one full forward at the start of every block. On a block-causal model (block diffusion)
+    "prefix" and "dual" are the exact block cache (the same output as "none", faster)."""
     early_stop: bool = True
     """Stop a row once an end token (EOS or pad) is committed with everything before it
     committed; the rest is filled with that end token. The cut completion is unchanged."""
