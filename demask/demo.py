@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,7 +102,8 @@ class DemoRow:
 
 
 def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")
+    """A folder name: lower case, every run of other characters one dash."""
+    return re.sub(r"[^0-9a-z]+", "-", name.lower()).strip("-")
 
 
 def heldout_tasks(model_dir: Path, split: str = "test") -> list:
