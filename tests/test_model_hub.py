@@ -67,3 +67,25 @@ def test_the_command_line_takes_a_hub_id_offline(hub_cache):
     assert "forward passes" in ok.stderr
     missing = subprocess.run([*args, "--checkpoint", "tiny-org/absent"], capture_output=True, text=True, env=env)
     assert missing.returncode == 2 and missing.stderr.startswith("error: tiny-org/absent is not in the Hugging Face")
+
+
+def test_a_tokenizer_from_the_hub_fetches_no_weights(tmp_path, monkeypatch):
+    """tokenizer.path may name a hub id (a 7B model's tokenizer): only tokenizer files come."""
+    import huggingface_hub
+
+    from demask.model.hub import TOKENIZER_FILES, resolve_tokenizer
+
+    asked = {}
+
+    def fake_download(repo_id, **kw):
+        asked.update(kw, repo_id=repo_id)
+        return str(tmp_path)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    assert resolve_tokenizer("apple/DiffuCoder-7B-Instruct") == tmp_path
+    assert asked["repo_id"] == "apple/DiffuCoder-7B-Instruct" and asked["allow_patterns"] == TOKENIZER_FILES
+    assert not any("safetensors" in p for p in asked["allow_patterns"])
+    assert resolve_tokenizer("tinycode-block") == shipped_models()["tinycode-block"]
+    assert resolve_tokenizer(tmp_path) == tmp_path
+    with pytest.raises(FileNotFoundError, match="no tokenizer at no-such-file"):
+        resolve_tokenizer("no-such-file")

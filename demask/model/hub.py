@@ -24,6 +24,8 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
 CHECKPOINT_FILES = ["*.json", "*.safetensors", "tokenizer*", "*.txt", "*.model"]
 """What a download fetches: configs, weights, tokenizer files."""
+TOKENIZER_FILES = ["tokenizer*", "special_tokens_map.json", "config.json", "*.txt", "*.model"]
+"""What a tokenizer-only download fetches (no weights)."""
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -65,17 +67,36 @@ def resolve_checkpoint(spec: str | os.PathLike, *, revision: str | None = None, 
     )
 
 
+def resolve_tokenizer(spec: str | os.PathLike, *, offline: bool | None = None) -> Path:
+    """A tokenizer's local file or directory: a path, a shipped model's, or a hub id's
+    tokenizer files only (a 7B checkpoint's tokenizer without its weights)."""
+    path = Path(spec).expanduser()
+    if path.exists():
+        return path
+    shipped = shipped_models()
+    if str(spec) in shipped:
+        return shipped[str(spec)]
+    if is_hub_id(str(spec)):
+        return _download(str(spec), None, None, _offline() if offline is None else offline, TOKENIZER_FILES)
+    raise FileNotFoundError(
+        f"no tokenizer at {spec}: not a file or directory, not a shipped model and not a Hugging Face hub id "
+        "(org/name); give tokenizer.json, a checkpoint directory or a hub id"
+    )
+
+
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _download(repo_id: str, revision: str | None, cache_dir: str | None, offline: bool) -> Path:
+def _download(
+    repo_id: str, revision: str | None, cache_dir: str | None, offline: bool, patterns: list[str] = CHECKPOINT_FILES
+) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
     try:
         local = snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, local_files_only=offline,
-                                  allow_patterns=CHECKPOINT_FILES)  # fmt: skip
+                                  allow_patterns=patterns)  # fmt: skip
     except LocalEntryNotFoundError:
         how = "offline mode (HF_HUB_OFFLINE) is on" if offline else "the hub could not be reached"
         raise FileNotFoundError(

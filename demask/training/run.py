@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from demask.model import Tokenizer, Transformer, load_model, resolve_checkpoint, train_bpe_tokenizer
+from demask.model.hub import resolve_tokenizer
 from demask.training.checkpointing import latest_checkpoint
 from demask.training.data import ExampleData
 from demask.training.distributed import DistInfo, barrier, init_distributed
@@ -54,7 +55,7 @@ def _tokenizer(recipe: TrainRecipe, source: DataSource, resume_from: Path | None
     if resume_from is not None:
         return Tokenizer.from_dir(resume_from)
     if recipe.tokenizer.path is not None:
-        return Tokenizer.from_dir(recipe.tokenizer.path)
+        return Tokenizer.from_dir(resolve_tokenizer(recipe.tokenizer.path))
     if recipe.model.init_from is not None:
         return Tokenizer.from_dir(resolve_checkpoint(recipe.model.init_from))
     if info.world_size == 1:
