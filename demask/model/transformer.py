@@ -4,7 +4,8 @@ A Qwen2/LLaMA-style decoder stack: RMSNorm, rotary embeddings driven by explicit
 ids (so left padding gives every token its true position), grouped-query attention with
 optional q/k/v bias, SwiGLU MLP, tied or untied output head. Attention runs through
 ``F.scaled_dot_product_attention`` with a real padding mask; it is bidirectional for masked
-diffusion (``config.causal = False``) and causal for autoregressive models.
+diffusion (``config.causal = False``), block-causal for block diffusion (``config.block_size``,
+:mod:`demask.model.blocks`) and causal for autoregressive models.
 
 Module names equal those of transformers' ``Qwen2ForCausalLM`` (``model.layers.{i}.self_attn.q_proj``
 ...), so Qwen2 / Dream / DiffuCoder checkpoints load without renaming.
