@@ -112,11 +112,8 @@ def heldout_tasks(model_dir: Path, split: str = "test") -> list:
 
     The recipe saved beside the weights names the TinyCode settings; the held-out splits
     depend only on them (not on the size of the training split)."""
-    import dataclasses
-
-    from demask.tasks.tinycode import TinyCodeConfig, build_tinycode
     from demask.training.recipe import load_recipe
-    from demask.training.sources import dataclass_from_options
+    from demask.training.sources import TinyCodeSource, build_source
 
     recipe_file = model_dir / "recipe.yaml"
     if not recipe_file.is_file():
@@ -126,15 +123,15 @@ def heldout_tasks(model_dir: Path, split: str = "test") -> list:
     data = load_recipe(recipe_file).data
     if data.source != "tinycode":
         raise ValueError(f"{recipe_file}: trained on {data.source!r}; the demo needs a TinyCode model")
-    config = dataclass_from_options(TinyCodeConfig, data.options, "data.options")
-    splits = build_tinycode(dataclasses.replace(config, n_train=0))
-    tasks = getattr(splits, split, None)
+    source = build_source(data)
+    assert isinstance(source, TinyCodeSource)  # data.source is tinycode
+    tasks = source.held_out(split)
     if not tasks:
         raise ValueError(
-            f"TinyCode {config.version} has no {split!r} split (v1 has train and test only); "
+            f"{recipe_file}: its TinyCode version has no {split!r} split (v1 has train and test only); "
             "use split 'test' or a v2 model"
         )
-    return list(tasks)
+    return tasks
 
 
 def inference_dtype(cpuinfo: str | Path = "/proc/cpuinfo") -> str:

@@ -60,11 +60,7 @@ def estimates(model: Any, batch: Any, objective: Any, draws: int, seed: int, gra
 
 
 def per_position(objective: Any, noise: dict[str, Any], width: int) -> tuple[Any, Any]:
-    import torch
-
-    from_right = (width - 1 - torch.arange(width)) // objective.block_size
-    t = noise["t"][:, noise["t"].shape[1] - 1 - from_right]
-    return t, noise["u"]
+    return objective.position_rates(noise["t"], width), noise["u"]
 
 
 def summarise(values: dict[str, Any], boot: int = 2000) -> dict[str, Any]:

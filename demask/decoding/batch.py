@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from demask.model.transformer import mask_positions
+
 
 @dataclass
 class PromptBatch:
@@ -52,7 +54,7 @@ def build_batch(
     for i, prompt in enumerate(prompts):  # building the batch, not the hot path
         tokens[i, p - len(prompt) : p] = torch.as_tensor(list(prompt), dtype=torch.long)
         attention[i, : p - len(prompt)] = False
-    positions = (attention.long().cumsum(-1) - 1).clamp(min=0)
+    positions = mask_positions(attention)
     return PromptBatch(tokens.to(device), attention.to(device), positions.to(device), p, has_padding=min(lengths) != p)
 
 

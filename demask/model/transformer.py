@@ -64,6 +64,12 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return x * cos + _rotate_half(x) * sin
 
 
+def mask_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Rotary positions of left-padded rows: ``cumsum(mask) - 1``, padding clamped at 0.
+    (B, T) bool -> (B, T) long."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
 class KVCache:
     """Keys and values of every layer for a whole sequence, written in place.
 
@@ -273,8 +279,7 @@ class Transformer(nn.Module):
                 raise ValueError("a full (B, 1, S, T) attention_mask needs explicit position_ids")
         if position_ids is None:
             if attention_mask is not None:
-                full = attention_mask.long().cumsum(-1) - 1
-                position_ids = full[:, cache_start : cache_start + s].clamp(min=0)
+                position_ids = mask_positions(attention_mask)[:, cache_start : cache_start + s]
             else:
                 position_ids = torch.arange(cache_start, cache_start + s, device=device).expand(b, s)
         key_positions = position_ids

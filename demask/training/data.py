@@ -30,6 +30,8 @@ from typing import Protocol
 
 import torch
 
+from demask.model.transformer import mask_positions
+
 
 @dataclass
 class Batch:
@@ -73,6 +75,12 @@ class Batch:
         return Batch(
             move(self.input_ids), None if mask is None else move(mask), move(self.target_mask), move(self.fill_mask)
         )
+
+    def positions(self) -> torch.Tensor:
+        """(B, S) rotary positions of the rows (true positions under left padding)."""
+        if self.attention_mask is None:
+            return torch.arange(self.width, device=self.input_ids.device).expand_as(self.input_ids)
+        return mask_positions(self.attention_mask)
 
     def repeat(self, times: int) -> Batch:
         """The rows ``times`` over, stacked (row i of copy c is row c * B + i)."""

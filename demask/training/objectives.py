@@ -134,12 +134,10 @@ def _annealed_forward(
     width = batch.width
     index = torch.arange(width, device=noisy.device)
     keep = (index[None, :] <= index[:, None]) | (keys < visible)  # (B, S, S)
-    positions = torch.arange(width, device=noisy.device).expand_as(noisy)
     if batch.attention_mask is not None:
         keep = keep & batch.attention_mask[:, None, :]
-        positions = (batch.attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     keep = keep | torch.eye(width, dtype=torch.bool, device=noisy.device)
-    return model(noisy, attention_mask=keep[:, None], position_ids=positions)
+    return model(noisy, attention_mask=keep[:, None], position_ids=batch.positions())
 
 
 def completion_start(batch: Batch, block_size: int) -> int:
@@ -159,10 +157,7 @@ def completion_start(batch: Batch, block_size: int) -> int:
 
 def block_positions(batch: Batch, block_size: int) -> torch.Tensor:
     """(B, S) rotary positions of a batch with its completion starting on a block boundary."""
-    mask = batch.attention_mask
-    ones = torch.ones_like(batch.input_ids, dtype=torch.bool)
-    positions = ((ones if mask is None else mask).long().cumsum(-1) - 1).clamp(min=0)
-    return align_positions(positions, completion_start(batch, block_size), block_size)
+    return align_positions(batch.positions(), completion_start(batch, block_size), block_size)
 
 
 def block_diffusion_loss(
@@ -326,12 +321,16 @@ class BlockDiffusion(Objective):
         u = torch.rand(rows, width, generator=generator, device=generator.device)
         return {"t": t, "u": u}
 
+    def position_rates(self, t_blocks: torch.Tensor, width: int) -> torch.Tensor:
+        """(B, width) each position's block rate from the (B, n_blocks) rates drawn per block,
+        blocks counted from the right end."""
+        from_right = (width - 1 - torch.arange(width, device=t_blocks.device)) // self.block_size  # (S,)
+        return t_blocks[:, t_blocks.shape[1] - 1 - from_right]
+
     def __call__(self, model: Model, batch: Batch, noise: dict[str, torch.Tensor]) -> LossOutput:
         device = batch.input_ids.device
         u = noise["u"][:, noise["u"].shape[1] - batch.width :].to(device)
-        from_right = (batch.width - 1 - torch.arange(batch.width, device=device)) // self.block_size  # (S,)
-        t_blocks = noise["t"].to(device)
-        t = t_blocks[:, t_blocks.shape[1] - 1 - from_right]  # (B, S): each position's block rate
+        t = self.position_rates(noise["t"].to(device), batch.width)
         if self.complementary:
             t = torch.cat([t, (1.0 - t).clamp(min=self.mask_eps or 1e-6)])
             u = torch.cat([u, 1.0 - u])

@@ -160,6 +160,7 @@ class TinyCodeSource(_SFTSource):
     def __init__(self, recipe: DataRecipe) -> None:
         super().__init__(recipe)
         self._splits = None
+        self._held: Any = None  # the held-out splits alone, when the training split is not needed
 
     @property
     def splits(self):
@@ -180,16 +181,21 @@ class TinyCodeSource(_SFTSource):
 
     def eval_tasks(self) -> list[Task]:
         """The validation split (v2: settings are chosen on it); v1, which has none, its test split."""
-        if self._splits is not None:
-            splits = self._splits
-        else:  # the held-out splits do not depend on n_train: skip generating the training split
+        return self.held_out("validation") or self.held_out("test")
+
+    def held_out(self, split: str) -> list[Task]:
+        """The ``validation`` or ``test`` split (empty for v1's validation)."""
+        if split not in ("validation", "test"):
+            raise ValueError(f"split={split!r} is not 'validation' or 'test' (the held-out TinyCode splits)")
+        if self._splits is None and self._held is None:
+            # the held-out splits do not depend on n_train: skip generating the training split
             import dataclasses
 
             from demask.tasks.tinycode import TinyCodeConfig, build_tinycode
 
             config = dataclass_from_options(TinyCodeConfig, self.recipe.options, "data.options")
-            splits = build_tinycode(dataclasses.replace(config, n_train=0))
-        return list(splits.validation or splits.test)
+            self._held = build_tinycode(dataclasses.replace(config, n_train=0))
+        return list(getattr(self._splits or self._held, split))
 
 
 @DATA_SOURCES.register("jsonl")
