@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from demask.cli.main import app
 from demask.training.recipe import load_recipe, resolve_recipe, shipped_recipes
-from demask.training.rl.grpo import load_grpo_recipe
+from demask.training.rl.grpo_recipe import load_grpo_recipe
 
 
 def test_recipes_are_found_by_name_from_any_directory(tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from demask.cli.main import app
-from demask.training.rl.grpo import (
+from demask.training.rl.grpo_recipe import (
     GRPORecipe,
     dump_grpo_recipe,
     load_grpo_recipe,
@@ -133,7 +133,7 @@ def test_cli_runs_the_tinycode_recipe_end_to_end(tmp_path):
     """Two updates of coupled-GRPO from the shipped SFT model, real rollouts and sandbox."""
     import dataclasses
 
-    from demask.training.rl.grpo import run_grpo_recipe
+    from demask.training.rl.grpo_recipe import run_grpo_recipe
 
     recipe = load_grpo_recipe(RECIPES[0])
     recipe = dataclasses.replace(

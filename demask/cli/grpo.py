@@ -22,7 +22,7 @@ import typer
 
 from demask.cli.options import command, config_flags, gather
 from demask.cli.train import run_options, shutdown_distributed
-from demask.training.rl.grpo import GRPORecipe
+from demask.training.rl.grpo_recipe import GRPORecipe
 
 FLAGS = config_flags(GRPORecipe, flatten=["grpo", "train"], skip=["out_dir"], from_file=True)
 
@@ -33,7 +33,7 @@ def grpo_command(
     """Post-train a checkpoint with GRPO and test-execution rewards (see docs/grpo.md)."""
     from demask.config import from_dict, to_dict
     from demask.training.logs import plot_log
-    from demask.training.rl.grpo import load_grpo_recipe, override_grpo_recipe, run_grpo_recipe
+    from demask.training.rl.grpo_recipe import load_grpo_recipe, override_grpo_recipe, run_grpo_recipe
 
     estimator = given.pop(("grpo", "estimator"), None)  # a new estimator clears its options
     train = {path[-1]: value for path, value in given.items() if path[0] == "train"}

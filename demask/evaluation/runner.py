@@ -77,6 +77,7 @@ RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
 LOCK_OWNER_FILE = ".lock.owner.json"
 _RECORD_KEYS = ("task_id", "sample_index", "completion", "passed", "verdict", "pass_rate")
+_NOT_RUN = {"verdict": None, "passed": None, "pass_rate": None}
 _RUN_KEYS = ("seed", "tasks_fingerprint", "run_info")  # must match to continue (and batch_size)
 
 
@@ -275,6 +276,8 @@ def batch_plan(
 
 def run_programs(sandbox: Any, programs: Sequence[Program]) -> list[ExecutionResult]:
     """Run ``programs`` through ``sandbox.run_many`` and return results in input order."""
+    if not programs:
+        return []
     results: list[ExecutionResult | None] = [None] * len(programs)
     for index, result in sandbox.run_many(list(programs)):
         results[index] = result
@@ -336,7 +339,10 @@ def evaluate(
 ) -> dict[str, Any]:
     """Draw ``n_samples`` completions per task, execute them, score; resumable (module doc).
 
-    sandbox: anything with ``run_many(programs) -> iterator of (index, ExecutionResult)``.
+    sandbox: anything with ``run_many(programs) -> iterator of (index, ExecutionResult)``;
+        None draws the samples without running them (their verdict, passed and pass_rate
+        are null, and results.json holds the generation figures only: a sampling stage whose
+        programs run elsewhere, as RRTF's rank stage does).
     run_info: JSON-able description of the sampler (checkpoint, decoding config); stored in
         run.json and results.json, and must match when continuing a run.
     Returns the results dict (also written to ``out_dir/results.json``). Raises ValueError at
@@ -405,7 +411,7 @@ def _evaluate_locked(
             outputs: list[SampleOutput],
             future: Future,
         ) -> None:
-            results = future.result()
+            results = future.result() or [None] * len(wanted)
             for j, result in zip(wanted, results):
                 (task, index), output = batch[j], outputs[j]
                 record = {
@@ -416,7 +422,7 @@ def _evaluate_locked(
                     "nfe": int(output.nfe),
                     "num_tokens": int(output.num_tokens),
                     "seconds": float(output.seconds),
-                    **exec_fields(result, config.max_error_chars),
+                    **(exec_fields(result, config.max_error_chars) if result is not None else _NOT_RUN),
                 }
                 write_record(f, record)
                 records.append(record)
@@ -435,6 +441,8 @@ def _evaluate_locked(
                         f"{len(batch)} prompts; it must return one per prompt"
                     )
                 programs = [batch[j][0].program(outputs[j].completion, config.timeout_s) for j in wanted]
+                if sandbox is None:
+                    programs = []
                 if pending is not None:
                     current, pending = pending, None  # never finished twice, even if it fails
                     finish(*current)
@@ -452,7 +460,11 @@ def _evaluate_locked(
 
     by_id = {t.task_id: t for t in tasks}
     kept = [r for r in records if r["task_id"] in by_id and r["sample_index"] < config.n_samples]
-    results = summarize(tasks, kept, ks=config.ks)
+    results: dict[str, Any]
+    if sandbox is None:
+        results = {"executed": False, "num_tasks": len(tasks), "num_samples": len(kept)}
+    else:
+        results = summarize(tasks, kept, ks=config.ks)
     results = {"samples_file": str(samples_path), "config": config_dict, "run_info": run["run_info"], **results}
     write_json(out / RESULTS_FILE, results)
     return results

@@ -19,15 +19,9 @@ from demask.training.rl.estimators import (
     get_estimator,
     register_estimator,
 )
-from demask.training.rl.grpo import (
-    GRPOConfig,
-    GRPORecipe,
-    GRPOResult,
-    load_grpo_recipe,
-    run_grpo_recipe,
-    train_grpo,
-)
+from demask.training.rl.grpo import GRPOConfig, GRPOResult, train_grpo
 from demask.training.rl.grpo_loss import GRPOLossConfig, grpo_loss, k3_kl, tokens_through_first_end
+from demask.training.rl.grpo_recipe import GRPORecipe, load_grpo_recipe, run_grpo_recipe
 from demask.training.rl.rewards import (
     RewardBreakdown,
     RewardFn,

@@ -46,11 +46,10 @@ TraceRL's trajectory-aware scoring.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
+import functools
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,30 +61,18 @@ from torch import nn
 from demask.decoding.config import DecodeConfig
 from demask.model.config import ModelConfig
 from demask.tasks.base import Task
-from demask.training.checkpointing import (
-    load_trainer_state,
-    require_unchanged,
-    seed_everything,
-    set_rng_state,
-)
-from demask.training.config import TrainConfig, lr_at
-from demask.training.distributed import all_reduce_mean
-from demask.training.logs import MetricsLog
-from demask.training.loop import (
-    Callback,
-    _evaluate,
-    _progress,
-    make_optimizer,
-    save_train_state,
-    start_run,
-)
+from demask.training.checkpointing import require_unchanged
+from demask.training.config import TrainConfig
+from demask.training.loop import Callback
 from demask.training.order import _mix, global_batch_indices
-from demask.training.recipe import EvalRecipe
-from demask.training.rl.advantages import ADVANTAGES, compute_advantages, select_groups, varied_groups
+from demask.training.posttrain.algorithm import Algorithm
+from demask.training.posttrain.rounds import Round, collect_round
+from demask.training.rl.advantages import ADVANTAGES
 from demask.training.rl.estimators import ESTIMATORS, LogProbEstimator, get_estimator
 from demask.training.rl.grpo_loss import GRPOLossConfig, grpo_loss, tokens_through_first_end
-from demask.training.rl.rewards import REWARDS, RewardFn, get_reward
-from demask.training.rl.rollouts import DecodingRollouts, RolloutBatch, RolloutFn, rank_slice
+from demask.training.rl.rewards import REWARDS, RewardFn, as_reward, get_reward
+from demask.training.rl.rollouts import DecodingRollouts, RolloutFn, rank_slice
+from demask.training.updates import UpdateLoop, reduce_metrics
 
 LOG_FILE = "grpo_log.csv"
 _ROLLOUT_STREAM = 0x0A11_0075
@@ -255,6 +242,44 @@ def mix_into(reference: nn.Module, policy: nn.Module, mixup: float) -> None:
             ref_params[name].lerp_(p.detach().to(ref_params[name].dtype), mixup)
 
 
+# ---------------------------------------------------------------------- the algorithm
+@dataclass
+class GRPOMicroBatch:
+    """One micro-batch of a round as the GRPO loss reads it.
+
+    old_logp: the sampling policy's log-probs, or None on the round's first update (the
+        current ones detached: the weights have not moved and the seed is the same).
+    ref_logp: the reference model's log-probs, or None without a reference.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    prompt_length: int
+    advantages: torch.Tensor
+    token_mask: torch.Tensor
+    seed: int
+    old_logp: torch.Tensor | None = None
+    ref_logp: torch.Tensor | None = None
+
+
+class GRPO(Algorithm):
+    """GRPO with a per-token log-prob estimator: ``loss = grpo_loss(logp, old, A, tokens, ref)``."""
+
+    requires: ClassVar[frozenset[str]] = frozenset({"rollouts", "reward"})
+
+    def __init__(self, estimator: LogProbEstimator, loss_config: GRPOLossConfig = GRPOLossConfig()) -> None:
+        self.estimator, self.loss_config = estimator, loss_config
+
+    def log_probs(self, model: nn.Module, batch: GRPOMicroBatch) -> torch.Tensor:
+        """(N, L) per-token log-probs of the batch's completions under ``model``."""
+        return self.estimator.log_probs(model, batch.input_ids, batch.attention_mask, batch.prompt_length, batch.seed)
+
+    def loss(self, model: nn.Module, batch: GRPOMicroBatch, **context: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        logp = self.log_probs(model, batch)
+        old = logp.detach() if batch.old_logp is None else batch.old_logp
+        return grpo_loss(logp, old, batch.advantages, batch.token_mask, batch.ref_logp, self.loss_config)
+
+
 # ---------------------------------------------------------------------- the trainer
 def train_grpo(
     config: GRPOConfig,
@@ -266,7 +291,7 @@ def train_grpo(
     reference: nn.Module | None = None,
     sandbox: Any = None,
     rollout_fn: RolloutFn | None = None,
-    reward_fn: Callable | None = None,
+    reward_fn: RewardFn | Callable | None = None,
     estimator: LogProbEstimator | None = None,
     callbacks: Sequence[Callback] = (),
     resume: bool = False,
@@ -278,8 +303,9 @@ def train_grpo(
     tokenizer: encodes prompts / decodes completions for the default rollouts and is saved in
         checkpoints (may be None when ``rollout_fn`` is given).
     reference: the KL reference (default: a copy of ``policy`` at the start; unused at beta 0).
-    sandbox: runs the programs (default: one is started when the reward needs it).
-    rollout_fn, reward_fn, estimator: override the ones ``config`` names (tests, experiments).
+    sandbox: runs the programs (default: one is started when the reward declares it needs one).
+    rollout_fn, reward_fn, estimator: override the ones ``config`` names (tests, experiments);
+        a plain reward function declares no needs (pass a sandbox yourself if it runs code).
     train: optimizer, schedule, seed, cadence, out_dir, precision (its objective,
         global_batch_size and micro_batch_size are not used).
     """
@@ -295,12 +321,8 @@ def train_grpo(
             f"{len(tasks)} tasks, fewer than the {config.prompts_per_step * config.oversample} "
             f"prompts a round rolls out (prompts_per_step x oversample)"
         )
-    info, strategy, out, ckpt = start_run(
-        train, resume, refuse_fsdp="GRPO runs ddp or none: rollouts and the reference need a whole model per process"
-    )
-    seed_everything(train.seed)
-    est = estimator if estimator is not None else config.build_estimator()
-    reward = reward_fn if reward_fn is not None else config.build_reward()
+    algorithm = GRPO(estimator if estimator is not None else config.build_estimator(), config.loss_config)
+    reward = as_reward(reward_fn if reward_fn is not None else config.build_reward())
     rollouts = rollout_fn
     if rollouts is None:
         if tokenizer is None:
@@ -312,260 +334,178 @@ def train_grpo(
         raise ValueError(
             "the policy's config has no eos_token_id or pad_token_id: the loss counts tokens up to the first end token"
         )
-
-    policy.to(info.device)
-    if config.beta > 0 and reference is None:
-        reference = copy.deepcopy(policy)
-    if config.beta == 0:
-        reference = None
-    start = 0
-    saved = None
-    if ckpt is not None:
-        from demask.model import load_model
-
-        saved = load_trainer_state(ckpt)
-        _check_resumable(saved, train, config, len(tasks))
-        policy.load_state_dict(load_model(ckpt, dtype=next(policy.parameters()).dtype).state_dict())
-        if reference is not None and saved.get("reference") is not None:
-            reference.load_state_dict(saved["reference"])
-        start = int(saved["step"])
+    reference = (reference if reference is not None else copy.deepcopy(policy)) if config.beta > 0 else None
+    loop = UpdateLoop(
+        train,
+        policy,
+        log_name=LOG_FILE,
+        tokenizer=tokenizer,
+        callbacks=callbacks,
+        resume=resume,
+        extra_files=extra_files,
+        refuse_fsdp="GRPO runs ddp or none: rollouts and the reference need a whole model per process",
+        check_resume=lambda saved: _check_resumable(saved, train, config, len(tasks)),
+        max_seconds=config.max_seconds,
+        desc="grpo",
+    )
+    info, wrapped = loop.info, loop.wrapped
     if reference is not None:
+        if loop.saved is not None and loop.saved.get("reference") is not None:
+            reference.load_state_dict(loop.saved["reference"])
         reference.to(info.device).eval()
         reference.requires_grad_(False)
-    policy.train()
-    wrapped = strategy.wrap(policy, info)
-    if wrapped is not policy:
-        wrapped.config = policy.config  # the estimators read the model's config
-    optimizer = make_optimizer(strategy.unwrap(wrapped), train)
-    if saved is not None:
-        strategy.load_optimizer_state(wrapped, optimizer, saved["optimizer"])
-        set_rng_state(saved["rng"])
-
     own_sandbox = None
-    if sandbox is None and getattr(reward, "needs_sandbox", False):
+    if sandbox is None and "sandbox" in reward.requirements:
         from demask.execution import Sandbox, SandboxConfig
 
         sandbox = own_sandbox = Sandbox(SandboxConfig.pool(config.timeout_s, config.sandbox_workers))
-
-    log_file = MetricsLog(
-        out / LOG_FILE if out is not None and info.is_main else None, resume_step=start if ckpt is not None else None
-    )
-    amp = (
-        torch.autocast(info.device.type, dtype=torch.bfloat16)
-        if train.precision == "bf16"
-        else contextlib.nullcontext()
-    )
-    bar = _progress(train, info, start)
     n_rolled = config.prompts_per_step * config.oversample
     share = rank_slice(n_rolled, info.rank, info.world_size)
-    keep = config.prompts_per_step // info.world_size
-    loss_cfg = config.loss_config
-    done, last_ckpt, last_row, eval_metrics = start, ckpt, {}, {}
-    run_t0 = time.perf_counter()
     try:
-        for round_index in range(start // mu, train.max_steps // mu):
-            r_t0 = time.perf_counter()
-            picked = global_batch_indices(len(tasks), n_rolled, train.seed, round_index)
-            round_tasks = [tasks[int(i)] for i in picked[share]]
-            gen = torch.Generator(device=info.device).manual_seed(rollout_seed(train.seed, round_index, info.rank))
-            with torch.no_grad(), amp:  # bf16 runs decode their rollouts in bf16 too
-                batch = rollouts(strategy.unwrap(wrapped), round_tasks, G, gen)
-            batch = _to(batch, info.device)
-            t_roll = time.perf_counter() - r_t0
-            group_tasks = [t for t in round_tasks for _ in range(G)]
-            scored = reward(batch.completions, group_tasks, sandbox)
-            rewards = torch.tensor([s.total for s in scored], dtype=torch.float32)
-            # the round's figures cover every rollout; the loss, the groups kept below
-            rolled = {
-                "reward_mean": float(rewards.mean()),
-                "nfe_mean": _mean(batch.nfe),
-                "informative": float(varied_groups(rewards, G).float().mean()),
-            }
-            if keep < len(round_tasks) or config.filter_groups:
-                groups = select_groups(rewards, G, keep, informative_first=config.filter_groups)
-                rows = [g * G + j for g in groups for j in range(G)]
-                batch, rewards = batch.select(rows), rewards[rows]
-            advantages = compute_advantages(rewards, G, config.advantage).to(info.device)
-            through_end = tokens_through_first_end(batch.completion_ids, end_ids)  # (N, L)
-            token_mask = through_end if config.loss_tokens == "through_end" else torch.ones_like(through_end)
-            micro = _micro_slices(len(batch), config.micro_batch_size)
-            total_tokens = float(token_mask.sum())
-            seeds = [
-                [mask_seed(train.seed, round_index, i, info.rank, m) for m in range(len(micro))] for i in range(mu)
-            ]
-
-            def estimate(model: nn.Module, i: int, m: int, micro=micro, batch=batch, seeds=seeds) -> torch.Tensor:
-                sl = micro[m]
-                with amp:
-                    return est.log_probs(
-                        model, batch.input_ids[sl], batch.attention_mask[sl], batch.prompt_length, seeds[i][m]
-                    )
-
-            # Old (i >= 1) and reference log-probs, all before the first update of the round.
-            with torch.no_grad():
-                old = {(i, m): estimate(wrapped, i, m) for i in range(1, mu) for m in range(len(micro))}
-                ref = (
-                    {(i, m): estimate(reference, i, m) for i in range(mu) for m in range(len(micro))}
-                    if reference is not None
-                    else {}
+        with loop:
+            for round_index in range(loop.start // mu, train.max_steps // mu):
+                r_t0 = time.perf_counter()
+                picked = global_batch_indices(len(tasks), n_rolled, train.seed, round_index)
+                gen = torch.Generator(device=info.device).manual_seed(rollout_seed(train.seed, round_index, info.rank))
+                rnd = collect_round(
+                    loop.strategy.unwrap(wrapped),
+                    [tasks[int(i)] for i in picked[share]],
+                    rollouts,
+                    reward,
+                    sandbox,
+                    gen,
+                    group_size=G,
+                    keep=config.prompts_per_step // info.world_size,
+                    filter_groups=config.filter_groups,
+                    advantage=config.advantage,
+                    amp=loop.amp,  # bf16 runs decode their rollouts in bf16 too
                 )
-            sums = {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "ratio": 0.0, "grad_norm": 0.0}
-            lr = train.lr
-            for i in range(mu):
-                step = round_index * mu + i
-                lr = lr_at(
-                    step,
-                    lr=train.lr,
-                    warmup_steps=train.warmup_steps,
-                    max_steps=train.max_steps,
-                    min_lr_ratio=train.min_lr_ratio,
+                prev = loop.done
+                stats = _train_on_round(loop, algorithm, config, rnd, reference, end_ids, round_index)
+                row = {**rnd.metrics, **stats, "round_s": time.perf_counter() - r_t0}
+                loop.end_unit(
+                    prev,
+                    functools.partial(_log_row, loop, row),
+                    functools.partial(_extra_state, config, reference, len(tasks), loop.done),
+                    log_line=log,
                 )
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                for m, sl in enumerate(micro):
-                    with strategy.sync_gradients(wrapped, m == len(micro) - 1):
-                        logp = estimate(wrapped, i, m)
-                        old_logp = logp.detach() if i == 0 else old[(i, m)]
-                        loss, stats = grpo_loss(
-                            logp, old_logp, advantages[sl], token_mask[sl], ref.get((i, m)), loss_cfg
-                        )
-                        weight = stats["tokens"] / max(total_tokens, 1.0)
-                        (loss * weight).backward()
-                    sums["loss"] += float(loss.detach()) * weight / mu
-                    sums["kl"] += stats["kl_mean"] * weight / mu
-                    sums["clip_fraction"] += stats["clip_fraction"] * weight / mu
-                    sums["ratio"] += stats["ratio_mean"] * weight / mu
-                grad_norm = strategy.clip_grad_norm(wrapped, train.grad_clip)
-                sums["grad_norm"] += float(grad_norm) / mu
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                done = step + 1
-                if reference is not None and config.ref_sync_every and done % config.ref_sync_every == 0:
-                    mix_into(reference, strategy.unwrap(wrapped), config.ref_mixup)
-                bar.update(1)
-
-            prev = done - mu
-            over = config.max_seconds is not None and time.perf_counter() - run_t0 > config.max_seconds
-            if info.world_size > 1:  # every process stops after the same round
-                over = bool(all_reduce_mean(torch.tensor([float(over)], device=info.device), info)[0] > 0)
-            last = train.max_steps if not over else done  # a stop on time is a last round
-            row: dict[str, float] = {}
-            if _crossed(prev, done, train.log_every, last):
-                local = torch.tensor(
-                    [
-                        rolled["reward_mean"],
-                        _pass_rate(scored),
-                        _mean(s.format for s in scored),
-                        sums["loss"],
-                        sums["kl"],
-                        sums["clip_fraction"],
-                        sums["ratio"],
-                        sums["grad_norm"],
-                        rolled["nfe_mean"],
-                        float(through_end.sum(1).float().mean()),
-                        float((advantages != 0).float().mean()),
-                        rolled["informative"],
-                        time.perf_counter() - r_t0,
-                        t_roll,
-                    ],
-                    dtype=torch.float64,
-                )
-                means = all_reduce_mean(local.to(info.device), info).cpu().tolist()
-                keys = (
-                    "reward_mean",
-                    "pass_rate",
-                    "format_mean",
-                    "loss",
-                    "kl",
-                    "clip_fraction",
-                    "ratio_mean",
-                    "grad_norm",
-                    "nfe_mean",
-                    "completion_tokens",
-                    "nonzero_adv",
-                    "informative_groups",
-                    "round_s",
-                    "rollout_s",
-                )
-                row = {"lr": lr, **dict(zip(keys, means)), "elapsed_s": time.perf_counter() - run_t0}
-                log_file.write(done, row)
-                last_row = row
-                bar.set_postfix(
-                    reward=f"{row['reward_mean']:.3f}",
-                    pass_=f"{row['pass_rate']:.2f}",
-                    kl=f"{row['kl']:.4f}",
-                    refresh=False,
-                )
-            if callbacks and _crossed(prev, done, train.eval_every, last):
-                eval_metrics = _evaluate(callbacks, done, wrapped, strategy, info)
-                log_file.write(done, eval_metrics)
-                row = {**row, **eval_metrics}
-                if log is not None and info.is_main:
-                    log(f"step {done}: " + ", ".join(f"{k} {v:.4f}" for k, v in eval_metrics.items()))
-            if out is not None and _crossed(prev, done, train.save_every, last):
-                last_ckpt = _save(
-                    out,
-                    done,
-                    train,
-                    config,
-                    wrapped,
-                    strategy,
-                    optimizer,
-                    reference,
-                    tokenizer,
-                    extra_files,
-                    info,
-                    len(tasks),
-                )
-            for cb in callbacks:
-                cb.on_step_end(done, row)
-            if over:
-                if log is not None and info.is_main:
-                    log(f"stopping after {done} updates: grpo.max_seconds={config.max_seconds} reached")
-                break
+                if loop.stopping:
+                    break
     finally:
-        bar.close()
-        for cb in callbacks:
-            cb.on_train_end()
         if own_sandbox is not None:
             own_sandbox.close()
     return GRPOResult(
-        step=done,
-        checkpoint=last_ckpt,
-        log_path=log_file.path,
-        metrics=last_row,
-        eval_metrics=eval_metrics,
+        step=loop.done,
+        checkpoint=loop.last_checkpoint,
+        log_path=loop.log.path,
+        metrics=loop.last_row,
+        eval_metrics=loop.eval_metrics,
         seconds=time.perf_counter() - t0,
     )
 
 
+# ---------------------------------------------------------------------- one round's updates
+def _train_on_round(
+    loop: UpdateLoop,
+    algorithm: GRPO,
+    config: GRPOConfig,
+    rnd: Round,
+    reference: nn.Module | None,
+    end_ids: list[int],
+    round_index: int,
+) -> dict[str, float]:
+    """The mu updates on one round's rollouts; returns their mean loss, kl, clip fraction,
+    ratio and gradient norm (weighted by counted tokens) and the round's token figures."""
+    mu, wrapped, seed, rank = config.inner_iterations, loop.wrapped, loop.train.seed, loop.info.rank
+    through_end = tokens_through_first_end(rnd.batch.completion_ids, end_ids)  # (N, L)
+    token_mask = through_end if config.loss_tokens == "through_end" else torch.ones_like(through_end)
+    micro = _micro_slices(len(rnd.batch), config.micro_batch_size)
+    total_tokens = max(float(token_mask.sum()), 1.0)
+
+    def micro_batch(i: int, m: int) -> GRPOMicroBatch:
+        sl = micro[m]
+        b = rnd.batch
+        seed_im = mask_seed(seed, round_index, i, rank, m)
+        return GRPOMicroBatch(
+            b.input_ids[sl], b.attention_mask[sl], b.prompt_length, rnd.advantages[sl], token_mask[sl], seed_im
+        )
+
+    # Old (i >= 1) and reference log-probs, all before the first update of the round.
+    pairs = [(i, m) for i in range(mu) for m in range(len(micro))]
+    with torch.no_grad(), loop.amp:
+        old = {(i, m): algorithm.log_probs(wrapped, micro_batch(i, m)) for i, m in pairs if i >= 1}
+        ref = {} if reference is None else {key: algorithm.log_probs(reference, micro_batch(*key)) for key in pairs}
+    sums = dict.fromkeys(("loss", "kl", "clip_fraction", "ratio_mean", "grad_norm"), 0.0)
+
+    def accumulate(i: int) -> None:
+        for m in range(len(micro)):
+            batch = dataclasses.replace(micro_batch(i, m), old_logp=old.get((i, m)), ref_logp=ref.get((i, m)))
+            with loop.strategy.sync_gradients(wrapped, m == len(micro) - 1):
+                with loop.amp:
+                    loss, stats = algorithm.loss(wrapped, batch)
+                weight = stats["tokens"] / total_tokens
+                (loss * weight).backward()
+            sums["loss"] += float(loss.detach()) * weight / mu
+            sums["kl"] += stats["kl_mean"] * weight / mu
+            sums["clip_fraction"] += stats["clip_fraction"] * weight / mu
+            sums["ratio_mean"] += stats["ratio_mean"] * weight / mu
+
+    for i in range(mu):
+        sums["grad_norm"] += float(loop.update(functools.partial(accumulate, i))) / mu
+        if reference is not None and config.ref_sync_every and loop.done % config.ref_sync_every == 0:
+            mix_into(reference, loop.strategy.unwrap(wrapped), config.ref_mixup)
+    return {
+        **sums,
+        "completion_tokens": float(through_end.sum(1).float().mean()),
+        "nonzero_adv": float((rnd.advantages != 0).float().mean()),
+    }
+
+
+LOG_COLUMNS = (
+    "reward_mean",
+    "pass_rate",
+    "format_mean",
+    "loss",
+    "kl",
+    "clip_fraction",
+    "ratio_mean",
+    "grad_norm",
+    "nfe_mean",
+    "completion_tokens",
+    "nonzero_adv",
+    "informative_groups",
+    "round_s",
+    "rollout_s",
+)
+"""The columns of grpo_log.csv after ``lr`` (then ``elapsed_s``), means over the processes."""
+
+
+def _log_row(loop: UpdateLoop, values: dict[str, float]) -> dict[str, float]:
+    row = {"lr": loop.lr, **reduce_metrics({k: values[k] for k in LOG_COLUMNS}, loop.info), "elapsed_s": loop.elapsed()}
+    loop.bar.set_postfix(
+        reward=f"{row['reward_mean']:.3f}", pass_=f"{row['pass_rate']:.2f}", kl=f"{row['kl']:.4f}", refresh=False
+    )
+    return row
+
+
 # ---------------------------------------------------------------------- helpers
-def _crossed(prev: int, done: int, every: int, max_steps: int) -> bool:
-    """Whether updates (prev, done] reach the end or a multiple of ``every`` (0: only the end)."""
-    return done == max_steps or (every > 0 and done // every > prev // every)
-
-
 def _micro_slices(n: int, size: int | None) -> list[slice]:
     size = n if size is None else size
     return [slice(s, min(n, s + size)) for s in range(0, n, size)]
 
 
-def _mean(values) -> float:
-    values = list(values)
-    return sum(values) / len(values) if values else float("nan")
+def _extra_state(config: GRPOConfig, reference: nn.Module | None, n_tasks: int, done: int) -> dict[str, Any]:
+    """What a GRPO checkpoint holds beside the SFT loop's: the task count, the round, the
+    GRPO settings and the reference model's weights."""
+    from demask.config import to_dict
 
-
-def _pass_rate(scored) -> float:
-    """Completions that pass every test (code term 1.0)."""
-    return _mean(1.0 if s.code >= 1.0 else 0.0 for s in scored)
-
-
-def _to(batch: RolloutBatch, device: torch.device) -> RolloutBatch:
-    if batch.input_ids.device == device:
-        return batch
-    return dataclasses.replace(
-        batch, input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device)
-    )
+    return {
+        "data": {"n_tasks": n_tasks, "round": done // config.inner_iterations},
+        "grpo": to_dict(config),
+        "reference": (
+            {k: v.detach().cpu() for k, v in reference.state_dict().items()} if reference is not None else None
+        ),
+    }
 
 
 def _check_resumable(saved: dict[str, Any], train: TrainConfig, config: GRPOConfig, n_tasks: int) -> None:
@@ -582,182 +522,3 @@ def _check_resumable(saved: dict[str, Any], train: TrainConfig, config: GRPOConf
             f"cannot resume: the checkpoint saw {saved['data']['n_tasks']} tasks, this run "
             f"has {n_tasks}; the prompt order would differ"
         )
-
-
-def _save(
-    out: Path,
-    step: int,
-    train: TrainConfig,
-    config: GRPOConfig,
-    wrapped: nn.Module,
-    strategy,
-    optimizer: torch.optim.Optimizer,
-    reference: nn.Module | None,
-    tokenizer: Any,
-    extra_files: dict[str, str] | None,
-    info,
-    n_tasks: int,
-) -> Path:
-    from demask.training.recipe import to_dict
-
-    extra = {
-        "data": {"n_tasks": n_tasks, "round": step // config.inner_iterations},
-        "grpo": to_dict(config),
-        "reference": (
-            {k: v.detach().cpu() for k, v in reference.state_dict().items()} if reference is not None else None
-        ),
-    }
-    return save_train_state(out, step, train, wrapped, strategy, optimizer, tokenizer, extra_files, info, extra)
-
-
-# ---------------------------------------------------------------------- recipes
-
-
-@dataclass
-class GRPORecipe:
-    """A GRPO run as YAML (``demask grpo --recipe``); each block is a dataclass.
-
-    policy: the checkpoint to post-train (config.json + safetensors + tokenizer.json).
-    tasks / task_options: the prompts, a benchmark spec for ``demask.tasks.load_tasks`` and
-        its keyword arguments (tinycode: TinyCodeConfig fields).
-    grpo: :class:`GRPOConfig`; train: the optimizer, schedule, seed, cadence and output
-        (:class:`~demask.training.config.TrainConfig`); eval: the periodic held-out pass@k
-        (:class:`~demask.training.recipe.EvalRecipe`, ``tasks`` defaults to ``tinycode:validation``).
-    """
-
-    policy: str = "tinycode-mdm"
-    """The model to post-train (the SFT model): a checkpoint directory, a shipped model's name or a
-    Hugging Face hub id."""
-    dtype: str | None = "float32"
-    """Weights dtype to load the policy in (training keeps fp32 weights; use train.precision:
-    bf16 for autocast)."""
-    tasks: str = "tinycode:train"
-    """Benchmark spec of the training prompts (their tests give the rewards)."""
-    task_options: dict[str, Any] = field(default_factory=dict)
-    """Keyword arguments of load_tasks (tinycode: TinyCodeConfig fields)."""
-    max_tasks: int | None = None
-    """Use only the first this many tasks (None = all)."""
-    grpo: GRPOConfig = field(default_factory=GRPOConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    """The optimizer, schedule, seed, cadence and output (the ``train:`` block of an SFT recipe)."""
-    eval: EvalRecipe | None = None
-    """The periodic held-out evaluation (EvalRecipe fields); null = none."""
-
-    def __post_init__(self) -> None:
-        if self.max_tasks is not None and self.max_tasks < 1:
-            raise ValueError(f"max_tasks must be positive or null (all), got {self.max_tasks}")
-
-    renamed_keys: ClassVar[dict[str, str]] = {"training": "train"}
-    """Former block names (read with a deprecation warning, in recipes and ``--set``)."""
-
-    @staticmethod
-    def upgrade_keys(raw: dict[str, Any], where: str = "") -> dict[str, Any]:
-        """Read the former block name ``training:`` as ``train:`` (with a deprecation warning)."""
-        if "training" in raw:
-            if "train" in raw:
-                raise ValueError("a GRPO recipe has both 'training:' and 'train:' blocks; keep 'train:'")
-            warnings.warn(
-                "the GRPO recipe block 'training:' is called 'train:' now, as in SFT recipes; "
-                "the old name goes in the next release",
-                DeprecationWarning,
-                stacklevel=3,
-            )
-            raw["train"] = raw.pop("training")
-        return raw
-
-
-def load_grpo_recipe(path: str | Path, settings: Sequence[str] = ()) -> GRPORecipe:
-    """Read a GRPO recipe, then apply ``KEY=VALUE`` settings (see :func:`set_recipe_fields`);
-    unknown keys are named with the closest known one."""
-    import yaml
-
-    from demask.config import apply_settings, from_dict
-    from demask.training.recipe import resolve_recipe
-
-    path = resolve_recipe(path)
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: a GRPO recipe is a mapping with blocks policy, tasks, grpo, train, eval")
-    try:
-        raw = GRPORecipe.upgrade_keys(raw)
-        apply_settings(raw, settings, GRPORecipe, example="grpo.advantage=loo or train.lr=1e-4")
-        return from_dict(GRPORecipe, raw)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: {exc}") from None
-
-
-def dump_grpo_recipe(recipe: GRPORecipe) -> str:
-    """The recipe as YAML (every field); load(dump(r)) == r."""
-    import yaml
-
-    from demask.config import to_dict
-
-    return yaml.safe_dump(to_dict(recipe), sort_keys=False, default_flow_style=None)
-
-
-def override_grpo_recipe(
-    recipe: GRPORecipe, *, estimator: str | None = None, max_seconds: float | None = None, **train_fields: Any
-) -> GRPORecipe:
-    """A copy with these overrides applied (None values are ignored): ``train_fields`` go to
-    the train block (out_dir, max_steps, seed, lr ...; a shorter max_steps keeps the warm-up
-    within it); a new estimator clears the recipe's estimator options."""
-    grpo = recipe.grpo if estimator is None else recipe.grpo.replace(estimator=estimator, estimator_options={})
-    if max_seconds is not None:
-        grpo = grpo.replace(max_seconds=max_seconds)
-    return dataclasses.replace(recipe, train=recipe.train.override(**train_fields), grpo=grpo)
-
-
-def set_recipe_fields(recipe: GRPORecipe, settings: Sequence[str]) -> GRPORecipe:
-    """A copy with ``KEY=VALUE`` settings applied, KEY a dotted path into the recipe
-    (``grpo.advantage=loo_positive``, ``train.lr=1e-4``, ``grpo.rollout.policy=confidence``)
-    and VALUE read as YAML (``null``, numbers, ``{a: 1}``). The result is checked like a loaded
-    recipe: a misspelt key is named with the closest known one."""
-    from demask.config import apply_settings, from_dict, to_dict
-
-    try:
-        raw = apply_settings(to_dict(recipe), settings, GRPORecipe, example="grpo.advantage=loo or train.lr=1e-4")
-        return from_dict(GRPORecipe, raw)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"settings {list(settings)}: {exc}") from None
-
-
-def eval_callbacks(recipe: GRPORecipe, tokenizer: Any, gen_length: int) -> list[Callback]:
-    """The periodic held-out pass@k of ``recipe.eval`` (``tasks`` default: tinycode:validation), or none."""
-    spec = recipe.eval
-    if spec is None or not spec.enabled:
-        return []
-    from demask.tasks import load_tasks
-
-    return spec.callbacks(load_tasks(spec.tasks or "tinycode:validation"), tokenizer, gen_length, recipe.train.out_dir)
-
-
-def run_grpo_recipe(
-    recipe: GRPORecipe, *, resume: bool = False, log: Callable[[str], None] | None = print
-) -> GRPOResult:
-    """Load the policy and the tasks, then :func:`train_grpo`; ``log`` gets one-line messages."""
-    from demask.model import load_pretrained
-    from demask.tasks import load_tasks
-
-    say = log or (lambda *_: None)
-    model, tokenizer = load_pretrained(recipe.policy, dtype=recipe.dtype)
-    tasks = load_tasks(recipe.tasks, **recipe.task_options)
-    if recipe.max_tasks is not None:
-        tasks = tasks[: recipe.max_tasks]
-    g = recipe.grpo
-    say(
-        f"policy: {recipe.policy} ({model.num_parameters() / 1e6:.2f}M parameters); {len(tasks)} "
-        f"prompts from {recipe.tasks}; estimator {g.estimator}, G={g.group_size}, "
-        f"{g.prompts_per_step} prompts/round, mu={g.inner_iterations}, {recipe.train.max_steps} updates"
-    )
-    callbacks = eval_callbacks(recipe, tokenizer, g.rollout.gen_length)
-    return train_grpo(
-        g,
-        recipe.train,
-        model,
-        tasks,
-        tokenizer=tokenizer,
-        callbacks=callbacks,
-        resume=resume,
-        extra_files={"grpo_recipe.yaml": dump_grpo_recipe(recipe)},
-        log=say,
-    )

@@ -32,7 +32,7 @@ import random
 import re
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
@@ -251,13 +251,40 @@ class RewardFn(ABC):
     """Turns a batch of completions (one task each) into rewards; registered by name."""
 
     name: ClassVar[str] = ""
-    needs_sandbox: ClassVar[bool] = True
+    requires: ClassVar[frozenset[str]] = frozenset({"sandbox"})
+    """What the trainer must hand the reward: ``"sandbox"`` (it runs programs) or nothing."""
+
+    @property
+    def requirements(self) -> frozenset[str]:
+        """This reward's declared needs (the class's ``requires``, unless an instance says otherwise)."""
+        return self.requires
 
     @abstractmethod
     def __call__(
         self, completions: Sequence[str], tasks: Sequence[Task], sandbox: SupportsRunMany | None = None
     ) -> list[RewardBreakdown]:
         """One :class:`RewardBreakdown` per completion, in order."""
+
+
+@dataclass
+class FunctionReward(RewardFn):
+    """A plain function ``fn(completions, tasks, sandbox) -> [RewardBreakdown]`` as a reward;
+    it declares what it needs in ``needs`` (default: nothing, so no sandbox is started for it)."""
+
+    fn: Callable[..., list[RewardBreakdown]]
+    needs: frozenset[str] = frozenset()
+
+    @property
+    def requirements(self) -> frozenset[str]:
+        return self.needs
+
+    def __call__(self, completions, tasks, sandbox=None):
+        return self.fn(completions, tasks, sandbox)
+
+
+def as_reward(reward: RewardFn | Callable[..., list[RewardBreakdown]]) -> RewardFn:
+    """A RewardFn as it is; a plain function wrapped in :class:`FunctionReward`."""
+    return reward if isinstance(reward, RewardFn) else FunctionReward(reward)
 
 
 REWARDS: Registry[type[RewardFn]] = Registry("reward", base=RewardFn)
@@ -334,7 +361,7 @@ class PassRateReward(CodeFormatReward):
 class FormatReward(CodeFormatReward):
     """Only the format score; runs nothing and needs no sandbox."""
 
-    needs_sandbox: ClassVar[bool] = False
+    requires: ClassVar[frozenset[str]] = frozenset()
     w_code: float = 0.0
     w_format: float = 1.0
 

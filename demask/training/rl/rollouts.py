@@ -55,6 +55,8 @@ class RolloutBatch:
     prompt_length: P, the column where every completion starts.
     completions: the N completion texts (cut before the first end token), for the rewards.
     nfe: forward passes each row took part in while decoding.
+    traces: per-row decoding records (what a trainer of the decoding itself reads, e.g. the
+        learned unmasking policy's actions), or None when the rollouts keep none.
     """
 
     input_ids: torch.Tensor
@@ -62,6 +64,7 @@ class RolloutBatch:
     prompt_length: int
     completions: list[str]
     nfe: list[int]
+    traces: list[Any] | None = None
 
     def __post_init__(self) -> None:
         n = self.input_ids.shape[0]
@@ -74,6 +77,8 @@ class RolloutBatch:
                 f"{n} rows but {len(self.completions)} completions and {len(self.nfe)} "
                 "NFE counts; give one of each per row"
             )
+        if self.traces is not None and len(self.traces) != n:
+            raise ValueError(f"{n} rows but {len(self.traces)} traces; give one per row or None")
         if not 0 < self.prompt_length < self.input_ids.shape[1]:
             raise ValueError(
                 f"prompt_length {self.prompt_length} must lie in (0, "
@@ -97,6 +102,13 @@ class RolloutBatch:
             self.prompt_length,
             [self.completions[i] for i in rows],
             [self.nfe[i] for i in rows],
+            None if self.traces is None else [self.traces[i] for i in rows],
+        )
+
+    def to(self, device: torch.device | str) -> RolloutBatch:
+        """The batch with its tensors on ``device``."""
+        return dataclasses.replace(
+            self, input_ids=self.input_ids.to(device), attention_mask=self.attention_mask.to(device)
         )
 
 
