@@ -124,7 +124,7 @@ def run_one(args, estimator: str, seed: int, tasks, out: Path) -> dict:
     from demask.demo import inference_dtype
     from demask.model import load_pretrained
     from demask.training.checkpointing import latest_checkpoint
-    from demask.training.rl.grpo import load_grpo_recipe, override_grpo_recipe, run_grpo_recipe
+    from demask.training.rl.grpo_recipe import load_grpo_recipe, override_grpo_recipe, run_grpo_recipe
 
     done_file = out / "result.json"
     if done_file.is_file():
