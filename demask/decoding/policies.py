@@ -357,7 +357,9 @@ class LearnedPolicy(AdaptivePolicy):
     (A,) = sum of Bernoulli log-likelihoods of the action over the block's masked
     positions, ``forced`` (A,), and the features ``masked``, ``confidence``, ``time``;
     decode with ``DecodeConfig(trace=True)`` and read them with ``trace.policy_info(key)``.
-    Not covered: the policy network itself (training/ builds it).
+    ``path``: a trained policy folder (:mod:`demask.decoding.policy_net`), usable by name:
+    ``--policy learned --set policy_options.path=DIR``; a policy trained on another block
+    length is refused when it first decides.
     """
 
     sees_completion = True
@@ -368,14 +370,33 @@ class LearnedPolicy(AdaptivePolicy):
         beta: float = 1.0,
         force_nonempty: bool = True,
         deterministic: bool = False,
+        path: str | None = None,
     ) -> None:
-        if fn is None:
+        if (fn is None) == (path is None):
             raise ValueError(
-                "the learned policy needs its network: pass "
-                "DecodeConfig(policy=LearnedPolicy(fn)) instead of the name 'learned'"
+                "the learned policy needs its network, either a trained policy folder "
+                "(--policy learned --set policy_options.path=DIR; DecodeConfig(policy='learned', "
+                "policy_options={'path': DIR})) or a callable (DecodeConfig(policy=LearnedPolicy(fn))), not both"
+                if fn is not None
+                else "the learned policy needs its network: --set policy_options.path=DIR (a folder written by "
+                "demask policy-train), or DecodeConfig(policy=LearnedPolicy(fn))"
             )
         if beta <= 0:
             raise ValueError(f"beta must be > 0, got {beta}")
+        self.block_length: int | None = None
+        if path is not None:
+            from demask.decoding.policy_net import load_policy
+
+            net = load_policy(path)
+            self.network = net
+            self.block_length = net.config.block_length
+
+            def fn(features: PolicyFeatures, net=net) -> torch.Tensor:
+                if next(net.parameters()).device != features.masked.device:
+                    net.to(features.masked.device)
+                return net.probabilities(features.masked, features.confidence, features.time)
+
+        assert fn is not None
         self.fn, self.beta = fn, beta
         self.force_nonempty, self.deterministic = force_nonempty, deterministic
 
@@ -391,6 +412,11 @@ class LearnedPolicy(AdaptivePolicy):
             )
         a, length = masked_all.shape
         s = state.masked.shape[-1]
+        if self.block_length is not None and s != self.block_length:
+            raise ValueError(
+                f"this learned policy was trained on blocks of {self.block_length} tokens, the decoder uses "
+                f"blocks of {s}; set block_length={self.block_length} (or train a policy for blocks of {s})"
+            )
         lo, hi = state.block_start, state.block_start + s
         position = torch.arange(length, device=masked_all.device)
         features = PolicyFeatures(

@@ -253,6 +253,15 @@ class Encoder:
         self.end, self.pad = end_token_id, pad_token_id
         self._cache: dict[str, list[int]] = {}
 
+    @classmethod
+    def for_model(cls, tokenizer: Any, config: Any, completion_length: int) -> Encoder:
+        """The encoder of a model: its end token (EOS, else pad) and pad token."""
+        end = config.eos_token_id if config.eos_token_id is not None else config.pad_token_id
+        pad = config.pad_token_id if config.pad_token_id is not None else end
+        if end is None or pad is None:
+            raise ValueError("the student's config has no eos_token_id or pad_token_id: responses need an end token")
+        return cls(tokenizer, completion_length, end, pad)
+
     def tokens(self, text: str) -> list[int]:
         ids = self._cache.get(text)
         if ids is None:

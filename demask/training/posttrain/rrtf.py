@@ -329,7 +329,6 @@ def train_ranked(
         callbacks=callbacks,
         resume=resume,
         extra_files=extra_files,
-        refuse_fsdp="the ranking trainer runs ddp or none",
         check_resume=check_resume,
         desc=type(algorithm).__name__.lower(),
     )
@@ -383,12 +382,7 @@ def run_train(recipe: RRTFRecipe, *, resume: bool = False, log: Callable[[str], 
             "use rrtf, rrhf, sft or rejection-sampling"
         )
     model, tokenizer = load_pretrained(recipe.student.checkpoint, dtype=recipe.sample.dtype)
-    cfg = model.config
-    end = cfg.eos_token_id if cfg.eos_token_id is not None else cfg.pad_token_id
-    pad = cfg.pad_token_id if cfg.pad_token_id is not None else end
-    if end is None or pad is None:
-        raise ValueError("the student's config has no eos_token_id or pad_token_id: responses need an end token")
-    encoder = Encoder(tokenizer, recipe.completion_length, end, pad)
+    encoder = Encoder.for_model(tokenizer, model.config, recipe.completion_length)
     every = build_items(algorithm, ranked)
     items = [it for it in every if encoder.fits(it)]
     log(

@@ -23,11 +23,14 @@ cadence). For iteration 0 the old log-probs are the current ones detached: the w
 not moved and the seed is the same, so they are equal bit for bit (one forward saved).
 
 The estimator is chosen by name (``coupled``, ``decoupled``, ``full_mask``, ``d1``;
-``autoregressive`` for a causal model, which makes AR GRPO this same trainer). The pieces of
-the SFT loop are reused: the optimizer (:func:`~demask.training.loop.make_optimizer`), the
-schedule (:func:`~demask.training.config.lr_at`), distributed strategies, checkpoints (the
-policy in the Hugging Face layout, the reference model's weights inside trainer_state.pt),
-the CSV log and the evaluation callbacks.
+``autoregressive`` for a causal model, which makes AR GRPO this same trainer). The algorithm
+is the small class :class:`GRPO` (registered as ``grpo`` on
+:data:`~demask.training.posttrain.algorithm.ALGORITHMS`); a round comes from
+:func:`~demask.training.posttrain.rounds.collect_round`; everything else is the update
+skeleton SFT runs on too (:class:`~demask.training.updates.UpdateLoop`: resume, the DDP
+wrap, the optimizer and schedule, checkpoints with the reference model's weights inside
+trainer_state.pt, the CSV log, the evaluation callbacks, Ctrl-C and the time budget). The
+recipe glue is :mod:`demask.training.rl.grpo_recipe`.
 
 Resume: prompts, rollout generators and mask seeds are functions of (seed, round, rank,
 iteration), so a run resumed from a checkpoint ends with the same weights as an
