@@ -449,8 +449,9 @@ class LearnedPolicy(AdaptivePolicy):
             "action": full_action,
             "logprob": logprob,
             "forced": empty if self.force_nonempty else torch.zeros_like(empty),
-            "masked": masked_all,
-            "confidence": confidence,
+            # copies: the loop updates its masked / confidence tensors in place after this step
+            "masked": masked_all.clone(),
+            "confidence": confidence.clone(),
             "time": features.time,
         }
         return Selection(action, p, info)

@@ -29,6 +29,7 @@ import random
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -86,12 +87,21 @@ def save_checkpoint(
     tokenizer: Tokenizer | None = None,
     extra_files: dict[str, str] | None = None,
     keep: int = 1,
+    write_weights: Callable[[Path, dict[str, torch.Tensor]], None] | None = None,
 ) -> Path:
     """Write checkpoint ``step`` (model, tokenizer, trainer state), point ``latest`` at it
-    and delete all but the newest ``keep`` checkpoints. Returns the checkpoint directory."""
+    and delete all but the newest ``keep`` checkpoints. Returns the checkpoint directory.
+
+    write_weights: writes ``model_state`` into the checkpoint folder (its config.json included)
+    for a model that is not a Transformer (a learned unmasking policy); default: the Hugging
+    Face layout with ``config``."""
     out_dir = Path(out_dir)
     path = checkpoint_dir(out_dir, step)
-    save_pretrained(_Weights(config, model_state), path, tokenizer, extra_files=extra_files)
+    if write_weights is not None:
+        path.mkdir(parents=True, exist_ok=True)
+        write_weights(path, model_state)
+    else:
+        save_pretrained(_Weights(config, model_state), path, tokenizer, extra_files=extra_files)
     atomic_write_bytes(path / TRAINER_STATE, lambda f: torch.save(trainer_state, f))
     atomic_write_text(out_dir / LATEST, path.name + "\n")
     for old in list_checkpoints(out_dir)[:-keep]:

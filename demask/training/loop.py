@@ -219,6 +219,7 @@ def save_train_state(
     extra_files: dict[str, str] | None,
     info: DistInfo,
     extra_state: dict[str, Any],
+    write_weights: Any = None,
 ) -> Path:
     """Write checkpoint ``step`` (model, optimizer, schedule, RNG, config) on every rank's
     behalf; ``extra_state`` holds what a trainer needs to resume its data order (and, for
@@ -244,7 +245,15 @@ def save_train_state(
         }
         model_config = cast(ModelConfig, strategy.unwrap(wrapped).config)  # trainers wrap a Transformer
         path = save_checkpoint(
-            out, step, model_config, model_state, trainer_state, tokenizer, extra_files, keep=config.keep_checkpoints
+            out,
+            step,
+            model_config,
+            model_state,
+            trainer_state,
+            tokenizer,
+            extra_files,
+            keep=config.keep_checkpoints,
+            write_weights=write_weights,
         )
     barrier(info)
     return path or checkpoint_dir(out, step)

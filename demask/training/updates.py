@@ -43,7 +43,7 @@ import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -131,6 +131,16 @@ def progress(config: TrainConfig, info: DistInfo, start: int, desc: str = "train
     return tqdm(total=config.max_steps, initial=start, desc=desc, unit="step", dynamic_ncols=True, mininterval=0.5)
 
 
+class WeightsIO(Protocol):
+    """How a model that is not a Transformer goes into and out of a checkpoint folder."""
+
+    def write(self, path: Path, state: dict[str, torch.Tensor]) -> None:
+        """Write ``state`` (and a config.json) into the checkpoint folder ``path``."""
+
+    def load(self, path: Path, model: nn.Module) -> None:
+        """Load the weights of checkpoint ``path`` into ``model``."""
+
+
 class UpdateLoop:
     """The shared skeleton (module docstring). Use as a context manager: leaving it closes the
     progress bar and the Ctrl-C handler and calls every callback's ``on_train_end``.
@@ -142,6 +152,7 @@ class UpdateLoop:
     check_resume: called with the saved trainer state before anything is loaded; raises when
         the run cannot continue it (another seed, data set, batch size ...).
     max_seconds: stop after the first unit that ends past this many seconds of this call.
+    weights: checkpoint reading and writing for a model that is not a Transformer.
     """
 
     def __init__(
@@ -158,9 +169,11 @@ class UpdateLoop:
         check_resume: Callable[[dict[str, Any]], None] | None = None,
         max_seconds: float | None = None,
         desc: str = "train",
+        weights: WeightsIO | None = None,
     ) -> None:
         self.train, self.model, self.tokenizer = train, model, tokenizer
         self.callbacks, self.extra_files, self.max_seconds = list(callbacks), extra_files, max_seconds
+        self.weights = weights
         self.info, self.strategy, self.out, checkpoint = start_run(train, resume, refuse_fsdp=refuse_fsdp)
         seed_everything(train.seed)
         self.saved: dict[str, Any] | None = None
@@ -173,8 +186,11 @@ class UpdateLoop:
             self.saved = load_trainer_state(checkpoint)
             if check_resume is not None:
                 check_resume(self.saved)
-            dtype = next(model.parameters()).dtype
-            model.load_state_dict(load_model(checkpoint, dtype=dtype).state_dict())
+            if weights is not None:
+                weights.load(checkpoint, model)
+            else:
+                dtype = next(model.parameters()).dtype
+                model.load_state_dict(load_model(checkpoint, dtype=dtype).state_dict())
             self.start = int(self.saved["step"])
         model.to(self.info.device)
         model.train()
@@ -314,6 +330,7 @@ class UpdateLoop:
                 self.extra_files,
                 info,
                 extra_state() if extra_state is not None else {},
+                write_weights=self.weights.write if self.weights is not None else None,
             )
         if self.callbacks and crossed(prev, self.done, t.eval_every, last) and not self._interrupt.requested:
             from demask.training.loop import _evaluate

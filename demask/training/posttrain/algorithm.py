@@ -15,9 +15,11 @@ rounds, the offline ranking trainer) own the data, the update skeleton
 Requirements are declared, never probed: ``"rollouts"`` and ``"reward"`` (online RL: a round
 from :func:`~demask.training.posttrain.rounds.collect_round`), ``"reference"`` (a frozen
 reference model), ``"ranked"`` (the JSONL of the RRTF rank stage). A reward that runs
-programs declares ``"sandbox"`` (:attr:`demask.training.rl.rewards.RewardFn.requires`).
+programs declares ``"sandbox"`` (:attr:`demask.training.rl.rewards.RewardFn.requires`), one
+that penalises compute ``"nfe"`` (it is then given each rollout's forward-pass count).
 
-Registered here: ``grpo`` (:mod:`demask.training.rl.grpo`), ``rrtf``, ``rrhf``, ``sft``
+Registered here: ``grpo`` (:mod:`demask.training.rl.grpo`), ``unmasking-grpo`` (the learned
+unmasking policy, :mod:`demask.training.posttrain.unmasking`), ``rrtf``, ``rrhf``, ``sft``
 (SFT on the teacher's responses of the RRTF pairs) and ``rejection-sampling`` (SFT on the
 student's own passing samples) (:mod:`demask.training.posttrain.ranking`).
 """
@@ -32,7 +34,7 @@ from torch import nn
 
 from demask.registry import Registry
 
-REQUIREMENTS = frozenset({"rollouts", "reward", "reference", "ranked", "sandbox"})
+REQUIREMENTS = frozenset({"rollouts", "reward", "reference", "ranked", "sandbox", "nfe"})
 
 
 class Algorithm(ABC):
@@ -48,6 +50,7 @@ class Algorithm(ABC):
 
 ALGORITHMS: Registry[type[Algorithm]] = Registry("post-training algorithm", base=Algorithm)
 ALGORITHMS.register_lazy("grpo", "demask.training.rl.grpo:GRPO")
+ALGORITHMS.register_lazy("unmasking-grpo", "demask.training.posttrain.unmasking:UnmaskingGRPO", "policy-grpo")
 ALGORITHMS.register_lazy("rrtf", "demask.training.posttrain.ranking:RRTF")
 ALGORITHMS.register_lazy("rrhf", "demask.training.posttrain.ranking:RRHF")
 ALGORITHMS.register_lazy("sft", "demask.training.posttrain.ranking:TeacherSFT", "sft-teacher")

@@ -77,7 +77,7 @@ def collect_round(
         batch = batch.to(device)
     t_roll = time.perf_counter() - t0
     group_tasks = [t for t in tasks for _ in range(group_size)]
-    scored = reward(batch.completions, group_tasks, sandbox)
+    scored = reward.score_round(batch.completions, group_tasks, sandbox, batch.nfe)
     rewards = torch.tensor([s.total for s in scored], dtype=torch.float32)
     metrics = {
         "reward_mean": float(rewards.mean()),

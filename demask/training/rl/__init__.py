@@ -1,78 +1,66 @@
 """RL post-training: rewards, log-prob estimators, advantages, the GRPO loss, rollouts and
 the coupled-GRPO trainer (:func:`train_grpo`, ``demask grpo``). See docs/grpo.md.
+
+Names are imported on first use (PEP 562), so that the post-training framework
+(:mod:`demask.training.posttrain`) and GRPO can import each other's modules freely.
 """
 
-from demask.training.rl.advantages import (
-    ADVANTAGES,
-    compute_advantages,
-    get_advantage_fn,
-    loo_advantages,
-    mean_advantages,
-    mean_std_advantages,
-    select_groups,
-    varied_groups,
-)
-from demask.training.rl.estimators import (
-    LogProbEstimator,
-    MaskPlan,
-    estimator_names,
-    get_estimator,
-    register_estimator,
-)
-from demask.training.rl.grpo import GRPOConfig, GRPOResult, train_grpo
-from demask.training.rl.grpo_loss import GRPOLossConfig, grpo_loss, k3_kl, tokens_through_first_end
-from demask.training.rl.grpo_recipe import GRPORecipe, load_grpo_recipe, run_grpo_recipe
-from demask.training.rl.rewards import (
-    RewardBreakdown,
-    RewardFn,
-    code_reward,
-    combine,
-    compute_rewards,
-    extract_code_block,
-    format_reward_body,
-    format_reward_chat,
-    get_reward,
-    register_reward,
-    reward_names,
-)
-from demask.training.rl.rollouts import DecodingRollouts, RolloutBatch, RolloutFn
+from __future__ import annotations
 
-__all__ = [
-    "ADVANTAGES",
-    "DecodingRollouts",
-    "GRPOConfig",
-    "GRPOLossConfig",
-    "GRPORecipe",
-    "GRPOResult",
-    "LogProbEstimator",
-    "MaskPlan",
-    "RewardBreakdown",
-    "RewardFn",
-    "RolloutBatch",
-    "RolloutFn",
-    "code_reward",
-    "combine",
-    "compute_advantages",
-    "compute_rewards",
-    "estimator_names",
-    "extract_code_block",
-    "format_reward_body",
-    "format_reward_chat",
-    "get_advantage_fn",
-    "get_estimator",
-    "get_reward",
-    "grpo_loss",
-    "k3_kl",
-    "load_grpo_recipe",
-    "loo_advantages",
-    "mean_advantages",
-    "mean_std_advantages",
-    "register_estimator",
-    "register_reward",
-    "reward_names",
-    "run_grpo_recipe",
-    "select_groups",
-    "tokens_through_first_end",
-    "train_grpo",
-    "varied_groups",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ADVANTAGES": "advantages",
+    "DecodingRollouts": "rollouts",
+    "GRPOConfig": "grpo",
+    "GRPOLossConfig": "grpo_loss",
+    "GRPORecipe": "grpo_recipe",
+    "GRPOResult": "grpo",
+    "LogProbEstimator": "estimators",
+    "MaskPlan": "estimators",
+    "RewardBreakdown": "rewards",
+    "RewardFn": "rewards",
+    "RolloutBatch": "rollouts",
+    "RolloutFn": "rollouts",
+    "code_reward": "rewards",
+    "combine": "rewards",
+    "compute_advantages": "advantages",
+    "compute_rewards": "rewards",
+    "estimator_names": "estimators",
+    "extract_code_block": "rewards",
+    "format_reward_body": "rewards",
+    "format_reward_chat": "rewards",
+    "get_advantage_fn": "advantages",
+    "get_estimator": "estimators",
+    "get_reward": "rewards",
+    "grpo_loss": "grpo_loss",
+    "k3_kl": "grpo_loss",
+    "load_grpo_recipe": "grpo_recipe",
+    "loo_advantages": "advantages",
+    "mean_advantages": "advantages",
+    "mean_std_advantages": "advantages",
+    "register_estimator": "estimators",
+    "register_reward": "rewards",
+    "reward_names": "rewards",
+    "run_grpo_recipe": "grpo_recipe",
+    "select_groups": "advantages",
+    "tokens_through_first_end": "grpo_loss",
+    "train_grpo": "grpo",
+    "varied_groups": "advantages",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'demask.training.rl' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"demask.training.rl.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -265,6 +265,17 @@ class RewardFn(ABC):
     ) -> list[RewardBreakdown]:
         """One :class:`RewardBreakdown` per completion, in order."""
 
+    def score_round(
+        self,
+        completions: Sequence[str],
+        tasks: Sequence[Task],
+        sandbox: SupportsRunMany | None,
+        nfe: Sequence[int],
+    ) -> list[RewardBreakdown]:
+        """What a round's trainer calls, with every rollout's forward-pass count; a reward that
+        penalises compute (``requires`` holds ``"nfe"``) overrides this, the others ignore it."""
+        return self(completions, tasks, sandbox)
+
 
 @dataclass
 class FunctionReward(RewardFn):
@@ -289,6 +300,7 @@ def as_reward(reward: RewardFn | Callable[..., list[RewardBreakdown]]) -> Reward
 
 REWARDS: Registry[type[RewardFn]] = Registry("reward", base=RewardFn)
 register_reward = REWARDS.register
+REWARDS.register_lazy("correct_nfe", "demask.training.posttrain.unmasking:CorrectNFE")
 
 
 def reward_names() -> list[str]:

@@ -1,0 +1,141 @@
+"""The learned unmasking policy's RL trainer: reward, per-step PPO ratio and clip, expert
+steering's mixture, log-probs recomputed from traces, and a training round on tiny models."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from helpers import tiny_model
+
+from demask.decoding import DecodeConfig, LearnedPolicy, generate
+from demask.decoding.policy_net import PolicyNet, PolicyNetConfig, load_policy
+from demask.tasks.base import Task
+from demask.training.config import TrainConfig
+from demask.training.posttrain import ALGORITHMS
+from demask.training.posttrain.unmasking import (
+    PolicyRollouts,
+    UnmaskingBatch,
+    UnmaskingConfig,
+    UnmaskingGRPO,
+    mixture_logprob,
+    nfe_reward,
+    step_logprobs,
+    steps_from_trace,
+    train_unmasking_policy,
+)
+from demask.training.rl.rewards import RewardBreakdown, RewardFn, get_reward
+
+
+def test_reward_on_hand_computed_nfe_and_correctness():
+    assert nfe_reward(True, 12, 48, 1.0) == pytest.approx(37 / 48)
+    assert nfe_reward(True, 12, 48, 10.0) == pytest.approx((37 / 48) ** 10)
+    assert nfe_reward(True, 100, 48, 1.0) == pytest.approx(1 / 48)  # NFE capped at L
+    assert nfe_reward(True, 1, 48, 0.0) == 1.0  # alpha 0: correctness only
+    assert nfe_reward(False, 1, 48, 1.0) == 0.0
+    assert "nfe" in get_reward("correct_nfe").requirements  # declared: the round passes the NFE
+
+
+def _net(seed: int = 0, **config) -> PolicyNet:
+    net = PolicyNet(PolicyNetConfig(**config))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    return net
+
+
+def _decode(dllm, net, **kw):
+    fn = lambda f: net.probabilities(f.masked, f.confidence, f.time)  # noqa: E731
+    cfg = DecodeConfig(gen_length=8, block_length=4, policy=LearnedPolicy(fn, force_nonempty=False), trace=True, **kw)
+    return generate(dllm, [[5, 6, 7], [8, 9]], cfg, generator=torch.Generator().manual_seed(0))
+
+
+def test_log_probs_recomputed_from_the_trace_equal_the_decoders():
+    dllm, net = tiny_model().eval(), _net()
+    out = _decode(dllm, net, early_stop=False)
+    steps = steps_from_trace(out.trace, 0, expert=False)
+    recorded = torch.cat([v for _, v in out.trace.policy_info("logprob")])
+    with torch.no_grad():
+        assert torch.allclose(step_logprobs(net, steps), recorded, atol=1e-4)
+
+
+def test_each_block_is_capped_at_its_length_in_steps():
+    dllm, net = tiny_model().eval(), PolicyNet()  # p = 0.12: empty steps are common
+    with torch.no_grad():
+        net.out.bias.fill_(-20.0)  # never commits on its own
+    out = _decode(dllm, net, early_stop=False)
+    assert out.nfe == [8, 8]  # two blocks of 4, each ended by its step cap
+    assert out.tokens.shape[1] - out.prompt_length == 8
+
+
+def test_per_step_ppo_ratio_and_clip_on_hand_computed_inputs():
+    net = _net()
+    dllm = tiny_model().eval()
+    steps = steps_from_trace(_decode(dllm, net, early_stop=False).trace, 0, expert=False)
+    steps = type(steps)(**{k: v[:2] for k, v in vars(steps).items()})  # two steps
+    steps.row = torch.tensor([0, 1])
+    with torch.no_grad():
+        lp = step_logprobs(net, steps)
+    ratios = torch.tensor([2.0, 0.25])
+    batch = UnmaskingBatch(steps, torch.tensor([1.0, -1.0]), lp - ratios.log())
+    loss, m = UnmaskingGRPO(epsilon=0.5).loss(net, batch)
+    # step 0: -min(2 * 1, 1.5 * 1) = -1.5; step 1: -min(0.25 * -1, 0.5 * -1) = 0.5
+    assert float(loss.detach()) == pytest.approx((-1.5 + 0.5) / 2, abs=1e-5)
+    assert m["ratio_mean"] == pytest.approx(1.125, abs=1e-5) and m["clip_fraction"] == 1.0
+
+
+def test_expert_steering_mixture_log_prob():
+    lp = torch.tensor([math.log(0.5), math.log(1e-9)])
+    mix = mixture_logprob(lp, 8, 2)
+    assert mix.tolist() == pytest.approx([math.log(0.8 * 0.5 + 0.1), math.log(0.8e-9 + 0.1)], rel=1e-6)
+    assert float(mix[1]) > math.log(0.099)  # bounded below: the ratio cannot explode
+
+
+class NFEOnly(RewardFn):
+    """Rewards fewer forward passes (no sandbox): enough to move the policy."""
+
+    requires = frozenset({"nfe"})
+
+    def __call__(self, completions, tasks, sandbox=None):
+        raise AssertionError("score_round is the entry point")
+
+    def score_round(self, completions, tasks, sandbox, nfe):
+        return [RewardBreakdown(nfe_reward(True, n, 8, 1.0), 1.0, 1.0) for n in nfe]
+
+
+def test_a_training_round_changes_the_policy_not_the_frozen_dllm_and_saves_a_usable_policy(tmp_path):
+    dllm, net = tiny_model().eval(), PolicyNet(PolicyNetConfig(block_length=4, output_bias=0.0))  # p = 0.5
+    before_dllm = {k: v.clone() for k, v in dllm.state_dict().items()}
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    tasks = [Task(f"t{i}", f"p{i}", ("assert True",), "f") for i in range(4)]
+    config = UnmaskingConfig(group_size=4, prompts_per_step=2, inner_iterations=2, experts=1,
+                             decode={"gen_length": 8, "block_length": 4})  # fmt: skip
+    train = TrainConfig(max_steps=2, lr=1e-3, warmup_steps=0, log_every=1, progress=False, out_dir=str(tmp_path))
+    loop = train_unmasking_policy(config, train, net, dllm, _Tok(), tasks, reward_fn=NFEOnly())
+    assert loop.done == 2
+    assert any(not torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    assert all(torch.equal(v, before_dllm[k]) for k, v in dllm.state_dict().items())
+    assert loop.last_row["steps"] > 0 and 0.0 < loop.last_row["p_mean"] < 1.0
+    saved = load_policy(loop.last_checkpoint)  # every checkpoint is a policy folder
+    assert all(torch.equal(a, b) for a, b in zip(saved.state_dict().values(), net.state_dict().values()))
+    assert ALGORITHMS.get("unmasking-grpo") is UnmaskingGRPO
+
+
+def test_expert_rollouts_join_each_group_and_are_flagged():
+    dllm, net = tiny_model().eval(), PolicyNet()
+    rollouts = PolicyRollouts(dllm, _Tok(), DecodeConfig(gen_length=8, block_length=4), experts=2)
+    tasks = [Task("a", "p", (), "f"), Task("b", "pq", (), "f")]
+    batch = rollouts(net, tasks, 5, torch.Generator().manual_seed(0))  # G = 3, E = 2
+    assert len(batch) == 10 and batch.traces is not None
+    flags = [bool(t.expert.all()) if len(t) else None for t in batch.traces]
+    assert flags == [False, False, False, True, True] * 2
+
+
+class _Tok:
+    def encode(self, text: str) -> list[int]:
+        return [3 + (ord(c) % 20) for c in text]
+
+    def decode(self, ids) -> str:
+        return " ".join(str(i) for i in ids)
