@@ -453,3 +453,116 @@ def _log_row(loop: UpdateLoop, values: dict[str, float]) -> dict[str, float]:
     row["elapsed_s"] = loop.elapsed()
     loop.bar.set_postfix(reward=f"{row['reward_mean']:.3f}", nfe=f"{row['nfe_mean']:.1f}", refresh=False)
     return row
+
+
+# ---------------------------------------------------------------------- evaluation, recipes
+def policy_callback(
+    dllm: nn.Module, tasks: Sequence[Task], tokenizer: Any, decode: DecodeConfig, out_dir: Path, **kw: Any
+):
+    """A callback scoring the policy being trained: pass@1 and NFE of the frozen dLLM decoding
+    ``tasks`` with it ("bernoulli-argmax": sampled actions, the highest-probability position
+    forced when a step would commit nothing; a fixed seed)."""
+    from demask.training.callbacks import PassAtKEval
+
+    class PolicyEval(PassAtKEval):
+        def on_evaluate(self, step: int, model: nn.Module, info: Any) -> dict[str, float]:
+            net = cast(PolicyNet, model)
+
+            def fn(features: PolicyFeatures) -> torch.Tensor:
+                return net.probabilities(features.masked, features.confidence, features.time)
+
+            self.decode_config = decode.replace(policy=LearnedPolicy(fn), policy_options={}, temperature=0.0)
+            out = super().on_evaluate(step, dllm, info)
+            results = self.out_dir / f"step-{step:07d}" / "results.json"
+            if results.is_file():
+                import json
+
+                gen = json.loads(results.read_text()).get("generation") or {}
+                if gen.get("mean_nfe") is not None:
+                    out["nfe_mean"] = float(gen["mean_nfe"])
+            return out
+
+    return PolicyEval(tasks, tokenizer, decode, out_dir, name="pass", **kw)
+
+
+@dataclass
+class PolicyEvalRecipe:
+    tasks: str = "tinycode:validation"
+    max_tasks: int | None = 168
+    batch_size: int = 64
+    seed: int = 0
+
+
+@dataclass
+class PolicyRecipe:
+    """A learned-policy run as YAML (``demask policy-train --recipe``)."""
+
+    dllm: str = "tinycode-mdm"
+    """The frozen diffusion model the policy decodes for (a checkpoint, a shipped name or a hub id)."""
+    dtype: str | None = "float32"
+    tasks: str = "tinycode:train"
+    task_options: dict[str, Any] = field(default_factory=dict)
+    max_tasks: int | None = None
+    network: dict[str, Any] = field(default_factory=dict)
+    """PolicyNetConfig fields (hidden_size, tau, ...); block_length and gen_length come from
+    ``policy.decode``."""
+    init_from: str | None = None
+    """Start from a trained policy folder instead of a fresh network."""
+    policy: UnmaskingConfig = field(default_factory=UnmaskingConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: PolicyEvalRecipe | None = field(default_factory=PolicyEvalRecipe)
+
+
+def load_policy_recipe(path: str | Path, settings: Sequence[str] = ()) -> PolicyRecipe:
+    import yaml
+
+    from demask.config import apply_settings, from_dict
+    from demask.training.recipe import resolve_recipe
+
+    path = resolve_recipe(path)
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: a policy recipe is a mapping (dllm, tasks, network, policy, train, eval)")
+    try:
+        apply_settings(raw, settings, PolicyRecipe, example="policy.alpha=3 or train.lr=1e-4")
+        return from_dict(PolicyRecipe, raw)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def run_policy_recipe(recipe: PolicyRecipe, *, resume: bool = False, log: Callable[[str], None] = print) -> UpdateLoop:
+    """Load the dLLM and the tasks, build the network and train it."""
+    from demask.model import load_pretrained
+    from demask.tasks import load_tasks
+
+    dllm, tokenizer = load_pretrained(recipe.dllm, dtype=recipe.dtype)
+    tasks = load_tasks(recipe.tasks, **recipe.task_options)
+    if recipe.max_tasks is not None:
+        tasks = tasks[: recipe.max_tasks]
+    decode = recipe.policy.decode_config()
+    if recipe.init_from is not None:
+        net = load_policy(recipe.init_from)
+    else:
+        fields = {
+            **recipe.network,
+            "block_length": decode.block_length or decode.gen_length,
+            "gen_length": decode.gen_length,
+        }
+        net = PolicyNet(PolicyNetConfig(**fields, trained_on=recipe.dllm))
+    callbacks: list[Callback] = []
+    if recipe.eval is not None:
+        e = recipe.eval
+        eval_tasks = load_tasks(e.tasks)[: e.max_tasks] if e.max_tasks else load_tasks(e.tasks)
+        out = Path(recipe.train.out_dir or "runs/policy") / "eval"
+        callbacks.append(
+            policy_callback(dllm, eval_tasks, tokenizer, decode, out, batch_size=e.batch_size, seed=e.seed)
+        )
+    p = recipe.policy
+    log(
+        f"policy: {net.num_parameters() / 1e3:.0f}K parameters for {recipe.dllm}; {len(tasks)} prompts from "
+        f"{recipe.tasks}; G={p.group_size} (+{p.experts} experts), {p.prompts_per_step} prompts/round, "
+        f"alpha={p.alpha}, blocks of {decode.block_length or decode.gen_length} in {decode.gen_length}"
+    )
+    return train_unmasking_policy(
+        p, recipe.train, net, dllm, tokenizer, tasks, callbacks=callbacks, resume=resume, log=log
+    )
