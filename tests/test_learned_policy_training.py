@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from helpers import tiny_model
+from helpers import ROOT, tiny_model
 
 from demask.decoding import DecodeConfig, LearnedPolicy, generate
 from demask.decoding.policy_net import PolicyNet, PolicyNetConfig, load_policy
@@ -139,3 +139,29 @@ class _Tok:
 
     def decode(self, ids) -> str:
         return " ".join(str(i) for i in ids)
+
+
+POLICY_RECIPES = sorted((ROOT / "recipes").glob("**/policy_*.yaml"))
+
+
+@pytest.mark.parametrize("path", POLICY_RECIPES, ids=lambda p: p.relative_to(ROOT / "recipes").as_posix())
+def test_shipped_policy_recipes_load_with_the_papers_rl_settings(path):
+    from demask.training.posttrain.unmasking import load_policy_recipe
+
+    recipe = load_policy_recipe(path)
+    p = recipe.policy
+    assert (p.group_size, p.epsilon, p.inner_iterations) == (8, 0.5, 2)
+    assert recipe.train.grad_clip == 0.2 and recipe.train.weight_decay == 0.1
+    with pytest.raises(ValueError, match="did you mean"):
+        load_policy_recipe(path, ["policy.alhpa=3"])
+
+
+def test_policy_train_command_reports_a_bad_recipe_without_a_traceback(tmp_path):
+    from typer.testing import CliRunner
+
+    from demask.cli.main import app
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("policy: {group_size: 0}\n")
+    result = CliRunner().invoke(app, ["policy-train", "--recipe", str(bad)])
+    assert result.exit_code == 2 and "group_size must be at least 1" in result.output

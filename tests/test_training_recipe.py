@@ -16,8 +16,8 @@ from demask.training.recipe import TrainRecipe, dump_recipe, from_dict, load_rec
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "recipes").glob("**/*.yaml"))
-TRAINING_RECIPES = [p for p in SHIPPED if not {"grpo", "teachers"} & set(yaml.safe_load(p.read_text()))]
-"""SFT recipes (GRPO recipes have a ``grpo:`` block, RRTF recipes ``teachers:``)."""
+TRAINING_RECIPES = [p for p in SHIPPED if not {"grpo", "teachers", "dllm"} & set(yaml.safe_load(p.read_text()))]
+"""SFT recipes (GRPO recipes have a ``grpo:`` block, RRTF recipes ``teachers:``, policy recipes ``dllm:``)."""
 
 
 def test_the_four_training_recipes_ship():
