@@ -70,3 +70,12 @@ def test_a_policy_that_does_not_fit_is_a_clear_error(tmp_path):
         load_policy(tmp_path / "ckpt")
     with pytest.raises(ValueError, match="policy_options.path=DIR"):
         LearnedPolicy()
+
+
+def test_a_full_diffusion_policy_decodes_any_length_in_one_block_only(tmp_path):
+    model = tiny_model().eval()
+    save_policy(_trained_looking(block_length=None), tmp_path / "full")
+    options = {"policy": "learned", "policy_options": {"path": str(tmp_path / "full")}}
+    assert _decode(options, model, block_length=None).tokens.shape[1] == 3 + 8  # one block of 8
+    with pytest.raises(ValueError, match="trained for full diffusion"):
+        _decode(options, model, block_length=4)

@@ -384,6 +384,7 @@ class LearnedPolicy(AdaptivePolicy):
         if beta <= 0:
             raise ValueError(f"beta must be > 0, got {beta}")
         self.block_length: int | None = None
+        self.network: Any = None
         if path is not None:
             from demask.decoding.policy_net import load_policy
 
@@ -412,11 +413,8 @@ class LearnedPolicy(AdaptivePolicy):
             )
         a, length = masked_all.shape
         s = state.masked.shape[-1]
-        if self.block_length is not None and s != self.block_length:
-            raise ValueError(
-                f"this learned policy was trained on blocks of {self.block_length} tokens, the decoder uses "
-                f"blocks of {s}; set block_length={self.block_length} (or train a policy for blocks of {s})"
-            )
+        if self.network is not None:
+            _check_policy_blocks(self.block_length, s, state.gen_length)
         lo, hi = state.block_start, state.block_start + s
         position = torch.arange(length, device=masked_all.device)
         features = PolicyFeatures(
@@ -455,6 +453,21 @@ class LearnedPolicy(AdaptivePolicy):
             "time": features.time,
         }
         return Selection(action, p, info)
+
+
+def _check_policy_blocks(trained: int | None, block: int, gen_length: int) -> None:
+    """A policy decodes the kind of blocks it was trained on: blocks of ``trained`` tokens, or
+    (None) the whole completion at once (full diffusion, any length)."""
+    if trained is None and block != gen_length:
+        raise ValueError(
+            f"this learned policy was trained for full diffusion (one block, the whole completion), the decoder "
+            f"uses blocks of {block} in {gen_length}; leave block_length unset (or train a semi-AR policy)"
+        )
+    if trained is not None and block != trained:
+        raise ValueError(
+            f"this learned policy was trained on blocks of {trained} tokens, the decoder uses blocks of {block}; "
+            f"set block_length={trained} (or train a policy for blocks of {block})"
+        )
 
 
 def policy_class(name: str) -> type[UnmaskingPolicy]:

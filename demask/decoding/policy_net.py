@@ -47,7 +47,8 @@ class PolicyNetConfig:
     tau: float = 1.0
     """Temperature of the Bernoulli probabilities: p = sigmoid(logit / tau)."""
     block_length: int | None = None
-    """The block length the policy was trained for (None: any); decoding with another is refused."""
+    """The block length the policy was trained for; None: full diffusion (one block, the whole
+    completion, any length). Decoding other blocks is refused."""
     gen_length: int | None = None
     """The generation length it was trained for (informational: t = NFE / L transfers)."""
     trained_on: str | None = None

@@ -456,6 +456,12 @@ def _log_row(loop: UpdateLoop, values: dict[str, float]) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------- evaluation, recipes
+def semi_ar_block(decode: DecodeConfig) -> int | None:
+    """The block length a policy trained with ``decode`` records: None for full diffusion."""
+    block = decode.block_length
+    return block if block is not None and block < decode.gen_length else None
+
+
 def policy_callback(
     dllm: nn.Module, tasks: Sequence[Task], tokenizer: Any, decode: DecodeConfig, out_dir: Path, **kw: Any
 ):
@@ -545,7 +551,7 @@ def run_policy_recipe(recipe: PolicyRecipe, *, resume: bool = False, log: Callab
     else:
         fields = {
             **recipe.network,
-            "block_length": decode.block_length or decode.gen_length,
+            "block_length": semi_ar_block(decode),
             "gen_length": decode.gen_length,
         }
         net = PolicyNet(PolicyNetConfig(**fields, trained_on=recipe.dllm))
