@@ -57,6 +57,8 @@ def test_log_probs_recomputed_from_the_trace_equal_the_decoders():
     out = _decode(dllm, net, early_stop=False)
     steps = steps_from_trace(out.trace, 0, expert=False)
     recorded = torch.cat([v for _, v in out.trace.policy_info("logprob")])
+    capped = torch.cat([v for _, v in out.trace.policy_info("capped")])
+    recorded = recorded[~capped]  # the cap's steps are dropped: their action changed nothing
     with torch.no_grad():
         assert torch.allclose(step_logprobs(net, steps), recorded, atol=1e-4)
 
@@ -165,3 +167,12 @@ def test_policy_train_command_reports_a_bad_recipe_without_a_traceback(tmp_path)
     bad.write_text("policy: {group_size: 0}\n")
     result = CliRunner().invoke(app, ["policy-train", "--recipe", str(bad)])
     assert result.exit_code == 2 and "group_size must be at least 1" in result.output
+
+
+def test_expert_steps_are_scored_over_the_policys_block_not_the_experts():
+    dllm, net = tiny_model().eval(), PolicyNet()
+    rollouts = PolicyRollouts(dllm, _Tok(), DecodeConfig(gen_length=8), experts=1, expert_block_length=4)
+    batch = rollouts(net, [Task("a", "p", (), "f")], 2, torch.Generator().manual_seed(0))
+    expert_steps = batch.traces[1]
+    assert bool(expert_steps.expert.all()) and bool(expert_steps.block.all())  # the policy acts on all 8
+    assert not bool(batch.traces[0].expert.any())

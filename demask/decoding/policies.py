@@ -355,7 +355,8 @@ class LearnedPolicy(AdaptivePolicy):
     ``Selection.info`` (kept in traces) carries what a policy-gradient trainer needs:
     ``probs`` (A, L), ``action`` (A, L) the sampled action before forcing, ``logprob``
     (A,) = sum of Bernoulli log-likelihoods of the action over the block's masked
-    positions, ``forced`` (A,), and the features ``masked``, ``confidence``, ``time``;
+    positions, ``forced`` (A,), ``capped`` (A,) (the block's step cap: the loop commits every
+    masked position whatever the action), and the features ``masked``, ``confidence``, ``time``;
     decode with ``DecodeConfig(trace=True)`` and read them with ``trace.policy_info(key)``.
     ``path``: a trained policy folder (:mod:`demask.decoding.policy_net`), usable by name:
     ``--policy learned --set policy_options.path=DIR``; a policy trained on another block
@@ -447,6 +448,7 @@ class LearnedPolicy(AdaptivePolicy):
             "action": full_action,
             "logprob": logprob,
             "forced": empty if self.force_nonempty else torch.zeros_like(empty),
+            "capped": torch.full_like(empty, bool(state.force_all)),  # the step cap commits the rest
             # copies: the loop updates its masked / confidence tensors in place after this step
             "masked": masked_all.clone(),
             "confidence": confidence.clone(),

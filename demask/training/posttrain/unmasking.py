@@ -82,30 +82,43 @@ class PolicySteps:
         return PolicySteps(**{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)})
 
 
-def steps_from_trace(trace: Any, row_offset: int, expert: bool) -> PolicySteps:
-    """The learned policy's steps in a decoding trace; rows numbered from ``row_offset``."""
+def steps_from_trace(trace: Any, row_offset: int, expert: bool, policy_block: int | None = None) -> PolicySteps:
+    """The learned policy's steps in a decoding trace; rows numbered from ``row_offset``.
+
+    A policy step keeps the action it sampled; a step at a block's step cap (where the loop
+    commits everything left, whatever the action) is dropped: its action changed nothing.
+    An expert step's action is what the expert committed, scored over the block the *policy*
+    would have acted on (``policy_block`` tokens; None: the expert's own block), so that its
+    log-probability is the policy's probability of doing what the expert did."""
     parts = []
     for st in trace.steps:
         if "masked" not in st.info:
             continue
         masked = st.info["masked"].cpu()
         a, length = masked.shape
+        width = st.commit.shape[1]
+        lo, hi = st.offset, st.offset + width
+        if expert and policy_block is not None:
+            lo = (st.offset // policy_block) * policy_block
+            hi = min(lo + policy_block, length)
         cols = torch.arange(length)
-        block = ((cols >= st.offset) & (cols < st.offset + st.commit.shape[1]))[None, :].expand(a, length)
+        block = ((cols >= lo) & (cols < hi))[None, :].expand(a, length)
+        keep = torch.ones(a, dtype=torch.bool)
         if expert:  # what the expert committed (its forced position included)
             action = torch.zeros(a, length, dtype=torch.bool)
-            action[:, st.offset : st.offset + st.commit.shape[1]] = st.commit.cpu()
+            action[:, st.offset : st.offset + width] = st.commit.cpu()
         else:
             action = st.info["action"].cpu()
+            keep = ~st.info["capped"].cpu()
         parts.append(
             PolicySteps(
-                masked,
-                st.info["confidence"].float().cpu(),
-                st.info["time"].float().cpu(),
-                block.clone(),
-                action & masked & block,
-                st.rows.cpu() + row_offset,
-                torch.full((a,), expert),
+                masked[keep],
+                st.info["confidence"].float().cpu()[keep],
+                st.info["time"].float().cpu()[keep],
+                block[keep].clone(),
+                (action & masked & block)[keep],
+                st.rows.cpu()[keep] + row_offset,
+                torch.full((int(keep.sum()),), expert),
             )
         )
     if not parts:
@@ -242,9 +255,13 @@ class PolicyRollouts:
             ecfg = config.replace(policy=expert, block_length=self.expert_block_length or self.decode.block_length)
             eout = generate(self.dllm, [p for p in prompts for _ in range(self.experts)], ecfg, generator=generator)
             runs.append((eout, self.experts, True))
+        policy_block = self.decode.block_length or self.decode.gen_length
         if len({(o.prompt_length, o.tokens.shape[1]) for o, _, _ in runs}) != 1:
             raise RuntimeError("policy and expert rollouts were laid out differently")  # same prompts: never
-        per_run = [split_rows(steps_from_trace(o.trace, 0, expert=e), o.tokens.shape[0]) for o, _, e in runs]
+        per_run = [
+            split_rows(steps_from_trace(o.trace, 0, expert=e, policy_block=policy_block), o.tokens.shape[0])
+            for o, _, e in runs
+        ]
         # groups [G policy rows, E expert rows], contiguous per task
         order = [(r, i * k + j) for i in range(len(tasks)) for r, (_, k, _) in enumerate(runs) for j in range(k)]
         ids = torch.stack([runs[r][0].tokens[j] for r, j in order]).cpu()
@@ -384,6 +401,7 @@ def train_unmasking_policy(
         desc="policy",
         weights=PolicyWeights(net.config),
     )
+    dllm.to(loop.device)  # the policy went to train.device with the loop; the dLLM decodes beside it
     own = None
     if sandbox is None and "sandbox" in reward.requirements:
         from demask.execution import Sandbox, SandboxConfig
