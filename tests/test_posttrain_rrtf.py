@@ -286,6 +286,11 @@ def test_rank_stage_resumes_without_losing_or_duplicating_a_prompt(tmp_path):
         folder.mkdir(parents=True)
         lines = [json.dumps({"task_id": t.task_id, "sample_index": 0, "completion": body}) for t in tasks]
         (folder / "samples.jsonl").write_text("\n".join(lines) + "\n")
+    (R.sample_dir(recipe, "s", 1.0) / "results.json").write_text("{}")  # the student's sampling finished
+    with pytest.raises(ValueError, match="sampling of t at T=1 did not finish"):
+        R.run_rank(recipe, log=lambda _: None, sandbox=object())
+    for name in ("s", "t"):
+        (R.sample_dir(recipe, name, 1.0) / "results.json").write_text("{}")
     with Sandbox(SandboxConfig(workers=1)) as sandbox:
         R.run_rank(recipe, log=lambda _: None, sandbox=sandbox)
         whole = (tmp_path / R.RANKED_FILE).read_text()

@@ -211,7 +211,8 @@ class UpdateLoop:
             if train.precision == "bf16"
             else contextlib.nullcontext()
         )
-        self.bar = progress(train, self.info, self.start, desc)
+        self.bar: Any = _NoBar()  # the real bar, the Ctrl-C handler: on entering the context
+        self._desc = desc
         self.done = self.start
         """Updates done so far."""
         self.lr = train.lr
@@ -227,10 +228,13 @@ class UpdateLoop:
         self.first_update_t: float | None = None
         self._interrupt = Interrupt()
         self._handler = contextlib.ExitStack()
-        self._handler.enter_context(self._interrupt.installed(enabled=self.info.world_size == 1))
 
     # ------------------------------------------------------------------ context
     def __enter__(self) -> UpdateLoop:
+        """Start the progress bar and handle Ctrl-C as a stop request (until the context ends)."""
+        self.bar = progress(self.train, self.info, self.start, self._desc)
+        self._handler.enter_context(self._interrupt.installed(enabled=self.info.world_size == 1))
+        self.run_t0 = self.window_t0 = time.perf_counter()
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -288,6 +292,24 @@ class UpdateLoop:
         seconds = time.perf_counter() - (self.first_update_t or self.run_t0)
         return timed / seconds if timed > 0 and seconds > 0 else 0.0
 
+    def _save(self, extra_state: Callable[[], dict[str, Any]] | None) -> None:
+        from demask.training.loop import save_train_state
+
+        assert self.out is not None
+        self.last_checkpoint = save_train_state(
+            self.out,
+            self.done,
+            self.train,
+            self.wrapped,
+            self.strategy,
+            self.optimizer,
+            self.tokenizer,
+            self.extra_files,
+            self.info,
+            extra_state() if extra_state is not None else {},
+            write_weights=self.weights.write if self.weights is not None else None,
+        )
+
     # ------------------------------------------------------------------ cadence
     def end_unit(
         self,
@@ -316,22 +338,7 @@ class UpdateLoop:
         t_pause = time.perf_counter()
         saved_now = self.out is not None and crossed(prev, self.done, t.save_every, last)
         if saved_now:
-            from demask.training.loop import save_train_state
-
-            assert self.out is not None
-            self.last_checkpoint = save_train_state(
-                self.out,
-                self.done,
-                t,
-                self.wrapped,
-                self.strategy,
-                self.optimizer,
-                self.tokenizer,
-                self.extra_files,
-                info,
-                extra_state() if extra_state is not None else {},
-                write_weights=self.weights.write if self.weights is not None else None,
-            )
+            self._save(extra_state)
         if self.callbacks and crossed(prev, self.done, t.eval_every, last) and not self._interrupt.requested:
             from demask.training.loop import _evaluate
 
@@ -342,6 +349,9 @@ class UpdateLoop:
                 row = {**row, **self.eval_metrics}
                 if log_line is not None and info.is_main:
                     log_line(f"step {self.done}: " + ", ".join(f"{k} {v:.4f}" for k, v in self.eval_metrics.items()))
+        if self._interrupt.requested and not saved_now and self.out is not None:
+            # Ctrl-C came during the log, the save or an evaluation: this unit is saved all the same
+            self._save(extra_state)
         self.paused_s += time.perf_counter() - t_pause
         for cb in self.callbacks:
             cb.on_step_end(self.done, row)

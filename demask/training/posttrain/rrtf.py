@@ -38,7 +38,7 @@ from torch import nn
 from demask.tasks.base import Task
 from demask.training.config import TrainConfig
 from demask.training.loop import Callback
-from demask.training.order import global_batch_indices, step_generator
+from demask.training.order import _mix, global_batch_indices
 from demask.training.posttrain.algorithm import ALGORITHMS, check_requirements
 from demask.training.posttrain.ranking import Encoder, Item, RankingAlgorithm, Response, rank_response, rrtf_pairs
 from demask.training.recipe import EvalRecipe
@@ -48,6 +48,7 @@ RANKED_FILE = "ranked.jsonl"
 PAIRS_FILE = "pairs.jsonl"
 LOG_FILE = "train_log.csv"
 STAGES = ("sample", "rank", "train")
+_DRAW_STREAM = 0x5C0_4E5D
 
 
 @dataclass
@@ -205,9 +206,15 @@ def run_rank(recipe: RRTFRecipe, *, log: Callable[[str], None] = print, sandbox:
     by_task: dict[str, list[dict[str, Any]]] = {t.task_id: [] for t in tasks}
     for role, spec in recipe.models():
         for temperature in recipe.sample.temperatures:
-            path = sample_dir(recipe, spec.name, temperature) / "samples.jsonl"
+            folder = sample_dir(recipe, spec.name, temperature)
+            path = folder / "samples.jsonl"
             if not path.is_file():
                 raise ValueError(f"{path} is missing: run the sample stage first (demask rrtf sample)")
+            if not (folder / "results.json").is_file():  # evaluate() writes it once every sample is on file
+                raise ValueError(
+                    f"the sampling of {spec.name} at T={temperature:g} did not finish ({folder}); run demask rrtf "
+                    "sample again to complete it before ranking (a prompt ranked without it would stay so)"
+                )
             for rec in read_jsonl(path):
                 if rec["task_id"] in by_task:
                     by_task[rec["task_id"]].append(
@@ -305,21 +312,39 @@ def train_ranked(
     log: Callable[[str], None] | None = None,
 ) -> UpdateLoop:
     """Train ``model`` on ``items`` with ``algorithm``'s loss, ``train.global_batch_size``
-    items an update (rows and diffusion draws are functions of (seed, step): resume is exact).
+    items an update (rows and diffusion draws are functions of (seed, step, process,
+    micro-batch): resume is exact, and refused when anything that decides them changed).
     Returns the finished loop (done, last_checkpoint, last_row, eval_metrics)."""
     check_requirements(algorithm, {"ranked"})
     if not items:
         raise ValueError(f"no training items for {type(algorithm).__name__}: the ranking produced none")
 
+    micro_size, _ = train.micro_batches(1)
+
+    def signature(world_size: int) -> dict[str, Any]:
+        """What decides the loss and the draws of every step: all must match to resume."""
+        return {
+            "algorithm": type(algorithm).__name__,
+            "rank_weight": algorithm.rank_weight,
+            "n_draws": algorithm.n_draws,
+            "shared_draws": algorithm.shared_draws,
+            "completion_length": encoder.length,
+            "n_items": len(items),
+            "micro_batch_size": micro_size,
+            "world_size": world_size,
+        }
+
     def check_resume(saved: dict[str, Any]) -> None:
         from demask.training.checkpointing import require_unchanged
 
         require_unchanged(saved["config"], train, ("seed", "global_batch_size"), prefix="train.")
-        if saved.get("data", {}).get("n_items") != len(items):
-            raise ValueError(
-                f"cannot resume: the checkpoint trained on {saved.get('data', {}).get('n_items')} items, "
-                f"this run has {len(items)}; the data order would differ"
-            )
+        before, now = saved.get("ranked", {}), signature(saved.get("world_size", 1))
+        for key, value in now.items():
+            if before.get(key) != value:
+                raise ValueError(
+                    f"cannot resume: the checkpoint was trained with {key}={before.get(key)!r}, this run has "
+                    f"{value!r}; the loss or the data order would differ (use another output folder)"
+                )
 
     loop = UpdateLoop(
         train,
@@ -339,12 +364,13 @@ def train_ranked(
     with loop:
         for step in range(loop.start, train.max_steps):
             rows = global_batch_indices(len(items), train.global_batch_size, train.seed, step)
-            gen = step_generator(train.seed, step)
 
-            def accumulate(rows: torch.Tensor = rows, gen: torch.Generator = gen) -> None:
+            def accumulate(rows: torch.Tensor = rows, step: int = step) -> None:
                 for m in range(accum):
                     chosen = [items[int(i)] for i in rows[first + m * micro : first + (m + 1) * micro]]
                     batch = encoder.batch(chosen, algorithm.ranks).to(info.device)
+                    # the diffusion draws of (step, process, micro-batch): a function of them, never shared
+                    gen = torch.Generator().manual_seed(_mix(_mix(_mix(train.seed ^ _DRAW_STREAM, step), info.rank), m))
                     with loop.strategy.sync_gradients(loop.wrapped, m == accum - 1):
                         with loop.amp:
                             loss, stats = algorithm.loss(loop.wrapped, batch, generator=gen)
@@ -361,7 +387,7 @@ def train_ranked(
                 loop.bar.set_postfix(loss=f"{means['loss']:.4f}", refresh=False)
                 return {**means, "lr": loop.lr, "grad_norm": grad_norm, "elapsed_s": loop.elapsed()}
 
-            state = {"data": {"n_items": len(items)}, "algorithm": type(algorithm).__name__}
+            state = {"data": {"n_items": len(items)}, "ranked": signature(info.world_size)}
             loop.end_unit(step, metrics, functools.partial(dict, state), log_line=log)
             if loop.stopping:
                 break

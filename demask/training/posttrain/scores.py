@@ -107,6 +107,8 @@ def sequence_scores(
             "with a clean context stream); use a full-attention diffusion or an autoregressive student"
         )
     if config.causal:
+        if not config.shift_logits:
+            raise ValueError("a causal model must have shifted logits (position i predicts token i + 1) to be scored")
         counted = cols[None, None, :] < batch.content[..., None]  # (B, K, L)
         ids = torch.cat([prompts, batch.completion_ids], 2).reshape(b * k, p + length)
         attention = torch.cat([pmask, torch.ones_like(counted)], 2).reshape(b * k, p + length)
