@@ -35,6 +35,7 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=24)
     ap.add_argument("--draws", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--forms", nargs="+", default=["t"], help="ELBO forms: t (mask rate), l (mask count)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs/rrtf_variance.json")
     args = ap.parse_args()
 
@@ -48,14 +49,14 @@ def main() -> None:
     chosen = chosen[: args.pairs]
     batch = enc.score_batch([prompts[p["task_id"]] for p in chosen], [[p["teacher"], p["student"]] for p in chosen])
     results: dict[str, dict[str, float]] = {}
-    for n in args.draws:
+    for form, n in [(f, n) for f in args.forms for n in args.draws]:
         diffs: dict[bool, torch.Tensor] = {}
         for shared in (True, False):
             rows = []
             with torch.no_grad():
                 for rep in range(args.repeats):
                     gen = torch.Generator().manual_seed(1000 * n + rep)
-                    s, length = sequence_scores(model, batch, generator=gen, n_draws=n, shared=shared)
+                    s, length = sequence_scores(model, batch, generator=gen, n_draws=n, shared=shared, form=form)
                     p = s / length
                     rows.append(p[:, 0] - p[:, 1])
             diffs[shared] = torch.stack(rows)  # (repeats, pairs)
@@ -66,7 +67,7 @@ def main() -> None:
             idx = torch.tensor([rng.randrange(len(chosen)) for _ in chosen])
             ratios.append(float(var[False][idx].mean() / var[True][idx].mean()))
         ratios.sort()
-        results[f"n_draws={n}"] = {
+        results[f"{form}-form, n_draws={n}"] = {
             "var_shared": float(var[True].mean()),
             "var_independent": float(var[False].mean()),
             "ratio": float(var[False].mean() / var[True].mean()),
@@ -75,7 +76,7 @@ def main() -> None:
             "forwards_per_pair": 2 * n,
             "mean_difference": float(diffs[True].mean()),
         }
-        print(n, json.dumps(results[f"n_draws={n}"]), flush=True)
+        print(form, n, json.dumps(results[f"{form}-form, n_draws={n}"]), flush=True)
     out = {"pairs": len(chosen), "repeats": args.repeats, "model": "tinycode-mdm", "results": results}
     args.out.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {args.out}")

@@ -29,7 +29,7 @@ from demask.training.posttrain.ranking import (
     rrtf_pairs,
 )
 from demask.training.posttrain.rrtf import train_ranked
-from demask.training.posttrain.scores import ScoreBatch, diffusion_draws, sequence_scores
+from demask.training.posttrain.scores import ScoreBatch, count_draws, diffusion_draws, sequence_scores
 from demask.training.rl.rewards import FormatReward, as_reward, get_reward
 
 TASK = Task(
@@ -154,17 +154,23 @@ class FixedLogits(torch.nn.Module):
         return self.table[None, : ids.shape[1]].expand(ids.shape[0], -1, -1)
 
 
-def test_diffusion_score_with_shared_draws_equals_the_hand_formula():
+@pytest.mark.parametrize("form", ["t", "l"])
+def test_diffusion_score_with_shared_draws_equals_the_hand_formula(form):
     torch.manual_seed(0)
     p, length, v, n_draws = 2, 6, 9, 3
     table = torch.log_softmax(torch.randn(p + length, v), -1)
     model = FixedLogits(table, mask_token_id=8)
     comp = torch.tensor([[[1, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1]]])  # one item, two responses
     batch = ScoreBatch(torch.tensor([[7, 7]]), torch.ones(1, 2, dtype=torch.bool), comp, torch.tensor([[6, 6]]))
-    s, n = sequence_scores(model, batch, generator=torch.Generator().manual_seed(3), n_draws=n_draws, shared=True)
-    t, masked = diffusion_draws(1, 2, length, n_draws, torch.Generator().manual_seed(3), shared=True)
+    gen = torch.Generator().manual_seed(3)
+    s, n = sequence_scores(model, batch, generator=gen, n_draws=n_draws, shared=True, form=form)
+    draw = diffusion_draws if form == "t" else count_draws  # the rate t, or l / L (weight L / l)
+    t, masked = draw(1, 2, length, n_draws, torch.Generator().manual_seed(3), shared=True)
     assert torch.equal(masked[0, 0], masked[0, 1]) and torch.equal(t[0, 0], t[0, 1])  # shared
-    assert sorted(((t[0, 0] * n_draws).floor()).tolist()) == [0.0, 1.0, 2.0]  # one t per stratum
+    if form == "t":
+        assert sorted(((t[0, 0] * n_draws).floor()).tolist()) == [0.0, 1.0, 2.0]  # one t per stratum
+    else:
+        assert (masked[0, 0].sum(-1) == (t[0, 0] * length).round().long()).all()  # exactly l masked
     for k in range(2):
         total = 0.0
         for j in range(n_draws):
@@ -179,7 +185,8 @@ def test_independent_draws_differ_between_the_two_responses():
     assert not torch.equal(masked[:, 0], masked[:, 1])
 
 
-def test_shared_draws_cut_the_variance_of_the_score_difference_on_a_tiny_model():
+@pytest.mark.parametrize("form", ["t", "l"])
+def test_shared_draws_cut_the_variance_of_the_score_difference_on_a_tiny_model(form):
     model = tiny_model().eval()
     enc = Encoder(_Tok(), completion_length=10, end_token_id=2, pad_token_id=0)
     batch = enc.score_batch(["\x05\x06\x07"], [["\x0a\x0b\x0c\x0d", "\x0a\x0b\x0c\x0e"]])
@@ -187,7 +194,8 @@ def test_shared_draws_cut_the_variance_of_the_score_difference_on_a_tiny_model()
     with torch.no_grad():
         for shared in (True, False):
             for seed in range(60):
-                s, n = sequence_scores(model, batch, generator=torch.Generator().manual_seed(seed), shared=shared)
+                gen = torch.Generator().manual_seed(seed)
+                s, n = sequence_scores(model, batch, generator=gen, shared=shared, form=form)
                 diffs[shared].append(float((s / n)[0, 0] - (s / n)[0, 1]))
     var = {k: torch.tensor(v).var().item() for k, v in diffs.items()}
     assert var[True] < var[False] / 2  # two responses differing in one token: the noise cancels
@@ -324,3 +332,15 @@ def test_rrtf_command_names_a_bad_stage_without_a_traceback():
 
     result = CliRunner().invoke(app, ["rrtf", "smaple", "--recipe", "tinycode/rrtf"])
     assert result.exit_code == 2 and "unknown stage 'smaple'" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["training.updates", "training.posttrain.ranking", "training.posttrain.scores", "training.posttrain.unmasking"],
+)
+def test_doctests(module):
+    import doctest
+    import importlib
+
+    failed, attempted = doctest.testmod(importlib.import_module(f"demask.{module}"), verbose=False)
+    assert failed == 0 and attempted >= 1

@@ -124,12 +124,18 @@ class RankingAlgorithm(Algorithm):
     ranks: ClassVar[bool] = True
     """Whether the algorithm has a ranking term."""
 
-    def __init__(self, *, rank_weight: float = 1.0, n_draws: int = 2, shared_draws: bool = True) -> None:
+    def __init__(
+        self, *, rank_weight: float = 1.0, n_draws: int = 2, shared_draws: bool = True, elbo: str = "t"
+    ) -> None:
         if rank_weight < 0:
             raise ValueError(f"rank_weight must be >= 0, got {rank_weight}")
         if n_draws < 1:
             raise ValueError(f"n_draws (ELBO draws per response of a diffusion student) must be >= 1, got {n_draws}")
-        self.rank_weight, self.n_draws, self.shared_draws = rank_weight, n_draws, shared_draws
+        from demask.training.posttrain.scores import ELBO_FORMS
+
+        if elbo not in ELBO_FORMS:
+            raise ValueError(f"elbo={elbo!r} is not one of {ELBO_FORMS} (t: a mask rate; l: a mask count, LLaDA)")
+        self.rank_weight, self.n_draws, self.shared_draws, self.elbo = rank_weight, n_draws, shared_draws, elbo
 
     def items(self, task_id: str, prompt: str, responses: Sequence[Response]) -> list[Item]:
         raise NotImplementedError
@@ -139,7 +145,12 @@ class RankingAlgorithm(Algorithm):
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """batch: a :class:`RankBatch`; generator: the diffusion draws (shared by the K
         responses of an item when ``shared_draws``)."""
-        kw: dict[str, Any] = {"generator": generator, "n_draws": self.n_draws, "shared": self.shared_draws}
+        kw: dict[str, Any] = {
+            "generator": generator,
+            "n_draws": self.n_draws,
+            "shared": self.shared_draws,
+            "form": self.elbo,
+        }
         if not self.ranks or batch.pairs is None:
             s_sft, n_sft = sequence_scores(model, batch.sft, **kw)
             return ranking_loss(s_sft[:, 0], n_sft[:, 0])

@@ -109,7 +109,7 @@ class RRTFRecipe:
     """rrtf | rrhf | sft | rejection-sampling."""
     algorithm_options: dict[str, Any] = field(default_factory=dict)
     """rank_weight (1.0), n_draws (ELBO draws per response of a diffusion student, 2),
-    shared_draws (true: antithetic)."""
+    shared_draws (true: antithetic), elbo (t: a mask rate per draw; l: a mask count, LLaDA)."""
     completion_length: int = 48
     """The student's canvas: responses that do not fit with their end token are dropped."""
     out_dir: str = "runs/rrtf"
@@ -328,6 +328,7 @@ def train_ranked(
             "rank_weight": algorithm.rank_weight,
             "n_draws": algorithm.n_draws,
             "shared_draws": algorithm.shared_draws,
+            "elbo": algorithm.elbo,
             "completion_length": encoder.length,
             "n_items": len(items),
             "micro_batch_size": micro_size,

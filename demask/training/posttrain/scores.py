@@ -19,6 +19,8 @@ A batch holds B *items*, each with K responses to the same prompt (K = 2 for a r
   item use the same U and u: the same t and the same masked positions, so the noise of the
   draws largely cancels in ``p_a - p_b``; ``shared=False`` draws them per response (the
   control for the variance measurement in docs/rrtf.md). Both cost the same forwards.
+  ``form="l"`` draws LLaDA's way instead: exactly ``l_j`` positions masked, l stratified over
+  1..L, weight ``L / l_j`` (:func:`count_draws`).
 
 Not covered: block-diffusion students (their ELBO is per block with a clean context stream;
 refused with a clear error), per-token (rather than per-sequence) scores.
@@ -84,6 +86,38 @@ def diffusion_draws(
     return t, masked
 
 
+def count_draws(
+    b: int, k: int, length: int, n_draws: int, generator: torch.Generator, *, shared: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """LLaDA's form of the draws: ``(rate, masked)`` with exactly l_j of the L positions masked,
+    l_j stratified over 1..L (``k0 + j * L / n`` mod L, plus 1, one k0 per item), the positions
+    the l_j smallest of one uniform per position; ``rate = l / L``, so the weight 1/rate is at
+    most L (the t form's 1/t is unbounded near t = 0). Shared over the K responses when
+    ``shared``.
+
+    >>> r, m = count_draws(1, 2, 6, 3, torch.Generator().manual_seed(0), shared=True)
+    >>> (m.sum(-1).float() / 6 == r).all().item(), torch.equal(m[:, 0], m[:, 1])
+    (True, True)
+    """
+    if n_draws < 1:
+        raise ValueError(f"n_draws must be at least 1, got {n_draws}")
+    slots = 1 if shared else k
+    k0 = (torch.rand(b, slots, 1, generator=generator, device=generator.device) * length).long().clamp(max=length - 1)
+    j = torch.arange(n_draws, device=generator.device)
+    counts = (k0 + (j * length) // n_draws) % length + 1  # (B, slots, n) in 1..L
+    u = torch.rand(b, slots, n_draws, length, generator=generator, device=generator.device)
+    masked = u.argsort(-1).argsort(-1) < counts[..., None]
+    rate = counts.float() / length
+    if shared:
+        rate, masked = rate.expand(b, k, n_draws), masked.expand(b, k, n_draws, length)
+    return rate, masked
+
+
+ELBO_FORMS = ("t", "l")
+"""How a diffusion score draws its masks: ``t`` (a rate t, each position masked with
+probability t, weight 1/t) or ``l`` (exactly l positions masked, weight L/l: LLaDA's form)."""
+
+
 def sequence_scores(
     model: nn.Module,
     batch: ScoreBatch,
@@ -91,6 +125,7 @@ def sequence_scores(
     generator: torch.Generator | None = None,
     n_draws: int = 1,
     shared: bool = True,
+    form: str = "t",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(S, n)``, both (B, K): each response's log-likelihood sum (exact for a causal model,
     the ELBO estimate for a masked-diffusion one) and its counted tokens (module docstring)."""
@@ -120,7 +155,10 @@ def sequence_scores(
     mask_id = config.mask_token_id
     if mask_id is None:
         raise ValueError("the model's config has no mask_token_id: it cannot be scored as a masked-diffusion model")
-    t, masked = diffusion_draws(b, k, length, n_draws, generator, shared=shared)
+    if form not in ELBO_FORMS:
+        raise ValueError(f"unknown ELBO form {form!r}; use one of {ELBO_FORMS}")
+    draw = diffusion_draws if form == "t" else count_draws
+    t, masked = draw(b, k, length, n_draws, generator, shared=shared)
     t, masked = t.to(device), masked.to(device)
     noisy = torch.where(masked, torch.full_like(masked, mask_id, dtype=torch.long), batch.completion_ids[:, :, None, :])
     rows = torch.cat([prompts[:, :, None, :].expand(b, k, n_draws, p), noisy], 3).reshape(-1, p + length)

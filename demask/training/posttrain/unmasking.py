@@ -149,8 +149,8 @@ def mixture_logprob(logprob: torch.Tensor, group_size: int, experts: int) -> tor
 def nfe_reward(correct: bool, nfe: int, length: int, alpha: float) -> float:
     """``1[correct] * ((L - min(NFE, L) + 1) / L) ** alpha`` (the paper's multiplicative penalty).
 
-    >>> nfe_reward(True, 12, 48, 1.0), nfe_reward(True, 60, 48, 3.0), nfe_reward(False, 1, 48, 1.0)
-    (0.7708333333333334, 0.000009042245370370372, 0.0)
+    >>> nfe_reward(True, 12, 48, 1.0), nfe_reward(True, 60, 48, 1.0), nfe_reward(False, 1, 48, 1.0)
+    (0.7708333333333334, 0.020833333333333332, 0.0)
     """
     if not correct:
         return 0.0
