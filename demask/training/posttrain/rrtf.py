@@ -165,8 +165,11 @@ def run_sample(recipe: RRTFRecipe, *, log: Callable[[str], None] = print, progre
         model, tokenizer = load_pretrained(path, dtype=s.dtype)
         model.eval()
         best = dict(model_decoders(path, recipe.completion_length)["best"])
-        if model.config.causal:
-            best = {"gen_length": best.get("gen_length", recipe.completion_length)}
+        if model.config.causal:  # left to right, one token a step: only the length and the KV cache matter
+            best = {
+                "gen_length": best.get("gen_length", recipe.completion_length),
+                "cache": best.get("cache", "prefix"),
+            }
         for temperature in s.temperatures:
             decode = DecodeConfig.from_dict({**best, **spec.decode, "temperature": temperature})
             out = sample_dir(recipe, spec.name, temperature)
