@@ -10,7 +10,7 @@ Unmasking policies, schedules and blocks do not apply here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -23,7 +23,11 @@ from demask.decoding.trace import Trace, TraceStep
 
 @torch.no_grad()
 def generate_autoregressive(
-    module: torch.nn.Module, prompts: Sequence[Sequence[int]], config: DecodeConfig, generator: torch.Generator | None
+    module: torch.nn.Module,
+    prompts: Sequence[Sequence[int]],
+    config: DecodeConfig,
+    generator: torch.Generator | None,
+    on_step: Callable[[TraceStep], None] | None = None,
 ) -> DecodeOutput:
     model = as_decoding_model(module)
     mcfg = model.config
@@ -59,19 +63,21 @@ def generate_autoregressive(
         tokens, probs = choose_tokens(logits, config.temperature, config.top_p, config.top_k, generator)  # (A,), (A, V)
         x[:, col] = tokens
         nfe[rows.index] += 1
-        if trace is not None:
+        if trace is not None or on_step is not None:
             conf = probs.gather(-1, tokens[:, None])  # (A, 1)
-            trace.record(
-                TraceStep(
-                    rows=rows.index.clone(),
-                    nfe=nfe[rows.index].clone(),
-                    offset=i,
-                    commit=torch.ones_like(conf, dtype=torch.bool),
-                    tokens=tokens[:, None],
-                    scores=conf,
-                    confidence=conf,
-                )
+            record = TraceStep(
+                rows=rows.index.clone(),
+                nfe=nfe[rows.index].clone(),
+                offset=i,
+                commit=torch.ones_like(conf, dtype=torch.bool),
+                tokens=tokens[:, None],
+                scores=conf,
+                confidence=conf,
             )
+            if trace is not None:
+                trace.record(record)
+            if on_step is not None:
+                on_step(record)
         if config.early_stop and ends and i < length - 1:
             done = torch.isin(tokens, end_t)
             if bool(done.any()):  # one sync per step

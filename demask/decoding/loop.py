@@ -30,7 +30,7 @@ The model's train/eval mode is left as is.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -62,18 +62,23 @@ def generate(
     prompts: Sequence[Sequence[int]],
     config: DecodeConfig,
     generator: torch.Generator | None = None,
+    on_step: Callable[[TraceStep], None] | None = None,
 ) -> DecodeOutput:
     """Decode a completion of ``config.gen_length`` tokens for every prompt.
 
     Dispatches on ``model.config.causal``: a causal model decodes autoregressively
     (autoregressive.py). Randomness comes from ``generator`` only (or one seeded from
     ``config.seed``), so a call is repeatable bit for bit on the CPU.
+
+    on_step: called after every forward pass with what it committed (a :class:`TraceStep`:
+        the rows that took part, the committed positions and their tokens), to stream the
+        denoising as it happens; it must not modify the tensors.
     """
     mcfg = as_decoding_model(model).config
     device = next(model.parameters()).device
     generator = seeded_generator(config, device) if generator is None else generator
     if mcfg.causal:
-        return generate_autoregressive(model, prompts, config, generator)
+        return generate_autoregressive(model, prompts, config, generator, on_step)
     mask_id = _mask_token_id(mcfg)
     ends = end_token_ids(mcfg)
     batch = build_batch(
@@ -94,6 +99,7 @@ def generate(
         banned=torch.tensor([mask_id] if mask_id < mcfg.vocab_size else [], dtype=torch.long, device=device),
         nfe=torch.zeros(len(prompts), dtype=torch.long, device=device),  # per batch row
         trace=Trace(len(prompts), length) if config.trace else None,
+        on_step=on_step,
     )
     out = batch.tokens.clone()
     end_t = torch.tensor(ends, dtype=torch.long, device=device)
@@ -123,6 +129,7 @@ class _Run:
     nfe: torch.Tensor
     """(B,) long: forward passes each batch row took part in."""
     trace: Trace | None
+    on_step: Callable[[TraceStep], None] | None = None
 
     def step(self, rows: ActiveRows, lo: int, hi: int, step: int, steps: int) -> bool:
         """One forward pass over the rows still working on block [lo, hi), a token choice and
@@ -147,10 +154,21 @@ class _Run:
         sel = self.policy.select(state)
         commit = sel.commit & state.masked
         _commit(rows, run, commit, tokens, self.forward.p, lo, hi)
-        if self.trace is not None:
-            self.trace.record(TraceStep(rows=sub.index.clone(), nfe=self.nfe[sub.index].clone(), offset=lo,
-                                        commit=commit, tokens=tokens, scores=sel.scores, confidence=state.confidence,
-                                        info=sel.info))  # fmt: skip
+        if self.trace is not None or self.on_step is not None:
+            record = TraceStep(
+                rows=sub.index.clone(),
+                nfe=self.nfe[sub.index].clone(),
+                offset=lo,
+                commit=commit,
+                tokens=tokens,
+                scores=sel.scores,
+                confidence=state.confidence,
+                info=sel.info,
+            )
+            if self.trace is not None:
+                self.trace.record(record)
+            if self.on_step is not None:
+                self.on_step(record)
         return True
 
 

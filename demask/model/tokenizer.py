@@ -34,6 +34,8 @@ class Tokenizer:
     pad_token_id: int | None
     eos_token_id: int | None
     bos_token_id: int | None = None
+    chat_template: str | None = None
+    """tokenizer_config.json's ``chat_template`` (Jinja), as DiffuCoder-Instruct and Dream-Instruct ship one."""
 
     @property
     def vocab_size(self) -> int:
@@ -47,6 +49,33 @@ class Tokenizer:
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
         return self.backend.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    def apply_chat_template(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        """The prompt text of a conversation, rendered by the checkpoint's chat template (in a
+        sandboxed Jinja environment, as transformers renders it)."""
+        if not self.chat_template:
+            raise ValueError(
+                "this tokenizer has no chat template (tokenizer_config.json has no chat_template): "
+                "it is not a chat model; generate from a plain prompt instead"
+            )
+        if not isinstance(messages, list) or not all(isinstance(m, dict) and "role" in m for m in messages):
+            raise ValueError("messages must be a list of {'role': ..., 'content': ...} dicts")
+        from jinja2.exceptions import TemplateError
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        def raise_exception(message: str) -> None:
+            raise TemplateError(message)
+
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        env.globals["raise_exception"] = raise_exception
+        special = {
+            f"{role}_token": self.id_to_token(idx) or ""
+            for role, idx in (("bos", self.bos_token_id), ("eos", self.eos_token_id), ("pad", self.pad_token_id))
+            if idx is not None
+        }
+        return env.from_string(self.chat_template).render(
+            messages=messages, add_generation_prompt=add_generation_prompt, **special
+        )
 
     def token_to_id(self, token: str) -> int | None:
         return self.backend.token_to_id(token)
@@ -70,15 +99,19 @@ class Tokenizer:
         if config is None and (folder / "config.json").is_file():
             config = json.loads((folder / "config.json").read_text())
         names: dict[str, str] = {}
+        template = None
         for extra in ("special_tokens_map.json", "tokenizer_config.json"):
             if (folder / extra).is_file():
-                for key, value in json.loads((folder / extra).read_text()).items():
+                raw = json.loads((folder / extra).read_text())
+                if isinstance(raw.get("chat_template"), str):
+                    template = raw["chat_template"]
+                for key, value in raw.items():
                     if key.endswith("_token") and value:
                         names[key[: -len("_token")]] = value["content"] if isinstance(value, dict) else value
         ids = {}
         for role in ("mask", "pad", "eos", "bos"):
             ids[role] = _resolve(backend, role, (config or {}).get(f"{role}_token_id"), names.get(role))
-        return cls(backend, ids["mask"], ids["pad"], ids["eos"], ids["bos"])
+        return cls(backend, ids["mask"], ids["pad"], ids["eos"], ids["bos"], template)
 
     def save(self, path: str | Path) -> None:
         """Write tokenizer.json and a tokenizer_config.json that names the special tokens."""
@@ -95,7 +128,10 @@ class Tokenizer:
             )
             if idx is not None
         }
-        (path / "tokenizer_config.json").write_text(json.dumps(names, indent=2) + "\n")
+        config: dict[str, str | None] = dict(names)
+        if self.chat_template:
+            config["chat_template"] = self.chat_template
+        (path / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
 def _resolve(backend: HFTokenizer, role: str, config_id, name: str | None) -> int | None:

@@ -1,0 +1,207 @@
+"""Use a model in a few lines: :func:`load` and :class:`LLM`.
+
+    import demask
+
+    llm = demask.load("tinycode-block")          # a shipped model, a checkpoint folder or a hub id
+    print(llm.generate(prompt))                  # text in, text out, with the model's best decoder
+    llm.generate([p1, p2], temperature=0.8, seed=1)         # a batch; any DecodeConfig field
+    for state in llm.stream(prompt):             # the denoising as it happens
+        print(state.step, state.text)
+    llm.chat([{"role": "user", "content": "Write a function ..."}])   # a chat model's template
+
+Defaults: the decoder the model ships in its ``decoders.json`` ("best", chosen on validation),
+else one token per step by confidence for a diffusion model (left to right with a KV cache for
+an autoregressive one), greedy; the completion length is the decoder's, else the longest that
+fits the context (at most 256). Options are :class:`~demask.decoding.DecodeConfig` fields
+(``max_new_tokens`` is ``gen_length``); a wrong one is named with the closest known.
+
+Not covered yet: fill-in-the-middle (``infill``), serving (``demask serve``).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+MASK_GLYPH = "\u2591"
+"""How a still-masked position shows in :attr:`StreamState.text`."""
+
+
+@dataclass
+class StreamState:
+    """The completion after one forward pass of :meth:`LLM.stream`."""
+
+    step: int
+    """Forward passes so far."""
+    committed: list[int]
+    """Completion positions committed by this step."""
+    tokens: list[int | None]
+    """Every completion position's token (None: still masked)."""
+    text: str
+    """The completion so far up to its first committed end token, masked positions shown as
+    ``MASK_GLYPH`` (the last state: the final completion)."""
+    done: bool = False
+    """The last state: the completion as :meth:`LLM.generate` returns it is ``final``."""
+    final: str | None = None
+
+
+@dataclass
+class LLM:
+    """A model with its tokenizer and default decoder (see the module docstring)."""
+
+    model: torch.nn.Module
+    tokenizer: Any
+    name: str = ""
+    decoders: dict[str, Any] = field(default_factory=dict)
+    """The model's decoders.json (empty when it ships none)."""
+
+    # ------------------------------------------------------------------ decoding options
+    @property
+    def config(self) -> Any:
+        """The model's ModelConfig."""
+        return self.model.config
+
+    @property
+    def context_length(self) -> int:
+        return int(self.config.max_position_embeddings)
+
+    def decode_config(self, prompt_tokens: int = 0, **options: Any):
+        """The DecodeConfig for one call: the model's defaults, then ``options``."""
+        from demask.decoding import DecodeConfig
+
+        options = dict(options)
+        if "max_new_tokens" in options:
+            options["gen_length"] = options.pop("max_new_tokens")
+        base: dict[str, Any] = dict(self.decoders.get("best") or {})
+        if not base:  # one token per step (steps None), as long as the context allows
+            base = {"gen_length": max(8, min(256, self.context_length - prompt_tokens))}
+            if self.config.causal:
+                base["cache"] = "prefix"
+        if self.config.causal:  # policies, steps and blocks do not apply left to right
+            base = {k: v for k, v in base.items() if k in ("gen_length", "cache")}
+        if "policy" in options:  # another policy: not the default one's knobs or budget
+            base.pop("policy_options", None)
+            base.pop("steps", None)
+        if "gen_length" in options:
+            base.pop("steps", None)
+        merged = {"temperature": 0.0, **base, **options}
+        return DecodeConfig.from_dict(merged)
+
+    def _encode(self, prompts: str | Sequence[str]) -> tuple[list[list[int]], bool]:
+        single = isinstance(prompts, str)
+        texts = [prompts] if single else prompts
+        if not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) for t in texts) or not texts:
+            raise TypeError(
+                f"prompt must be a str or a non-empty list of str, got {type(prompts).__name__}"
+                + ("" if single or not isinstance(prompts, (list, tuple)) else " with other items")
+            )
+        return [self.tokenizer.encode(t) for t in texts], single
+
+    def _check_room(self, encoded: list[list[int]], gen_length: int) -> None:
+        longest = max(len(e) for e in encoded)
+        if longest + gen_length > self.context_length:
+            raise ValueError(
+                f"a prompt of {longest} tokens plus {gen_length} new tokens exceeds {self.name or 'the model'}'s "
+                f"context of {self.context_length}; pass max_new_tokens <= {self.context_length - longest} "
+                "or a shorter prompt"
+            )
+
+    # ------------------------------------------------------------------ text in, text out
+    def generate(self, prompt: str | Sequence[str], *, seed: int | None = 0, on_step: Any = None, **options: Any):
+        """The completion of ``prompt`` (a str) or of each prompt (a list, decoded as one batch).
+
+        seed: the decoding's random seed (None: fresh randomness); options: DecodeConfig
+        fields (``temperature``, ``policy``, ``policy_options``, ``block_length``, ``cache``,
+        ``max_new_tokens`` ...); on_step: called with each step's record (see ``stream``)."""
+        from demask.decoding import generate
+
+        encoded, single = self._encode(prompt)
+        config = self.decode_config(max(len(e) for e in encoded), **options)
+        self._check_room(encoded, config.gen_length)
+        device = next(self.model.parameters()).device
+        gen = None if seed is None else torch.Generator(device=device).manual_seed(seed)
+        out = generate(self.model, encoded, config, generator=gen, on_step=on_step)
+        texts = [self.tokenizer.decode(c) for c in out.completions]
+        return texts[0] if single else texts
+
+    def stream(self, prompt: str, *, seed: int | None = 0, **options: Any) -> Iterator[StreamState]:
+        """The denoising of one prompt as it happens: a :class:`StreamState` after every forward
+        pass (which positions it committed, the text so far), then a last one with ``done``."""
+        if not isinstance(prompt, str):
+            raise TypeError(f"stream takes one prompt (a str), got {type(prompt).__name__}; use generate for a batch")
+        states: queue.Queue = queue.Queue()
+        config = self.decode_config(len(self.tokenizer.encode(prompt)), **options)
+        canvas: list[int | None] = [None] * config.gen_length
+        pieces: list[str] = [MASK_GLYPH] * config.gen_length
+        count = [0]
+        ends = {i for i in (self.config.eos_token_id, self.config.pad_token_id) if i is not None}
+
+        def text() -> str:  # up to the first committed end token, masks shown
+            out = []
+            for tok, piece in zip(canvas, pieces):
+                if tok is not None and tok in ends:
+                    break
+                out.append(piece)
+            return "".join(out)
+
+        def on_step(record: Any) -> None:
+            count[0] += 1
+            rows = record.rows.tolist()
+            if 0 not in rows:
+                return
+            j = rows.index(0)
+            cols = record.commit[j].nonzero().flatten().tolist()
+            committed = [record.offset + c for c in cols]
+            for c, pos in zip(cols, committed):
+                tok = int(record.tokens[j, c])
+                canvas[pos] = tok
+                pieces[pos] = self.tokenizer.decode([tok], skip_special_tokens=False)
+            states.put(StreamState(count[0], committed, list(canvas), text()))
+
+        def run() -> None:
+            try:
+                final = self.generate(prompt, seed=seed, on_step=on_step, **options)
+                states.put(StreamState(count[0], [], list(canvas), final, done=True, final=final))
+            except BaseException as exc:  # re-raised in the caller's thread
+                states.put(exc)
+
+        worker = threading.Thread(target=run, name="demask-stream", daemon=True)
+        worker.start()
+        while True:
+            item = states.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+            if item.done:
+                break
+        worker.join()
+
+    def chat(self, messages: list[dict[str, str]], **options: Any) -> str:
+        """The model's reply to ``messages``, through the tokenizer's chat template."""
+        prompt = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+        return self.generate(prompt, **options)
+
+
+def load(spec: str | Path, *, dtype: str | None = None, device: str = "cpu") -> LLM:
+    """A model by name (``tinycode-mdm``), checkpoint folder or Hugging Face hub id, ready to
+    generate; ``dtype`` (float32, bfloat16 ...; None: as stored) and ``device`` as for
+    :func:`demask.model.load_pretrained`."""
+    import json
+
+    from demask.model import load_pretrained
+    from demask.model.hub import resolve_checkpoint
+
+    if not isinstance(spec, (str, Path)):
+        raise TypeError(f"load takes a model name, a folder or a hub id (str or Path), got {type(spec).__name__}")
+    path = resolve_checkpoint(spec)
+    model, tokenizer = load_pretrained(path, dtype=dtype, device=device)
+    model.eval()
+    decoders_file = Path(path) / "decoders.json"
+    decoders = json.loads(decoders_file.read_text()) if decoders_file.is_file() else {}
+    return LLM(model, tokenizer, str(spec), decoders)
