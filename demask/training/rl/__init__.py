@@ -12,7 +12,7 @@ from typing import Any
 
 # The function shares its name with its module: bound here, or importing the module
 # demask.training.rl.grpo_loss anywhere would shadow it with the module object.
-from demask.training.rl.grpo_loss import grpo_loss
+from demask.training.rl.grpo_loss import grpo_loss as grpo_loss
 
 _EXPORTS = {
     "ADVANTAGES": "advantages",
