@@ -77,3 +77,16 @@ def tiny_checkpoint(path: Path, texts: list[str] | None = None, **overrides: Any
     model = tiny_model(std=0.5, vocab_size=tok.vocab_size, **{**sizes, **ids, **overrides})
     save_pretrained(model, path, tok)
     return model, tok
+
+
+def random_policy_net(seed: int = 0, **config: Any):
+    """A learned-policy network with random weights everywhere (Normal(0, 0.3) from ``seed``),
+    so that its decisions depend on its inputs; ``config``: PolicyNetConfig fields."""
+    from demask.decoding.policy_net import PolicyNet, PolicyNetConfig
+
+    net = PolicyNet(PolicyNetConfig(**config))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    return net.eval()

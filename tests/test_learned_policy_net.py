@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import tiny_model
+from helpers import random_policy_net, tiny_model
 
 from demask.decoding import DecodeConfig, LearnedPolicy, generate
-from demask.decoding.policy_net import PolicyNet, PolicyNetConfig, load_policy, save_policy
+from demask.decoding.policy_net import PolicyNet, load_policy, save_policy
 
 
 def test_the_network_has_about_300k_parameters_and_starts_at_0_12():
@@ -19,18 +19,8 @@ def test_the_network_has_about_300k_parameters_and_starts_at_0_12():
     assert torch.allclose(p, torch.full_like(p, 0.1192), atol=1e-4)  # sigmoid(-2)
 
 
-def _trained_looking(seed: int = 0, **config) -> PolicyNet:
-    """A network whose decisions depend on its inputs (random weights everywhere)."""
-    net = PolicyNet(PolicyNetConfig(**config))
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
-    return net.eval()
-
-
 def test_the_network_reads_mask_bits_confidence_and_time():
-    net = _trained_looking()
+    net = random_policy_net()
     masked, conf, t = torch.rand(2, 8) < 0.5, torch.rand(2, 8), torch.tensor([0.1, 0.6])
     base = net(masked, conf, t)
     assert not torch.allclose(base, net(~masked, conf, t))
@@ -46,7 +36,7 @@ def _decode(policy, model, block_length=4):
 
 def test_a_saved_policy_decodes_identically_by_name(tmp_path):
     model = tiny_model().eval()
-    net = _trained_looking(block_length=4)
+    net = random_policy_net(block_length=4)
     save_policy(net, tmp_path / "policy")
     direct = _decode(LearnedPolicy(lambda f: net.probabilities(f.masked, f.confidence, f.time)), model)
     by_name = _decode({"policy": "learned", "policy_options": {"path": str(tmp_path / "policy")}}, model)
@@ -57,7 +47,7 @@ def test_a_saved_policy_decodes_identically_by_name(tmp_path):
 
 def test_a_policy_that_does_not_fit_is_a_clear_error(tmp_path):
     model = tiny_model().eval()
-    save_policy(_trained_looking(block_length=4), tmp_path / "p4")
+    save_policy(random_policy_net(block_length=4), tmp_path / "p4")
     with pytest.raises(ValueError, match="trained on blocks of 4 tokens, the decoder uses blocks of 8"):
         _decode({"policy": "learned", "policy_options": {"path": str(tmp_path / "p4")}}, model, block_length=8)
     with pytest.raises(FileNotFoundError, match="model.safetensors is missing"):
@@ -74,7 +64,7 @@ def test_a_policy_that_does_not_fit_is_a_clear_error(tmp_path):
 
 def test_a_full_diffusion_policy_decodes_any_length_in_one_block_only(tmp_path):
     model = tiny_model().eval()
-    save_policy(_trained_looking(block_length=None), tmp_path / "full")
+    save_policy(random_policy_net(block_length=None), tmp_path / "full")
     options = {"policy": "learned", "policy_options": {"path": str(tmp_path / "full")}}
     assert _decode(options, model, block_length=None).tokens.shape[1] == 3 + 8  # one block of 8
     with pytest.raises(ValueError, match="trained for full diffusion"):

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from helpers import ROOT, tiny_model
+from helpers import ROOT, random_policy_net, tiny_model
 
 from demask.decoding import DecodeConfig, LearnedPolicy, generate
 from demask.decoding.policy_net import PolicyNet, PolicyNetConfig, load_policy
@@ -37,15 +37,6 @@ def test_reward_on_hand_computed_nfe_and_correctness():
     assert "nfe" in get_reward("correct_nfe").requirements  # declared: the round passes the NFE
 
 
-def _net(seed: int = 0, **config) -> PolicyNet:
-    net = PolicyNet(PolicyNetConfig(**config))
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
-    return net
-
-
 def _decode(dllm, net, **kw):
     fn = lambda f: net.probabilities(f.masked, f.confidence, f.time)  # noqa: E731
     cfg = DecodeConfig(gen_length=8, block_length=4, policy=LearnedPolicy(fn, force_nonempty=False), trace=True, **kw)
@@ -53,7 +44,7 @@ def _decode(dllm, net, **kw):
 
 
 def test_log_probs_recomputed_from_the_trace_equal_the_decoders():
-    dllm, net = tiny_model().eval(), _net()
+    dllm, net = tiny_model().eval(), random_policy_net()
     out = _decode(dllm, net, early_stop=False)
     steps = steps_from_trace(out.trace, 0, expert=False)
     recorded = torch.cat([v for _, v in out.trace.policy_info("logprob")])
@@ -73,7 +64,7 @@ def test_each_block_is_capped_at_its_length_in_steps():
 
 
 def test_per_step_ppo_ratio_and_clip_on_hand_computed_inputs():
-    net = _net()
+    net = random_policy_net()
     dllm = tiny_model().eval()
     steps = steps_from_trace(_decode(dllm, net, early_stop=False).trace, 0, expert=False)
     steps = type(steps)(**{k: v[:2] for k, v in vars(steps).items()})  # two steps

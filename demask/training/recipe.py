@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
@@ -30,6 +30,8 @@ from demask.config import apply_settings, field_docs, from_dict, parse_setting, 
 from demask.model.config import ModelConfig
 from demask.training.config import TrainConfig
 from demask.training.sources import DataRecipe
+
+R = TypeVar("R")
 
 if TYPE_CHECKING:
     from demask.decoding import DecodeConfig
@@ -243,22 +245,39 @@ def resolve_recipe(spec: str | Path) -> Path:
                             " `demask recipes` lists and copies them)")  # fmt: skip
 
 
-def load_recipe(path: str | Path, settings: Sequence[str] = ()) -> TrainRecipe:
-    """Read a recipe (a file, or a shipped recipe's name: :func:`resolve_recipe`), then apply
-    ``KEY=VALUE`` settings (dotted keys, YAML values, e.g.
-    ``train.lr=1e-4``); relative ``path``-like values stay as written (relative to the
-    working directory, as on the command line)."""
+def read_recipe(
+    cls: type[R],
+    path: str | Path,
+    settings: Sequence[str] = (),
+    *,
+    blocks: str,
+    example: str = "train.lr=1e-4",
+    upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> R:
+    """Read a recipe of dataclass ``cls`` (a file, or a shipped recipe's name:
+    :func:`resolve_recipe`), apply ``KEY=VALUE`` settings (dotted keys, YAML values) and check
+    it: an unknown key is named with the closest known one. ``blocks`` names the mapping's
+    blocks for the error when the file is not a mapping; ``upgrade`` rewrites former keys."""
     path = resolve_recipe(path)
     raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: a recipe is a mapping with blocks model, tokenizer, data, train, eval")
+        raise ValueError(f"{path}: a recipe is a mapping with blocks {blocks}")
     try:
-        apply_settings(raw, settings, TrainRecipe)
-        return from_dict(TrainRecipe, raw)
+        if upgrade is not None:
+            raw = upgrade(raw)
+        apply_settings(raw, settings, cls, example=example)
+        return from_dict(cls, raw)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: {exc}") from None
 
 
-def dump_recipe(recipe: TrainRecipe) -> str:
-    """The recipe as YAML (every field, defaults included)."""
+def load_recipe(path: str | Path, settings: Sequence[str] = ()) -> TrainRecipe:
+    """Read an SFT recipe (:func:`read_recipe`); relative ``path``-like values stay as written
+    (relative to the working directory, as on the command line)."""
+    return read_recipe(TrainRecipe, path, settings, blocks="model, tokenizer, data, train, eval")
+
+
+def dump_recipe(recipe: Any) -> str:
+    """A recipe (any recipe dataclass) as YAML, every field, defaults included; read back by
+    :func:`read_recipe` to an equal recipe."""
     return yaml.safe_dump(to_dict(recipe), sort_keys=False, default_flow_style=None)

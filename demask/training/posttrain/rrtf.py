@@ -445,28 +445,19 @@ def run_train(recipe: RRTFRecipe, *, resume: bool = False, log: Callable[[str], 
 # ---------------------------------------------------------------------- recipes
 def load_rrtf_recipe(path: str | Path, settings: Sequence[str] = ()) -> RRTFRecipe:
     """Read an RRTF recipe and apply ``KEY=VALUE`` settings (unknown keys named)."""
-    import yaml
+    from demask.training.recipe import read_recipe
 
-    from demask.config import apply_settings, from_dict
-    from demask.training.recipe import resolve_recipe
-
-    path = resolve_recipe(path)
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(raw, dict):
-        raise ValueError(
-            f"{path}: an RRTF recipe is a mapping (student, teachers, sample, rank, algorithm, train, eval)"
-        )
-    try:
-        apply_settings(raw, settings, RRTFRecipe, example="algorithm=rrhf or train.lr=1e-5")
-        return from_dict(RRTFRecipe, raw)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: {exc}") from None
+    return read_recipe(
+        RRTFRecipe,
+        path,
+        settings,
+        blocks="student, teachers, sample, rank, algorithm, train, eval",
+        example="algorithm=rrhf or train.lr=1e-5",
+    )
 
 
 def dump_rrtf_recipe(recipe: RRTFRecipe) -> str:
     """The recipe as YAML (every field); load(dump(r)) == r."""
-    import yaml
+    from demask.training.recipe import dump_recipe
 
-    from demask.config import to_dict
-
-    return yaml.safe_dump(to_dict(recipe), sort_keys=False, default_flow_style=None)
+    return dump_recipe(recipe)

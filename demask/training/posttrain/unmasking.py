@@ -538,20 +538,16 @@ class PolicyRecipe:
 
 
 def load_policy_recipe(path: str | Path, settings: Sequence[str] = ()) -> PolicyRecipe:
-    import yaml
+    """Read a learned-policy recipe and apply ``KEY=VALUE`` settings (unknown keys named)."""
+    from demask.training.recipe import read_recipe
 
-    from demask.config import apply_settings, from_dict
-    from demask.training.recipe import resolve_recipe
-
-    path = resolve_recipe(path)
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: a policy recipe is a mapping (dllm, tasks, network, policy, train, eval)")
-    try:
-        apply_settings(raw, settings, PolicyRecipe, example="policy.alpha=3 or train.lr=1e-4")
-        return from_dict(PolicyRecipe, raw)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: {exc}") from None
+    return read_recipe(
+        PolicyRecipe,
+        path,
+        settings,
+        blocks="dllm, tasks, network, policy, train, eval",
+        example="policy.alpha=3 or train.lr=1e-4",
+    )
 
 
 def run_policy_recipe(recipe: PolicyRecipe, *, resume: bool = False, log: Callable[[str], None] = print) -> UpdateLoop:

@@ -75,30 +75,23 @@ class GRPORecipe:
 def load_grpo_recipe(path: str | Path, settings: Sequence[str] = ()) -> GRPORecipe:
     """Read a GRPO recipe, then apply ``KEY=VALUE`` settings (see :func:`set_recipe_fields`);
     unknown keys are named with the closest known one."""
-    import yaml
+    from demask.training.recipe import read_recipe
 
-    from demask.config import apply_settings, from_dict
-    from demask.training.recipe import resolve_recipe
-
-    path = resolve_recipe(path)
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: a GRPO recipe is a mapping with blocks policy, tasks, grpo, train, eval")
-    try:
-        raw = GRPORecipe.upgrade_keys(raw)
-        apply_settings(raw, settings, GRPORecipe, example="grpo.advantage=loo or train.lr=1e-4")
-        return from_dict(GRPORecipe, raw)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: {exc}") from None
+    return read_recipe(
+        GRPORecipe,
+        path,
+        settings,
+        blocks="policy, tasks, grpo, train, eval",
+        example="grpo.advantage=loo or train.lr=1e-4",
+        upgrade=GRPORecipe.upgrade_keys,
+    )
 
 
 def dump_grpo_recipe(recipe: GRPORecipe) -> str:
     """The recipe as YAML (every field); load(dump(r)) == r."""
-    import yaml
+    from demask.training.recipe import dump_recipe
 
-    from demask.config import to_dict
-
-    return yaml.safe_dump(to_dict(recipe), sort_keys=False, default_flow_style=None)
+    return dump_recipe(recipe)
 
 
 def override_grpo_recipe(
