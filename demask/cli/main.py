@@ -26,7 +26,7 @@ def _root(
 
 
 # Each module defines `register(app)`; the list is the whole command table.
-COMMAND_MODULES = ("generate", "evaluate", "compare", "train", "demo", "grpo", "rrtf", "policy", "recipes", "info")
+COMMAND_MODULES = ("generate", "evaluate", "compare", "train", "demo", "grpo", "rrtf", "policy", "serve", "recipes", "info")
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"demask.cli.{_name}").register(app)
