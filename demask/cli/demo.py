@@ -31,7 +31,7 @@ class DemoConfig:
     """torch CPU threads for decoding (1 keeps the cores free for the sandbox's workers)."""
     dtype: str = "auto"
     """Weights' dtype for decoding: auto (bf16 where the CPU has native bf16, else fp32),
-    float32 or bfloat16."""
+    float32, bfloat16 or int8 (dynamic int8 Linear layers)."""
     grpo: str | None = None
     """A GRPO-trained checkpoint (demask grpo's output) for the 'coupled-GRPO model' row (None:
     the shipped one, if any; the row is skipped without one)."""

@@ -215,7 +215,7 @@ class EvalConfig:
     device: str = "cpu"
     """Torch device of the model."""
     dtype: str | None = None
-    """Model dtype (float32, bfloat16 ...); None: as stored."""
+    """Model dtype (float32, bfloat16 ..., or int8: dynamic int8 Linear layers on the CPU); None: as stored."""
     per_row_seeds: bool = False
     """Decode each prompt alone with its own seed (batch-independent samples; slower)."""
     skip_broken_tasks: bool = False

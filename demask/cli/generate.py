@@ -70,7 +70,7 @@ class GenerateConfig:
     device: str = "cpu"
     """torch device, e.g. cpu or cuda."""
     dtype: str | None = None
-    """Weights dtype (float32, bfloat16, ...); None: as stored."""
+    """Weights dtype (float32, bfloat16, ..., or int8: dynamic int8 Linear layers on the CPU); None: as stored."""
     decode: DecodeConfig = field(default_factory=lambda: DecodeConfig(seed=0))
     """The decoding settings (every DecodeConfig field is an option of its own). Without
     --gen-length, a demask-trained checkpoint decodes its own completion length (its

@@ -26,7 +26,9 @@ def _root(
 
 
 # Each module defines `register(app)`; the list is the whole command table.
-COMMAND_MODULES = ("generate", "evaluate", "compare", "train", "demo", "grpo", "rrtf", "policy", "serve", "recipes", "info")
+COMMAND_MODULES = (
+    "generate", "evaluate", "compare", "train", "demo", "grpo", "rrtf", "policy", "serve", "recipes", "info",
+)  # fmt: skip
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"demask.cli.{_name}").register(app)

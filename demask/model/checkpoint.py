@@ -83,7 +83,7 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
     if dtype not in _DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)}")
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)} (or int8 to load for int8 inference)")
     return _DTYPES[dtype]
 
 
@@ -209,12 +209,18 @@ def load_pretrained(
 ) -> tuple[Transformer, Tokenizer]:
     """Load model and tokenizer from a checkpoint: a directory, a shipped model's name
     (``tinycode-mdm``) or a Hugging Face hub id (:func:`demask.model.hub.resolve_checkpoint`).
+    ``dtype="int8"``: dynamic int8 Linear layers on the CPU (demask.model.quantize).
 
     Special token ids missing from config.json are filled from the tokenizer, and vice versa,
     so a decoder can always read them from ``model.config``.
     """
+    from demask.model.quantize import is_int8, quantize_int8
+
     path = resolve_checkpoint(path)
-    model = load_model(path, dtype, device)
+    int8 = is_int8(dtype)
+    model = load_model(path, "float32" if int8 else dtype, device)
+    if int8:
+        quantize_int8(model)
     raw = read_json(path / "config.json")
     tokenizer = Tokenizer.from_dir(path, config=raw)
     cfg = model.config
