@@ -8,6 +8,8 @@
     for state in llm.stream(prompt):             # the denoising as it happens
         print(state.step, state.text)
     llm.chat([{"role": "user", "content": "Write a function ..."}])   # a chat model's template
+    llm.infill(prefix, suffix, max_new_tokens=12)  # fill-in-the-middle, a middle of 12 tokens
+    llm.infill(prefix, suffix)                   # ... of the length the model finds likeliest
 
 Defaults: the decoder the model ships in its ``decoders.json`` ("best", chosen on validation),
 else one token per step by confidence for a diffusion model (left to right with a KV cache for
@@ -15,11 +17,12 @@ an autoregressive one), greedy; the completion length is the decoder's, else the
 fits the context (at most 256). Options are :class:`~demask.decoding.DecodeConfig` fields
 (``max_new_tokens`` is ``gen_length``); a wrong one is named with the closest known.
 
-Not covered yet: fill-in-the-middle (``infill``), serving (``demask serve``).
+Serving: ``demask serve`` (demask.serving) puts an LLM behind an OpenAI-compatible server.
 """
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 from collections.abc import Iterator, Sequence
@@ -181,6 +184,82 @@ class LLM:
             if item.done:
                 break
         worker.join()
+
+    def infill(
+        self,
+        prefix: str | Sequence[str],
+        suffix: str | Sequence[str],
+        *,
+        max_new_tokens: int | None = None,
+        lengths: Sequence[int] | None = None,
+        score: str = "mean",
+        seed: int | None = 0,
+        **options: Any,
+    ):
+        """The middle between ``prefix`` and ``suffix`` (or one per pair of lists, as a batch).
+
+        ``max_new_tokens``: a middle of exactly that many tokens. Without it the length is
+        the model's choice: the middle is decoded at every length of ``lengths`` (default 1
+        to 32 tokens) and the one whose committed tokens the model was surest of wins
+        (``score`` "mean": highest mean log-probability of its tokens at commit; "sum": the
+        total). Prefix and suffix are kept byte for byte: only the middle is returned.
+        Options are DecodeConfig fields; the default decoder is one token per step by
+        confidence over the whole middle (no blocks, no cache). A full-attention diffusion
+        model only: an autoregressive or block-causal one never sees the suffix."""
+        from demask.decoding import generate
+
+        pairs = self._infill_inputs(prefix, suffix)
+        single = isinstance(prefix, str)
+        if score not in ("mean", "sum"):
+            raise ValueError(f"score must be 'mean' or 'sum', got {score!r}")
+        if max_new_tokens is not None:
+            candidates = [max_new_tokens]
+        else:
+            candidates = list(lengths) if lengths is not None else list(range(1, 33))
+        if not candidates or min(candidates) < 1:
+            raise ValueError(f"middle lengths must be positive token counts, got {candidates}")
+        pre = [self.tokenizer.encode(p) for p, _ in pairs]
+        suf = [self.tokenizer.encode(s) for _, s in pairs]
+        room = self.context_length - max(len(a) + len(b) for a, b in zip(pre, suf))
+        if max(candidates) > room:
+            raise ValueError(
+                f"prefix and suffix leave {room} tokens of {self.name or 'the model'}'s context of "
+                f"{self.context_length} for the middle; ask for at most {max(room, 0)} (max_new_tokens or lengths)"
+            )
+        if any(not p for p in pre):
+            raise ValueError("an empty prefix: infilling needs at least one token before the middle")
+        device = next(self.model.parameters()).device
+        best: list[tuple[float, list[int]]] = [(-float("inf"), [])] * len(pairs)
+        for m in candidates:
+            defaults = {"policy": "confidence", "steps": None, "block_length": None, "cache": "none"}
+            config = self.decode_config(0, **{**defaults, **options, "gen_length": m})
+            if len(candidates) > 1:
+                config = config.replace(trace=True)
+            gen = None if seed is None else torch.Generator(device=device).manual_seed(seed)
+            out = generate(self.model, pre, config, generator=gen, suffixes=suf)
+            for i, tokens in enumerate(out.tokens[:, out.prompt_length : out.prompt_length + m].tolist()):
+                value = 0.0
+                if out.trace is not None:
+                    logs = [math.log(max(c, 1e-12)) for st in out.trace.row(i).steps for c in st.confidences]
+                    value = sum(logs) / max(len(logs), 1) if score == "mean" else sum(logs)
+                if value > best[i][0]:
+                    best[i] = (value, tokens)
+        texts = [self.tokenizer.decode(tokens) for _, tokens in best]
+        return texts[0] if single else texts
+
+    def _infill_inputs(self, prefix: Any, suffix: Any) -> list[tuple[str, str]]:
+        if isinstance(prefix, str) and isinstance(suffix, str):
+            return [(prefix, suffix)]
+        ok = (
+            isinstance(prefix, (list, tuple)) and isinstance(suffix, (list, tuple)) and len(prefix) == len(suffix) > 0
+            and all(isinstance(x, str) for x in [*prefix, *suffix])
+        )  # fmt: skip
+        if not ok:
+            raise TypeError(
+                "infill takes prefix and suffix as two str, or two equally long non-empty lists of str; got "
+                f"{type(prefix).__name__} and {type(suffix).__name__}"
+            )
+        return list(zip(prefix, suffix))
 
     def chat(self, messages: list[dict[str, str]], **options: Any) -> str:
         """The model's reply to ``messages``, through the tokenizer's chat template."""

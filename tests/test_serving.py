@@ -256,3 +256,13 @@ def test_prefix_text_holds_back_until_the_prefix_is_committed(llm):
     sent = pt.update(list(range(len(ids) - 1)), ids[:-1])
     assert sent == tok.decode(ids)
     assert pt.finish(tok.decode(ids)) == ""
+
+
+def test_fill_in_the_middle_through_suffix(server, llm):
+    prefix, suffix = PROMPTS[2] + "    n = n - 3\n", "    return n\n"
+    out = server.client.completions.create(model="tinycode-mdm", prompt=prefix, suffix=suffix, max_tokens=6)
+    assert out.choices[0].text == llm.infill(prefix, suffix, max_new_tokens=6)
+    with pytest.raises(openai.BadRequestError, match="stream"):
+        server.client.completions.create(model="tinycode-mdm", prompt=prefix, suffix=suffix, stream=True)
+    with pytest.raises(openai.BadRequestError, match="context"):
+        server.client.completions.create(model="tinycode-mdm", prompt=prefix, suffix=suffix, max_tokens=400)

@@ -30,8 +30,10 @@ def build_batch(
     pad_id: int,
     device: torch.device | str = "cpu",
     max_length: int | None = None,
+    suffixes: Sequence[Sequence[int]] | None = None,
 ) -> PromptBatch:
-    """Left-pad ``prompts`` and append ``gen_length`` positions holding ``fill_id``."""
+    """Left-pad ``prompts`` and append ``gen_length`` positions holding ``fill_id``, then each
+    row's suffix (fill-in-the-middle), right-padded to the longest (padding masked out)."""
     if len(prompts) == 0:
         raise ValueError("no prompts given: pass a list of token-id lists")
     lengths = [len(p) for p in prompts]
@@ -41,11 +43,15 @@ def build_batch(
             "token (a shifted model predicts the first completion token from it)"
         )
     p = max(lengths)
-    total = p + gen_length
+    if suffixes is not None and len(suffixes) != len(prompts):
+        raise ValueError(f"{len(suffixes)} suffixes for {len(prompts)} prompts: give one per prompt")
+    s = max((len(x) for x in suffixes), default=0) if suffixes is not None else 0
+    total = p + gen_length + s
     if max_length is not None and total > max_length:
         raise ValueError(
-            f"the longest prompt ({p} tokens) plus gen_length ({gen_length}) is {total} tokens, "
-            f"more than the model's context of {max_length}; shorten the prompt or gen_length"
+            f"the longest prompt ({p} tokens) plus gen_length ({gen_length})"
+            + (f" plus the longest suffix ({s})" if s else "")
+            + f" is {total} tokens, more than the model's context of {max_length}; shorten the prompt or gen_length"
         )
     b = len(prompts)
     tokens = torch.full((b, total), fill_id, dtype=torch.long)
@@ -54,8 +60,15 @@ def build_batch(
     for i, prompt in enumerate(prompts):  # building the batch, not the hot path
         tokens[i, p - len(prompt) : p] = torch.as_tensor(list(prompt), dtype=torch.long)
         attention[i, : p - len(prompt)] = False
+        if s:
+            suffix = list(suffixes[i]) if suffixes is not None else []
+            end = p + gen_length + len(suffix)
+            tokens[i, p + gen_length : end] = torch.as_tensor(suffix, dtype=torch.long)
+            tokens[i, end:] = pad_id
+            attention[i, end:] = False
     positions = mask_positions(attention)
-    return PromptBatch(tokens.to(device), attention.to(device), positions.to(device), p, has_padding=min(lengths) != p)
+    padded = min(lengths) != p or (s > 0 and suffixes is not None and min(len(x) for x in suffixes) != s)
+    return PromptBatch(tokens.to(device), attention.to(device), positions.to(device), p, has_padding=padded)
 
 
 @dataclass

@@ -36,11 +36,20 @@ from demask.decoding.output import as_decoding_model
 class StepForward:
     """Runs the model for one decoding step of block decoding."""
 
-    def __init__(self, model: torch.nn.Module, mode: str, prompt_length: int, total_length: int) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        mode: str,
+        prompt_length: int,
+        total_length: int,
+        sequence_length: int | None = None,
+    ) -> None:
+        """[prompt_length, total_length): the completion; sequence_length (default total_length):
+        the whole row, longer when a suffix follows the completion (fill-in-the-middle)."""
         self.model, self.mode = as_decoding_model(model), mode
         self.shifted = bool(self.model.config.shift_logits)
         self.p, self.t = prompt_length, total_length
-        self.cache = self.model.new_cache(total_length) if mode != "none" else None
+        self.cache = self.model.new_cache(sequence_length or total_length) if mode != "none" else None
         self.exact = self.cache is not None and self.model.config.block_size is not None
 
     def __call__(

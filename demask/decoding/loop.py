@@ -63,6 +63,7 @@ def generate(
     config: DecodeConfig,
     generator: torch.Generator | None = None,
     on_step: Callable[[TraceStep], None] | None = None,
+    suffixes: Sequence[Sequence[int]] | None = None,
 ) -> DecodeOutput:
     """Decode a completion of ``config.gen_length`` tokens for every prompt.
 
@@ -73,17 +74,29 @@ def generate(
     on_step: called after every forward pass with what it committed (a :class:`TraceStep`:
         the rows that took part, the committed positions and their tokens), to stream the
         denoising as it happens; it must not modify the tensors.
+    suffixes: fill-in-the-middle: one token list per prompt that follows the completion (the
+        model sees it; the completion is the middle, exactly ``gen_length`` tokens: end tokens
+        are never chosen and nothing stops early). Full-attention diffusion models only.
     """
     mcfg = as_decoding_model(model).config
     device = next(model.parameters()).device
     generator = seeded_generator(config, device) if generator is None else generator
+    if suffixes is not None and (mcfg.causal or mcfg.block_size is not None):
+        kind = "an autoregressive" if mcfg.causal else "a block-causal"
+        raise ValueError(
+            f"fill-in-the-middle needs a model that sees the suffix; {kind} model never attends to later "
+            "tokens: use a full-attention diffusion model (tinycode-mdm), or generate from the prefix alone"
+        )
     if mcfg.causal:
         return generate_autoregressive(model, prompts, config, generator, on_step)
     mask_id = _mask_token_id(mcfg)
     ends = end_token_ids(mcfg)
     batch = build_batch(
-        prompts, config.gen_length, mask_id, fill_token_id(mcfg, ends), device, mcfg.max_position_embeddings
-    )
+        prompts, config.gen_length, mask_id, fill_token_id(mcfg, ends), device, mcfg.max_position_embeddings,
+        suffixes=suffixes,
+    )  # fmt: skip
+    if suffixes is not None:  # the middle has exactly gen_length tokens: no end token, no early stop
+        config = config.replace(early_stop=False)
     if mcfg.block_size is not None:
         config = block_causal_config(config, mcfg.block_size)
         batch.positions = align_positions(batch.positions, batch.prompt_length, mcfg.block_size)
@@ -94,9 +107,13 @@ def generate(
         config=config,
         policy=policy,
         schedule=None if policy.adaptive else schedule_class(config.schedule)(),
-        forward=StepForward(model, config.cache, p, p + length),
+        forward=StepForward(model, config.cache, p, p + length, batch.tokens.shape[1]),
         generator=generator,
-        banned=torch.tensor([mask_id] if mask_id < mcfg.vocab_size else [], dtype=torch.long, device=device),
+        banned=torch.tensor(
+            [i for i in [mask_id, *(ends if suffixes is not None else [])] if i < mcfg.vocab_size],
+            dtype=torch.long,
+            device=device,
+        ),
         nfe=torch.zeros(len(prompts), dtype=torch.long, device=device),  # per batch row
         trace=Trace(len(prompts), length) if config.trace else None,
         on_step=on_step,
@@ -111,7 +128,7 @@ def generate(
             if config.early_stop and ends:
                 rows = _retire_finished(rows, out, p, end_t, run.forward, run.trace)
     out[rows.index] = rows.tokens
-    return DecodeOutput(cut_completions(out[:, p:], ends), run.nfe.tolist(), out, p, run.trace)
+    return DecodeOutput(cut_completions(out[:, p : p + length], ends), run.nfe.tolist(), out, p, run.trace)
 
 
 @dataclass

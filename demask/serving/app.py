@@ -175,7 +175,9 @@ def create_app(llm: Any, limits: Limits | None = None, batcher: Batcher | None =
         prompts = [req.prompt] if isinstance(req.prompt, str) else list(req.prompt)
         if not prompts or len(prompts) > limits.max_prompts:
             raise APIError(400, f"prompt must hold 1 to {limits.max_prompts} strings, got {len(prompts)}", "prompt")
-        return await _serve(req, prompts, "text_completion", suffix=req.suffix)
+        if req.suffix is not None:
+            return await _infill(req, prompts)
+        return await _serve(req, prompts, "text_completion")
 
     @app.post("/v1/chat/completions")
     async def chat(req: ChatRequest) -> Any:
@@ -188,11 +190,44 @@ def create_app(llm: Any, limits: Limits | None = None, batcher: Batcher | None =
             req.max_tokens = req.max_completion_tokens
         return await _serve(req, [prompt], "chat.completion")
 
-    async def _serve(req: _Common, prompts: list[str], kind: str, suffix: str | None = None) -> Any:
+    def _check(req: _Common) -> None:
         if req.model != llm.name:
             raise APIError(404, f"model {req.model!r} not found; this server serves {llm.name!r}", "model",
                            "not_found_error")  # fmt: skip
         _refuse_unsupported(req)
+
+    async def _infill(req: CompletionRequest, prompts: list[str]) -> Any:
+        """Fill-in-the-middle: each prompt is a prefix, ``suffix`` follows the middle; with
+        max_tokens a middle of exactly that many tokens, without it the model's likeliest length."""
+        _check(req)
+        if req.stream:
+            raise APIError(400, "stream is not available with suffix (fill-in-the-middle); send stream: false",
+                           "stream")  # fmt: skip
+        if req.n != 1 or len(prompts) != 1:
+            raise APIError(400, "fill-in-the-middle takes one prompt and n=1", "n")
+        options = {k: getattr(req, k) for k in DECODE_FIELDS if getattr(req, k) is not None}
+        suffix = req.suffix or ""
+        stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
+
+        def run() -> str:
+            return llm.infill(prompts[0], suffix, max_new_tokens=req.max_tokens, seed=req.seed or 0, **options)
+
+        try:
+            middle = await asyncio.wrap_future(batcher.call(run))
+        except (ValueError, TypeError) as exc:
+            raise APIError(400, str(exc)) from None
+        text, stopped = cut_at_stop(middle, stop)
+        used = len(llm.tokenizer.encode(middle)) if middle else 0
+        prompt_tokens = len(llm.tokenizer.encode(prompts[0])) + len(llm.tokenizer.encode(suffix))
+        return {"id": _id("text_completion"), "object": "text_completion", "created": int(time.time()),
+                "model": llm.name,
+                "choices": [{"index": 0, "text": text, "finish_reason": "stop" if stopped else "length",
+                             "logprobs": None}],
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": used,
+                          "total_tokens": prompt_tokens + used}}  # fmt: skip
+
+    async def _serve(req: _Common, prompts: list[str], kind: str) -> Any:
+        _check(req)
         if req.n > limits.max_n:
             raise APIError(400, f"n={req.n} exceeds the server's limit of {limits.max_n}", "n")
         if len(prompts) * req.n > limits.max_rows:
@@ -203,7 +238,7 @@ def create_app(llm: Any, limits: Limits | None = None, batcher: Batcher | None =
             raise APIError(400, f"stop holds {len(stop)} strings, at most {limits.max_stop}", "stop")
         if req.demask_steps and not req.stream:
             raise APIError(400, "demask_steps streams the denoising: it needs stream: true", "demask_steps")
-        plan = _plan(llm, req, prompts, suffix)
+        plan = _plan(llm, req, prompts)
         if req.stream:
             return StreamingResponse(_stream(plan, req, kind, stop), media_type="text/event-stream")
         result = await _submit(plan, req.seed)
@@ -327,20 +362,17 @@ class _Plan:
         return text, "stop" if stopped or ended else "length"
 
 
-def _plan(llm: Any, req: _Common, prompts: list[str], suffix: str | None) -> _Plan:
+DECODE_FIELDS = ("temperature", "top_p", "top_k", "steps", "block_length", "policy", "policy_options", "cache")
+
+
+def _plan(llm: Any, req: _Common, prompts: list[str]) -> _Plan:
     """Tokenise, check lengths and build the DecodeConfig (a wrong option is a 400 naming it)."""
     from demask.decoding.output import end_token_ids
 
-    if suffix is not None:
-        raise APIError(400, "suffix (fill-in-the-middle) is not available on this server yet", "suffix")
     encoded = [llm.tokenizer.encode(p) for p in prompts]
     if any(len(e) == 0 for e in encoded):
         raise APIError(400, "prompt is empty: give at least one token of text", "prompt")
-    options = {
-        k: getattr(req, k)
-        for k in ("temperature", "top_p", "top_k", "steps", "block_length", "policy", "policy_options", "cache")
-        if getattr(req, k) is not None
-    }
+    options = {k: getattr(req, k) for k in DECODE_FIELDS if getattr(req, k) is not None}
     longest = max(len(e) for e in encoded)
     try:
         base = llm.decode_config(longest, **options)

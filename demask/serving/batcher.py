@@ -52,9 +52,13 @@ class Job:
     seed: int | None = None
     on_step: StepCallback | None = None
     future: Future = field(default_factory=Future)
+    call: Callable[[], Any] | None = None
+    """A job that is a function to run in the decoding thread by itself (fill-in-the-middle)."""
 
     def key(self) -> str:
         """Jobs with equal keys may share one decode."""
+        if self.call is not None:
+            return f"call-{id(self)}"
         settings = dataclasses.asdict(self.config)
         settings.pop("seed", None)
         if self.config.temperature > 0 and self.seed is not None:
@@ -103,6 +107,17 @@ class Batcher:
             self._cv.notify()
         return job.future
 
+    def call(self, fn: Callable[[], Any]) -> Future:
+        """Run ``fn()`` in the decoding thread, between batches (the model is used by one
+        thread at a time); its future gets what it returns."""
+        job = Job([[0]], None, call=fn)
+        with self._cv:
+            if self._closing:
+                raise RuntimeError("the server is shutting down")
+            self._queue.append(job)
+            self._cv.notify()
+        return job.future
+
     def close(self, timeout: float | None = None) -> None:
         """Finish every queued job, then stop the thread."""
         with self._cv:
@@ -136,6 +151,12 @@ class Batcher:
         while (jobs := self._take()) is not None:
             live = [j for j in jobs if j.future.set_running_or_notify_cancel()]
             if not live:
+                continue
+            if live[0].call is not None:
+                try:
+                    live[0].future.set_result(live[0].call())
+                except BaseException as exc:
+                    live[0].future.set_exception(exc)
                 continue
             try:
                 results = self._decode(live)

@@ -104,15 +104,20 @@ def masked_diffusion_loss(
     shifted: bool,
     visible: float = 1.0,
     keys: torch.Tensor | None = None,
+    span: torch.Tensor | None = None,
 ) -> LossOutput:
     """The masked-diffusion ELBO with the noise given.
 
     t: (B,) mask rates in (0, 1]; u: (B, S) uniforms, position i of row b is masked when
     it is a target and u[b, i] < t[b]. Attention annealing (``visible`` < 1): a query sees
     the keys at or before it and each later key whose uniform ``keys`` (B, S, S) is below
-    ``visible``.
+    ``visible``. ``span`` (B, S) bool (fill-in-the-middle training): a row with any True
+    there has only those targets (a middle; the targets around it stay visible), so its
+    loss is the ELBO of the middle given prefix and suffix.
     """
     targets = scored_positions(batch, shifted)  # (B, S)
+    if span is not None:
+        targets = torch.where(span.any(1, keepdim=True), targets & span, targets)
     masked = targets & (u < t[:, None])  # (B, S)
     noisy = torch.where(masked, torch.full_like(batch.input_ids, mask_token_id), batch.input_ids)
     if visible < 1.0:
@@ -242,10 +247,15 @@ class MaskedDiffusion(Objective):
     opens from causal to bidirectional over the first N updates instead of at once.
     """
 
-    def __init__(self, config: ModelConfig, mask_eps: float = 1e-3, anneal_steps: int = 0) -> None:
+    def __init__(
+        self, config: ModelConfig, mask_eps: float = 1e-3, anneal_steps: int = 0, infill_rate: float = 0.0
+    ) -> None:
         super().__init__(config, mask_eps)
         if anneal_steps < 0:
             raise ValueError(f"anneal_steps must be >= 0 (0 = no annealing), got {anneal_steps}")
+        if not 0.0 <= infill_rate <= 1.0:
+            raise ValueError(f"infill_rate must lie in [0, 1] (a fraction of the rows), got {infill_rate}")
+        self.infill_rate = infill_rate
         self.anneal_steps, self.visible = anneal_steps, 1.0 if anneal_steps == 0 else 0.0
         if config.causal:
             raise ValueError(
@@ -270,10 +280,12 @@ class MaskedDiffusion(Objective):
         unit = 1.0 - torch.rand(rows, generator=generator, device=generator.device)
         t = self.mask_eps + (1.0 - self.mask_eps) * unit
         u = torch.rand(rows, width, generator=generator, device=generator.device)
+        noise = {"t": t, "u": u}
         if self.visible < 1.0:
-            keys = torch.rand(rows, width, width, generator=generator, device=generator.device)
-            return {"t": t, "u": u, "keys": keys}
-        return {"t": t, "u": u}
+            noise["keys"] = torch.rand(rows, width, width, generator=generator, device=generator.device)
+        if self.infill_rate > 0:  # which rows learn a middle, and where it starts and ends
+            noise["span"] = torch.rand(rows, 3, generator=generator, device=generator.device)
+        return noise
 
     def at_step(self, step: int) -> None:
         if self.anneal_steps:
@@ -283,6 +295,10 @@ class MaskedDiffusion(Objective):
         device, cut = batch.input_ids.device, noise["u"].shape[1] - batch.width
         keys = noise.get("keys")
         assert self.config.mask_token_id is not None  # checked in __init__
+        span = None
+        if "span" in noise:
+            span = middle_spans(scored_positions(batch, self.config.shift_logits), noise["span"].to(device),
+                                self.infill_rate)  # fmt: skip
         return masked_diffusion_loss(
             model,
             batch,
@@ -292,7 +308,25 @@ class MaskedDiffusion(Objective):
             shifted=self.config.shift_logits,
             visible=self.visible if keys is not None else 1.0,
             keys=None if keys is None else keys[:, cut:, cut:].to(device),
+            span=span,
         )
+
+
+def middle_spans(targets: torch.Tensor, draws: torch.Tensor, rate: float) -> torch.Tensor:
+    """(B, S) bool: for the rows whose first draw is below ``rate``, a contiguous run of their
+    targets (start uniform over the targets, length uniform from 1 to what is left); all
+    False for the others. draws: (B, 3) uniforms.
+
+    >>> t = torch.tensor([[False, True, True, True, True]] * 2)
+    >>> middle_spans(t, torch.tensor([[0.1, 0.5, 0.0], [0.9, 0.5, 0.0]]), 0.5).int().tolist()
+    [[0, 0, 0, 1, 0], [0, 0, 0, 0, 0]]
+    """
+    rank = targets.long().cumsum(1) - 1  # (B, S) index among the row's targets
+    n = targets.sum(1)  # (B,)
+    start = (draws[:, 1] * n).floor().long().clamp(max=(n - 1).clamp(min=0))
+    length = 1 + (draws[:, 2] * (n - start)).floor().long()
+    inside = (rank >= start[:, None]) & (rank < (start + length)[:, None]) & targets
+    return inside & (draws[:, 0] < rate)[:, None]
 
 
 @OBJECTIVES.register("block-diffusion", "bd3lm", "block")

@@ -1,0 +1,118 @@
+"""Fill-in-the-middle: the batch layout with a suffix, the decoder sees the suffix and never
+changes it, the facade returns only the middle, TinyCode-infill tasks and the HumanEval-infilling
+loader."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+import torch
+
+import demask
+from demask.decoding import DecodeConfig, generate
+from demask.decoding.batch import build_batch
+from demask.decoding.mock import ScriptedModel
+from demask.model.config import ModelConfig
+from demask.tasks import load_tasks
+from demask.tasks.infill import infill_task, load_humaneval_infilling, tinycode_infill
+
+V, MASK, PAD, EOS = 12, 11, 10, 9
+
+
+def test_batch_layout_left_pads_prompts_and_right_pads_suffixes():
+    b = build_batch([[1, 2], [3]], 2, MASK, PAD, suffixes=[[4], [5, 6]])
+    assert b.tokens.tolist() == [[1, 2, MASK, MASK, 4, PAD], [PAD, 3, MASK, MASK, 5, 6]]
+    assert b.attention.tolist() == [[True] * 5 + [False], [False] + [True] * 5]
+    assert b.positions[1].tolist() == [0, 0, 1, 2, 3, 4] and b.prompt_length == 2 and b.has_padding
+    with pytest.raises(ValueError, match="one per prompt"):
+        build_batch([[1]], 2, MASK, PAD, suffixes=[[4], [5]])
+    with pytest.raises(ValueError, match="longest suffix"):
+        build_batch([[1]], 2, MASK, PAD, max_length=4, suffixes=[[4, 5]])
+
+
+def _echo_last_model(shifted: bool = False) -> ScriptedModel:
+    """Every position predicts the last token of the row it is given: the suffix's last."""
+    cfg = ModelConfig(vocab_size=V, hidden_size=8, num_layers=1, num_heads=1, num_kv_heads=1,
+                      mask_token_id=MASK, pad_token_id=PAD, eos_token_id=EOS, shift_logits=shifted)  # fmt: skip
+
+    def fn(ids: torch.Tensor, positions: torch.Tensor, call: int) -> torch.Tensor:
+        logits = torch.zeros(ids.shape[0], ids.shape[1], V)
+        logits[torch.arange(ids.shape[0]), :, ids[:, -1]] = 5.0
+        logits[..., EOS] = 4.0  # an end token the middle must never take
+        return logits
+
+    return ScriptedModel(cfg, fn)
+
+
+@pytest.mark.parametrize("shifted", [False, True])
+def test_the_middle_sees_the_suffix_and_the_suffix_is_kept(shifted):
+    model = _echo_last_model(shifted)
+    config = DecodeConfig(gen_length=3, policy="confidence", cache="none")
+    out = generate(model, [[1, 2], [3]], config, suffixes=[[4, 7], [8, 6]])
+    assert out.completions == [[7, 7, 7], [6, 6, 6]]  # exactly gen_length tokens, no end token
+    p = out.prompt_length
+    assert out.tokens[:, p + 3 :].tolist() == [[4, 7], [8, 6]]
+
+
+def test_models_that_cannot_see_a_suffix_are_refused():
+    for name in ("tinycode-block", "tinycode-ar"):
+        llm = demask.load(name)
+        with pytest.raises(ValueError, match="sees the suffix"):
+            llm.infill("def f(n):\n", "    return n\n", max_new_tokens=4)
+
+
+@pytest.fixture(scope="module")
+def mdm():
+    return demask.load("tinycode-mdm")
+
+
+def test_facade_returns_the_middle_only(mdm):
+    pre, suf = 'def f(n):\n    """Add 1."""\n', "    return n\n"
+    middle = mdm.infill(pre, suf, max_new_tokens=6)
+    assert isinstance(middle, str) and not middle.startswith(pre)
+    both = mdm.infill([pre, pre], [suf, "    return 0\n"], lengths=[2, 4, 6])
+    assert isinstance(both, list) and len(both) == 2
+    with pytest.raises(TypeError, match="two str"):
+        mdm.infill(pre, [suf])
+    with pytest.raises(ValueError, match="context"):
+        mdm.infill(pre, suf, max_new_tokens=500)
+    with pytest.raises(ValueError, match="score"):
+        mdm.infill(pre, suf, score="max")
+
+
+def test_tinycode_infill_tasks_reassemble_and_their_references_pass():
+    from demask.execution import Sandbox, SandboxConfig
+
+    tasks = load_tasks("tinycode:validation")[:12]
+    programs = []
+    for mode in ("line", "span"):
+        for task in tasks:
+            it = infill_task(task, mode)
+            assert it.program(it.middle) == task.prompt + task.canonical_solution
+            assert it.middle.strip() and it.task_id.endswith(mode)
+            assert infill_task(task, mode) == it  # a pure function of the task and seed
+            programs.append(it.as_task().program(it.middle + it.suffix))
+    assert len(tinycode_infill("validation", "span")) == len(load_tasks("tinycode:validation"))
+    with Sandbox(SandboxConfig(workers=2, timeout_s=3.0)) as sandbox:
+        results = dict(sandbox.run_many(programs))
+    assert len(results) == 24 and all(r.passed for r in results.values())
+
+
+def test_humaneval_infilling_loader_reads_the_file_format(tmp_path):
+    rows = [{"task_id": "SingleLineInfilling/HumanEval/0/L0", "entry_point": "inc", "prompt": "def inc(x):\n",
+             "suffix": "    return y\n", "canonical_solution": "    y = x + 1\n",
+             "test": "def check(f):\n    assert f(1) == 2\n"}]  # fmt: skip
+    path = tmp_path / "HumanEval-SingleLineInfilling.jsonl.gz"
+    with gzip.open(path, "wt") as f:
+        f.write("\n".join(json.dumps(r) for r in rows) + "\n")
+    (task,) = load_humaneval_infilling(path)
+    assert task.program(task.middle) == "def inc(x):\n    y = x + 1\n    return y\n"
+    assert task.tests[0].endswith("check(inc)\n")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"task_id": "x"}\n')
+    with pytest.raises(ValueError, match="bad.jsonl:1"):
+        load_humaneval_infilling(bad)
+    with pytest.raises(FileNotFoundError, match="human-eval-infilling"):
+        load_humaneval_infilling(tmp_path / "missing.jsonl")
