@@ -193,6 +193,7 @@ class LLM:
         max_new_tokens: int | None = None,
         lengths: Sequence[int] | None = None,
         score: str = "mean",
+        end: bool = True,
         seed: int | None = 0,
         **options: Any,
     ):
@@ -205,7 +206,9 @@ class LLM:
         total). Prefix and suffix are kept byte for byte: only the middle is returned.
         Options are DecodeConfig fields; the default decoder is one token per step by
         confidence over the whole middle (no blocks, no cache). A full-attention diffusion
-        model only: an autoregressive or block-causal one never sees the suffix."""
+        model only: an autoregressive or block-causal one never sees the suffix. ``end``: the
+        suffix ends the text, so the model's end token follows it (as every training sequence
+        ends); False when more text follows that the model is not shown."""
         from demask.decoding import generate
 
         pairs = self._infill_inputs(prefix, suffix)
@@ -219,12 +222,14 @@ class LLM:
         if not candidates or min(candidates) < 1:
             raise ValueError(f"middle lengths must be positive token counts, got {candidates}")
         pre = [self.tokenizer.encode(p) for p, _ in pairs]
-        suf = [self.tokenizer.encode(s) for _, s in pairs]
-        room = self.context_length - max(len(a) + len(b) for a, b in zip(pre, suf))
-        if max(candidates) > room:
+        eos = self.config.eos_token_id
+        suf = [self.tokenizer.encode(s) + ([eos] if end and eos is not None else []) for _, s in pairs]
+        rooms = [self.context_length - len(a) - len(b) for a, b in zip(pre, suf)]
+        if min(candidates) > min(rooms):
             raise ValueError(
-                f"prefix and suffix leave {room} tokens of {self.name or 'the model'}'s context of "
-                f"{self.context_length} for the middle; ask for at most {max(room, 0)} (max_new_tokens or lengths)"
+                f"prefix and suffix leave {min(rooms)} tokens of {self.name or 'the model'}'s context of "
+                f"{self.context_length} for the middle; ask for at most {max(min(rooms), 0)} "
+                "(max_new_tokens or lengths)"
             )
         if any(not p for p in pre):
             raise ValueError("an empty prefix: infilling needs at least one token before the middle")
@@ -235,17 +240,37 @@ class LLM:
             config = self.decode_config(0, **{**defaults, **options, "gen_length": m})
             if len(candidates) > 1:
                 config = config.replace(trace=True)
-            gen = None if seed is None else torch.Generator(device=device).manual_seed(seed)
-            out = generate(self.model, pre, config, generator=gen, suffixes=suf)
-            for i, tokens in enumerate(out.tokens[:, out.prompt_length : out.prompt_length + m].tolist()):
-                value = 0.0
-                if out.trace is not None:
-                    logs = [math.log(max(c, 1e-12)) for st in out.trace.row(i).steps for c in st.confidences]
-                    value = sum(logs) / max(len(logs), 1) if score == "mean" else sum(logs)
-                if value > best[i][0]:
-                    best[i] = (value, tokens)
+            for rows in self._infill_groups(pre, suf, m):  # batches whose padded layout fits the context
+                gen = None if seed is None else torch.Generator(device=device).manual_seed(seed)
+                sub_pre, sub_suf = [pre[i] for i in rows], [suf[i] for i in rows]
+                out = generate(self.model, sub_pre, config, generator=gen, suffixes=sub_suf)
+                middles = out.tokens[:, out.prompt_length : out.prompt_length + m].tolist()
+                for j, (i, tokens) in enumerate(zip(rows, middles)):
+                    value = 0.0
+                    if out.trace is not None:
+                        logs = [math.log(max(c, 1e-12)) for st in out.trace.row(j).steps for c in st.confidences]
+                        value = sum(logs) / max(len(logs), 1) if score == "mean" else sum(logs)
+                    if value > best[i][0]:
+                        best[i] = (value, tokens)
+        if any(not tokens for _, tokens in best):
+            raise ValueError(f"no middle length of {candidates} fits the context for some prefix and suffix")
         texts = [self.tokenizer.decode(tokens) for _, tokens in best]
         return texts[0] if single else texts
+
+    def _infill_groups(self, pre: list[list[int]], suf: list[list[int]], m: int) -> list[list[int]]:
+        """The rows whose middle of ``m`` tokens fits, in batches (rows sorted by prefix length)
+        whose left- and right-padded layout (longest prefix + m + longest suffix) fits too."""
+        fits = sorted((i for i in range(len(pre)) if len(pre[i]) + m + len(suf[i]) <= self.context_length),
+                      key=lambda i: len(pre[i]))  # fmt: skip
+        groups: list[list[int]] = []
+        for i in fits:
+            if groups:
+                g = groups[-1]
+                if len(pre[i]) + m + max(len(suf[k]) for k in [*g, i]) <= self.context_length:
+                    g.append(i)
+                    continue
+            groups.append([i])
+        return groups
 
     def _infill_inputs(self, prefix: Any, suffix: Any) -> list[tuple[str, str]]:
         if isinstance(prefix, str) and isinstance(suffix, str):

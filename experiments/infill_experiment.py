@@ -10,7 +10,8 @@ is done): greedy, one sample per task; the program is prefix + middle + suffix. 
 ``oracle`` (the reference middle's token count), ``mean``/``sum`` (every length 1-32 decoded,
 the likeliest by mean / total log-probability of the committed tokens; chosen on validation).
 The AR twin (``--ar NAME``) decodes from the prefix alone; its middle is its completion up to
-the first line break (kept for ``line``, dropped for ``span``). Pass@1 with 95% intervals;
+the first line break (for ``line``: with the break and the next line's indentation, as the
+token-aligned reference middles end; for ``span``: without). Pass@1 with 95% intervals;
 paired differences of each rule against ``oracle`` on the same tasks.
 """
 
@@ -59,9 +60,13 @@ def ar_sampler(llm: Any, tasks: list, mode: str):
     def sample(prompts: list[str], seeds: list[int]) -> list[SampleOutput]:
         out = []
         for p, text in zip(prompts, llm.generate(list(prompts))):
-            line, nl, _ = text.partition("\n")
-            middle = line + nl if mode == "line" else line
-            out.append(SampleOutput(completion=middle + by_prefix[p].suffix))
+            suffix = by_prefix[p].suffix
+            line, nl, rest = text.partition("\n")
+            middle = line
+            if mode == "line" and nl:  # the line, its break, and the next line's indentation
+                indent = rest[: len(rest) - len(rest.lstrip(" "))]  # that the suffix does not bring
+                middle = line + nl + indent[: max(0, len(indent) - (len(suffix) - len(suffix.lstrip(" "))))]
+            out.append(SampleOutput(completion=middle + suffix))
         return out
 
     return sample

@@ -116,3 +116,22 @@ def test_humaneval_infilling_loader_reads_the_file_format(tmp_path):
         load_humaneval_infilling(bad)
     with pytest.raises(FileNotFoundError, match="human-eval-infilling"):
         load_humaneval_infilling(tmp_path / "missing.jsonl")
+
+
+@pytest.mark.parametrize("cache", ["none", "prefix", "dual"])
+def test_every_cache_mode_keeps_the_suffix_and_policies_see_only_the_middle(cache):
+    from demask.decoding.policies import LearnedPolicy
+
+    seen = []
+
+    def fn(features):
+        seen.append(features.masked.shape[1])
+        return features.confidence
+
+    model = _echo_last_model(shifted=True)
+    config = DecodeConfig(gen_length=4, block_length=2, policy=LearnedPolicy(fn), cache=cache)
+    out = generate(model, [[1, 2], [3]], config, suffixes=[[4, 7, 5], [8]])
+    assert [len(c) for c in out.completions] == [4, 4]
+    p = out.prompt_length
+    assert out.tokens[0, p + 4 :].tolist() == [4, 7, 5] and out.tokens[1, p + 4 :].tolist() == [8, PAD, PAD]
+    assert seen and set(seen) == {4}

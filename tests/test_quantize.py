@@ -35,3 +35,17 @@ def test_int8_names_and_errors():
     assert is_int8("int8") and is_int8("qint8") and not is_int8("float32") and not is_int8(torch.float32)
     with pytest.raises(ValueError, match="int8"):
         demask.load("tinycode-mdm", dtype="float8")
+
+
+def test_int8_is_for_inference_only(pair, tmp_path):
+    from demask.model.checkpoint import save_pretrained
+    from demask.training.config import TrainConfig
+    from demask.training.updates import UpdateLoop
+
+    _, q = pair
+    with pytest.raises(ValueError, match="not saved"):
+        save_pretrained(q.model, tmp_path / "x")
+    with pytest.raises(ValueError, match="cannot be trained"):
+        UpdateLoop(TrainConfig(out_dir=str(tmp_path / "run")), q.model, log_name="log.csv")
+    with pytest.raises(ValueError, match="CPU"):
+        demask.load("tinycode-mdm", dtype="int8", device="meta")

@@ -134,13 +134,26 @@ def test_stream_deltas_add_up_to_the_completion(server):
     assert reasons[-1] in ("stop", "length")
 
 
-def test_chat_stream(server, llm):
-    parts = []
+def test_chat_stream_with_usage(server, llm):
+    parts, usage = [], None
     for event in server.client.chat.completions.create(
-        model="tinycode-mdm", messages=[{"role": "user", "content": PROMPTS[0]}], max_tokens=48, stream=True
-    ):
-        parts.append(event.choices[0].delta.content or "")
+        model="tinycode-mdm", messages=[{"role": "user", "content": PROMPTS[0]}], max_tokens=48, stream=True,
+        stream_options={"include_usage": True},
+    ):  # fmt: skip
+        if event.choices:
+            parts.append(event.choices[0].delta.content or "")
+        else:
+            usage = event.usage
     assert "".join(parts) == llm.generate(PROMPTS[0], max_new_tokens=48)
+    assert usage is not None and usage.prompt_tokens == len(llm.tokenizer.encode(PROMPTS[0]))
+
+
+def test_a_client_leaving_mid_stream_does_not_break_the_server(server):
+    stream = server.client.completions.create(model="tinycode-mdm", prompt=PROMPTS[0], max_tokens=48, stream=True)
+    next(iter(stream))
+    stream.close()
+    out = server.client.completions.create(model="tinycode-mdm", prompt=PROMPTS[1], max_tokens=48)
+    assert out.choices[0].finish_reason in ("stop", "length")
 
 
 def test_denoising_steps_extension_streams_every_commit(server):
@@ -175,6 +188,7 @@ def test_denoising_steps_extension_streams_every_commit(server):
         ({"demask_steps": True}, "stream: true"),
         ({"prompt": ""}, "empty"),
         ({"prompt": ["x"] * 17}, "1 to 16"),
+        ({"seed": 2**64}, "seed"),
     ],
 )
 def test_bad_requests_are_openai_shaped_4xx(server, fields, needle):
@@ -254,6 +268,8 @@ def test_prefix_text_holds_back_until_the_prefix_is_committed(llm):
     pt = PrefixText(tok, len(ids) + 2, ends=[tok.eos_token_id or 0])
     assert pt.update([len(ids) - 1], [ids[-1]]) == ""  # a later position: nothing to send yet
     sent = pt.update(list(range(len(ids) - 1)), ids[:-1])
+    assert sent == tok.decode(ids[:-1])  # the last token is held back: it may merge with the next
+    sent += pt.update([len(ids)], [tok.eos_token_id or 0])  # an end token closes the prefix
     assert sent == tok.decode(ids)
     assert pt.finish(tok.decode(ids)) == ""
 

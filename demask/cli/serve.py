@@ -35,6 +35,8 @@ def serve_command(
 
         if max_batch < 1 or max_n < 1:
             raise ValueError(f"--max-batch ({max_batch}) and --max-n ({max_n}) must be at least 1")
+        if max_queued < max_batch:
+            raise ValueError(f"--max-queued ({max_queued}) must be at least --max-batch ({max_batch})")
         llm = demask.load(model, dtype=dtype, device=device)
         typer.echo(f"serving {model} on http://{host}:{port}/v1 (batch <= {max_batch}; Ctrl-C stops after "
                    "the requests in flight)", err=True)  # fmt: skip

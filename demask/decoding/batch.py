@@ -93,11 +93,12 @@ class ActiveRows:
     policies that see the whole completion ((A, 0) for the others)."""
 
     @classmethod
-    def start(cls, batch: PromptBatch, confidence: bool = False) -> ActiveRows:
+    def start(cls, batch: PromptBatch, confidence: bool = False, length: int | None = None) -> ActiveRows:
         """Every row of ``batch``, every completion position masked; ``confidence``
-        allocates that (A, L) buffer."""
+        allocates that (A, L) buffer. ``length``: the completion's L when a suffix follows
+        it (default: everything after the prompts)."""
         b, total = batch.tokens.shape
-        length = total - batch.prompt_length
+        length = total - batch.prompt_length if length is None else length
         device = batch.tokens.device
         return cls(
             index=torch.arange(b, device=device),

@@ -5,7 +5,8 @@ which is also that step's prediction):
 
 - ``none``: the whole sequence every step (the plain loop).
 - ``prefix``: later steps run [block start, end of sequence) against the keys/values of
-  everything left of the block, as computed at the block's refresh.
+  everything left of the block, as computed at the block's refresh (a suffix after the
+  completion, fill-in-the-middle, runs with it).
 - ``dual``: later steps run only the block; the keys/values both left and right of it
   (the masked suffix) come from the refresh.
 
@@ -73,12 +74,13 @@ class StepForward:
         cache = self.cache if run is None else self.cache.gather(run)  # every position a
         # step writes in the copy is re-written by the next step or the next refresh
         a = p + lo - shift  # first absolute position to run
-        b = self.t if self.mode == "prefix" else p + hi
+        b = x.shape[1] if self.mode == "prefix" else p + hi  # prefix: to the end, a suffix included
         logits = self.model(
             x[:, a:b], attention_mask=attn, position_ids=pos[:, a:b], cache=cache, cache_start=a
         )  # (A', b - a, V)
-        # Row j of the slice predicts absolute position a + j + shift = p + lo + j.
-        return logits[:, : b - a - shift] if shift else logits, lo
+        # Row j of the slice predicts absolute position a + j + shift = p + lo + j; keep the
+        # rows that predict completion positions (not a suffix's).
+        return logits[:, : min(b, self.t) - a - shift], lo
 
     def _exact(self, rows: ActiveRows, lo: int, hi: int, refresh: bool, run: torch.Tensor | None) -> torch.Tensor:
         """Block-causal models: logits (A', hi - lo, V) for completion [lo, hi), running the

@@ -101,7 +101,7 @@ def generate(
         config = block_causal_config(config, mcfg.block_size)
         batch.positions = align_positions(batch.positions, batch.prompt_length, mcfg.block_size)
     policy = config.make_policy()
-    rows = ActiveRows.start(batch, confidence=policy.sees_completion)
+    rows = ActiveRows.start(batch, confidence=policy.sees_completion, length=config.gen_length)
     p, length, bl = batch.prompt_length, config.gen_length, config.block_size
     run = _Run(
         config=config,

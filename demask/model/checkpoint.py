@@ -216,8 +216,10 @@ def load_pretrained(
     """
     from demask.model.quantize import is_int8, quantize_int8
 
-    path = resolve_checkpoint(path)
     int8 = is_int8(dtype)
+    if int8 and torch.device(device).type != "cpu":
+        raise ValueError(f"dtype int8 runs on the CPU (its kernels are fbgemm's), not on {device}: use device cpu")
+    path = resolve_checkpoint(path)
     model = load_model(path, "float32" if int8 else dtype, device)
     if int8:
         quantize_int8(model)
@@ -252,6 +254,8 @@ def save_pretrained(
     Files are written into a temporary directory next to ``path`` and moved into place, so a
     crash never leaves a half-written checkpoint where a complete one is expected.
     """
+    if getattr(model, "quantized", None):
+        raise ValueError("an int8-quantized model is not saved: save the float checkpoint it was loaded from")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))

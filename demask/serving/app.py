@@ -73,7 +73,7 @@ class _Common(BaseModel):
     top_p: float | None = Field(None, gt=0, le=1)
     n: int = Field(1, ge=1)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, lt=2**63)
     stream: bool = False
     stream_options: dict[str, Any] | None = None
     user: str | None = None
@@ -184,8 +184,9 @@ def create_app(llm: Any, limits: Limits | None = None, batcher: Batcher | None =
         messages = [m.model_dump() for m in req.messages]
         try:
             prompt = llm.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
-        except ValueError as exc:
-            raise APIError(400, str(exc), "messages") from None
+        except Exception as exc:  # no template, or the template refused the messages
+            message = f"{exc}" if isinstance(exc, ValueError) else f"chat template: {exc}"
+            raise APIError(400, message, "messages") from None
         if req.max_completion_tokens is not None:
             req.max_tokens = req.max_completion_tokens
         return await _serve(req, [prompt], "chat.completion")
@@ -203,17 +204,25 @@ def create_app(llm: Any, limits: Limits | None = None, batcher: Batcher | None =
         if req.stream:
             raise APIError(400, "stream is not available with suffix (fill-in-the-middle); send stream: false",
                            "stream")  # fmt: skip
-        if req.n != 1 or len(prompts) != 1:
-            raise APIError(400, "fill-in-the-middle takes one prompt and n=1", "n")
+        if len(prompts) != 1:
+            raise APIError(400, f"fill-in-the-middle takes one prompt, got {len(prompts)}", "prompt")
+        if req.n != 1:
+            raise APIError(400, f"fill-in-the-middle takes n=1, got n={req.n}", "n")
         options = {k: getattr(req, k) for k in DECODE_FIELDS if getattr(req, k) is not None}
         suffix = req.suffix or ""
         stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
 
         def run() -> str:
-            return llm.infill(prompts[0], suffix, max_new_tokens=req.max_tokens, seed=req.seed or 0, **options)
+            return llm.infill(prompts[0], suffix, max_new_tokens=req.max_tokens, seed=req.seed, **options)
 
         try:
-            middle = await asyncio.wrap_future(batcher.call(run))
+            future = batcher.call(run)
+        except OverflowError as exc:
+            raise APIError(429, str(exc), None, "server_busy") from None
+        except RuntimeError as exc:
+            raise APIError(503, str(exc), None, "server_unavailable") from None
+        try:
+            middle = await asyncio.wrap_future(future)
         except (ValueError, TypeError) as exc:
             raise APIError(400, str(exc)) from None
         text, stopped = cut_at_stop(middle, stop)
@@ -240,7 +249,14 @@ def create_app(llm: Any, limits: Limits | None = None, batcher: Batcher | None =
             raise APIError(400, "demask_steps streams the denoising: it needs stream: true", "demask_steps")
         plan = _plan(llm, req, prompts)
         if req.stream:
-            return StreamingResponse(_stream(plan, req, kind, stop), media_type="text/event-stream")
+            stream = _Stream(asyncio.get_running_loop(), plan)
+            try:
+                stream.future = batcher.submit(plan.rows_in, plan.config, req.seed, stream.on_step)
+            except OverflowError as exc:
+                raise APIError(429, str(exc), None, "server_busy") from None
+            except RuntimeError as exc:
+                raise APIError(503, str(exc), None, "server_unavailable") from None
+            return StreamingResponse(_stream(stream, req, kind, stop), media_type="text/event-stream")
         result = await _submit(plan, req.seed)
         choices = []
         for i, (_, completion) in enumerate(plan.rows(result)):
@@ -251,7 +267,7 @@ def create_app(llm: Any, limits: Limits | None = None, batcher: Batcher | None =
             else:
                 choices.append({"index": i, "text": text, "finish_reason": reason, "logprobs": None})
         used = sum(len(c[: plan.max_tokens]) for c in result.completions)
-        prompt_tokens = sum(len(e) for e in plan.encoded) * req.n
+        prompt_tokens = sum(len(e) for e in plan.encoded)
         return {"id": _id(kind), "object": kind, "created": int(time.time()), "model": llm.name, "choices": choices,
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": used,
                           "total_tokens": prompt_tokens + used}}  # fmt: skip
@@ -268,15 +284,11 @@ def create_app(llm: Any, limits: Limits | None = None, batcher: Batcher | None =
         except ValueError as exc:
             raise APIError(400, str(exc)) from None
 
-    async def _stream(plan: _Plan, req: _Common, kind: str, stop: list[str]) -> AsyncIterator[str]:
-        loop = asyncio.get_running_loop()
-        events: asyncio.Queue = asyncio.Queue()
+    async def _stream(stream: _Stream, req: _Common, kind: str, stop: list[str]) -> AsyncIterator[str]:
+        plan, events, future = stream.plan, stream.events, stream.future
         texts = [PrefixText(llm.tokenizer, plan.max_tokens, plan.ends, stop) for _ in plan.rows_in]
         chunk_kind = "chat.completion.chunk" if kind == "chat.completion" else "text_completion"
-        ident, step = _id(kind), [0]
-
-        def on_step(row: int, positions: list[int], tokens: list[int]) -> None:
-            loop.call_soon_threadsafe(events.put_nowait, ("step", row, positions, tokens))
+        ident = _id(kind)
 
         def chunk(index: int, delta: str | None, reason: str | None = None, extra: dict | None = None,
                   role: bool = False) -> str:  # fmt: skip
@@ -293,38 +305,45 @@ def create_app(llm: Any, limits: Limits | None = None, batcher: Batcher | None =
                        "choices": [body]}  # fmt: skip
             return f"data: {json.dumps(payload)}\n\n"
 
+        future.add_done_callback(lambda f: stream.put(("done",)))
         try:
-            future = batcher.submit(plan.rows_in, plan.config, req.seed, on_step)
-        except (OverflowError, RuntimeError) as exc:
-            yield _sse_error(str(exc), "server_busy")
-            return
-        future.add_done_callback(lambda f: loop.call_soon_threadsafe(events.put_nowait, ("done",)))
-        if kind == "chat.completion":
-            for i in range(len(plan.rows_in)):
-                yield chunk(i, "", role=True)
-        while True:
-            event = await events.get()
-            if event[0] == "done":
-                break
-            _, row, positions, tokens = event
-            step[0] += 1
-            delta = texts[row].update(positions, [t for t in tokens])
-            extra = None
-            if req.demask_steps:
-                pieces = [llm.tokenizer.decode([t], skip_special_tokens=False) for t in tokens]
-                extra = {"demask_step": {"positions": positions, "token_ids": tokens, "tokens": pieces}}
-            if delta or extra:
-                yield chunk(row, delta, extra=extra)
-        failure = future.exception()
-        if failure is not None:
-            message = str(failure) if isinstance(failure, ValueError) else f"{type(failure).__name__}: {failure}"
-            yield _sse_error(message, "server_error")
-            return
-        for i, (_, completion) in enumerate(plan.rows(future.result())):
-            text, reason = plan.finish(completion, stop)
-            rest = texts[i].finish(text)
-            yield chunk(i, (rest or None) if kind == "chat.completion" else rest, reason)
-        yield "data: [DONE]\n\n"
+            if kind == "chat.completion":
+                for i in range(len(plan.rows_in)):
+                    yield chunk(i, "", role=True)
+            while True:
+                event = await events.get()
+                if event[0] == "done":
+                    break
+                _, row, positions, tokens = event
+                delta = texts[row].update(positions, tokens)
+                extra = None
+                if req.demask_steps:
+                    pieces = [llm.tokenizer.decode([t], skip_special_tokens=False) for t in tokens]
+                    extra = {"demask_step": {"positions": positions, "token_ids": tokens, "tokens": pieces}}
+                if delta or extra:
+                    yield chunk(row, delta, extra=extra)
+            failure = future.exception()
+            if failure is not None:
+                message = str(failure) if isinstance(failure, ValueError) else f"{type(failure).__name__}: {failure}"
+                yield _sse_error(message, "server_error")
+                return
+            result = future.result()
+            for i, (_, completion) in enumerate(plan.rows(result)):
+                text, reason = plan.finish(completion, stop)
+                rest = texts[i].finish(text)
+                yield chunk(i, (rest or None) if kind == "chat.completion" else rest, reason)
+            if (req.stream_options or {}).get("include_usage"):
+                used = sum(len(c[: plan.max_tokens]) for c in result.completions)
+                prompt_tokens = sum(len(e) for e in plan.encoded)
+                total = prompt_tokens + used
+                usage = {"prompt_tokens": prompt_tokens, "completion_tokens": used, "total_tokens": total}
+                payload = {"id": ident, "object": chunk_kind, "created": int(time.time()), "model": llm.name,
+                           "choices": [], "usage": usage}  # fmt: skip
+                yield f"data: {json.dumps(payload)}\n\n"
+            yield "data: [DONE]\n\n"
+        finally:  # the client went away (or the stream ended): stop feeding it
+            if not future.done():
+                batcher.abandon(future)
 
     return app
 
@@ -336,6 +355,22 @@ def _sse_error(message: str, kind: str) -> str:
 
 def _id(kind: str) -> str:
     return ("chatcmpl-" if kind == "chat.completion" else "cmpl-") + uuid.uuid4().hex[:24]
+
+
+class _Stream:
+    """A streamed request's events, fed from the decoding thread into the event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, plan: _Plan) -> None:
+        self.loop, self.plan = loop, plan
+        self.events: asyncio.Queue = asyncio.Queue()
+        self.future: Any = None
+
+    def put(self, event: tuple) -> None:
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+
+    def on_step(self, row: int, positions: list[int], tokens: list[int]) -> None:
+        self.put(("step", row, positions, tokens))
 
 
 # ---------------------------------------------------------------------- one request's decode
@@ -381,13 +416,17 @@ def _plan(llm: Any, req: _Common, prompts: list[str]) -> _Plan:
         canvas = math.ceil(max_tokens / block) * block  # decode whole blocks; the reply keeps max_tokens
         room = llm.context_length - longest
         if canvas > room:
+            fits = room // block * block
+            advice = f"pass max_tokens <= {fits} or a shorter prompt" if fits else "shorten the prompt"
+            said = f"max_tokens={max_tokens}" if req.max_tokens else f"the default max_tokens={max_tokens}"
             raise APIError(
                 400,
-                f"a prompt of {longest} tokens plus max_tokens={max_tokens} exceeds {llm.name}'s context of "
-                f"{llm.context_length} tokens; pass max_tokens <= {room // block * block} or a shorter prompt",
+                f"a prompt of {longest} tokens plus {said} exceeds {llm.name}'s context of "
+                f"{llm.context_length} tokens; {advice}",
                 "max_tokens",
             )
-        config = llm.decode_config(longest, **options, gen_length=canvas)
+        # the model's own decoder as it is (its steps too) unless the canvas changes
+        config = base if canvas == base.gen_length else llm.decode_config(longest, **options, gen_length=canvas)
     except (ValueError, TypeError) as exc:
         raise APIError(400, str(exc)) from None
     rows_in = [e for e in encoded for _ in range(req.n)]

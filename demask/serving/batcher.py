@@ -44,6 +44,12 @@ class JobResult:
     """How many prompt rows shared the decode (this job's and others')."""
 
 
+class JobFuture(Future):
+    """A job's future; ``job`` lets the server abandon it (:meth:`Batcher.abandon`)."""
+
+    job: Job
+
+
 @dataclass
 class Job:
     prompts: list[list[int]]
@@ -51,9 +57,15 @@ class Job:
     """A DecodeConfig."""
     seed: int | None = None
     on_step: StepCallback | None = None
-    future: Future = field(default_factory=Future)
+    future: JobFuture = field(default_factory=JobFuture)
     call: Callable[[], Any] | None = None
     """A job that is a function to run in the decoding thread by itself (fill-in-the-middle)."""
+
+    abandoned: bool = False
+    """Set when the client went away: its step callback stops (the decode itself goes on)."""
+
+    def __post_init__(self) -> None:
+        self.future.job = self
 
     def key(self) -> str:
         """Jobs with equal keys may share one decode."""
@@ -61,9 +73,19 @@ class Job:
             return f"call-{id(self)}"
         settings = dataclasses.asdict(self.config)
         settings.pop("seed", None)
-        if self.config.temperature > 0 and self.seed is not None:
+        if self.seed is not None and draws_random_numbers(self.config):
             settings["__alone__"] = id(self)  # its own random draws: decoded by itself
         return json.dumps(settings, sort_keys=True, default=repr)
+
+
+def draws_random_numbers(config: Any) -> bool:
+    """Whether a decode with ``config`` uses its generator (so a batch would change a seeded
+    request's draws): sampled tokens, a random or stochastic policy."""
+    options = config.policy_options or {}
+    if config.temperature > 0 or float(options.get("alg_temp") or 0) > 0:
+        return True
+    name = config.policy if isinstance(config.policy, str) else type(config.policy).__name__
+    return name in ("random", "learned", "LearnedPolicy") and not options.get("deterministic", False)
 
 
 class Batcher:
@@ -112,11 +134,21 @@ class Batcher:
         thread at a time); its future gets what it returns."""
         job = Job([[0]], None, call=fn)
         with self._cv:
+            queued = sum(len(j.prompts) for j in self._queue)
+            if queued + 1 > self.max_queued_rows:
+                limit = self.max_queued_rows
+                raise OverflowError(f"{queued} completions are already queued (limit {limit}); retry later")
             if self._closing:
                 raise RuntimeError("the server is shutting down")
             self._queue.append(job)
             self._cv.notify()
         return job.future
+
+    @staticmethod
+    def abandon(future: Future) -> None:
+        """The client is gone: a queued job is dropped, a running one streams no more."""
+        if not future.cancel() and isinstance(future, JobFuture):
+            future.job.abandoned = True
 
     def close(self, timeout: float | None = None) -> None:
         """Finish every queued job, then stop the thread."""
@@ -183,11 +215,14 @@ class Batcher:
                 tokens = record.tokens.cpu()
                 for k, row in enumerate(record.rows.tolist()):
                     job, i = owner[row]
-                    if job.on_step is None:
+                    if job.on_step is None or job.abandoned:
                         continue
                     cols = commit[k].nonzero().flatten().tolist()
                     if cols:
-                        job.on_step(i, [record.offset + c for c in cols], [int(tokens[k, c]) for c in cols])
+                        try:
+                            job.on_step(i, [record.offset + c for c in cols], [int(tokens[k, c]) for c in cols])
+                        except Exception:  # that client's stream is gone: the batch goes on
+                            job.abandoned = True
 
         out = generate(self.model, prompts, jobs[0].config, generator=generator, on_step=on_step)
         self.batches += 1

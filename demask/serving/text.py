@@ -32,18 +32,24 @@ class PrefixText:
         self.tokenizer, self.ends, self.stop = tokenizer, set(ends), [s for s in stop if s]
         self.canvas: list[int | None] = [None] * length
         self.sent = ""
-        self.stopped = False
 
     def update(self, positions: Sequence[int], tokens: Sequence[int]) -> str:
         for pos, tok in zip(positions, tokens):
             if 0 <= pos < len(self.canvas):
                 self.canvas[pos] = tok
         prefix: list[int] = []
+        complete = False  # an end token closes the prefix: nothing more can join it
         for slot in self.canvas:
-            if slot is None or slot in self.ends:
+            if slot is None:
+                break
+            if slot in self.ends:
+                complete = True
                 break
             prefix.append(slot)
+        if not complete and prefix:  # the last token's text may still merge with the next one's
+            prefix = prefix[:-1]
         text, found = cut_at_stop(self.tokenizer.decode(prefix), self.stop)
+        text = text.rstrip("\ufffd")  # a character cut in the middle of its bytes
         if not found:  # hold back a tail that may grow into a stop string
             hold = max((len(s) - 1 for s in self.stop), default=0)
             text = text[: len(text) - hold] if hold else text
@@ -54,7 +60,7 @@ class PrefixText:
         return self._advance(final)
 
     def _advance(self, text: str) -> str:
-        if self.stopped or not text.startswith(self.sent) or len(text) <= len(self.sent):
+        if not text.startswith(self.sent) or len(text) <= len(self.sent):
             return ""
         delta, self.sent = text[len(self.sent) :], text
         return delta

@@ -21,6 +21,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from demask.tasks.base import Task
 
@@ -52,8 +53,14 @@ def _pick(key: str, n: int) -> int:
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little") % n
 
 
-def infill_task(task: Task, mode: str = "line", seed: int = 0) -> InfillTask:
-    """``task`` with part of its reference solution removed (module docstring)."""
+def infill_task(task: Task, mode: str = "line", seed: int = 0, tokenizer: Any = None) -> InfillTask:
+    """``task`` with part of its reference solution removed (module docstring).
+
+    With a ``tokenizer`` the cut points move to the nearest token boundaries of the reference
+    solution tokenized alone (as a model trains on it): the middle starts at the boundary at
+    or before its first character and ends at the one at or after its last, so the middle,
+    prefix and suffix, each tokenized alone, are the tokens the model saw in training (a
+    line's middle then runs from its first word to the next line's indentation)."""
     if mode not in MODES:
         raise ValueError(f"infill mode {mode!r} is not one of {MODES}")
     if not task.prefix_prompt or not task.canonical_solution.strip():
@@ -73,17 +80,39 @@ def infill_task(task: Task, mode: str = "line", seed: int = 0) -> InfillTask:
         left = body[:indent] + "".join(w + " " for w in words[:a])
         middle = " ".join(words[a:b])
         right = "".join(" " + w for w in words[b:]) + line[len(body) :]
+        if not middle.strip():  # only spaces picked (a line with double spaces): the whole line
+            left, middle, right = "", line, ""
+    if tokenizer is not None:
+        solution = task.canonical_solution
+        start = len(before) + len(left) + (len(middle) - len(middle.lstrip(" ")))  # the first non-space
+        end = len(before) + len(left) + len(middle)
+        ids = tokenizer.encode(solution)
+        bounds = [len(tokenizer.decode(ids[:k])) for k in range(len(ids) + 1)]
+        if bounds[-1] != len(solution):
+            raise ValueError(f"task {task.task_id}: the tokenizer does not decode its own tokens to the same text")
+        a = max(b for b in bounds if b <= start)
+        z = min(b for b in bounds if b >= end)
+        before, left, middle, right, after = solution[:a], "", solution[a:z], "", solution[z:]
     return InfillTask(
         f"{task.task_id}/{mode}", task.prompt + before + left, right + after, middle, task.tests,
         task.entry_point, task.setup,
     )  # fmt: skip
 
 
-def tinycode_infill(split: str = "validation", mode: str = "line", seed: int = 0, **options) -> list[InfillTask]:
-    """TinyCode's ``split`` with one middle removed per task (module docstring)."""
+def tinycode_infill(
+    split: str = "validation", mode: str = "line", seed: int = 0, tokenizer: Any = "tinycode", **options: Any
+) -> list[InfillTask]:
+    """TinyCode's ``split`` with one middle removed per task (module docstring); cut on the
+    token boundaries of ``tokenizer`` ("tinycode": the shipped models' tokenizer; None: on
+    characters)."""
     from demask.tasks import load_tasks
 
-    return [infill_task(t, mode, seed) for t in load_tasks(f"tinycode:{split}", **options)]
+    if tokenizer == "tinycode":
+        from demask.model.hub import shipped_models
+        from demask.model.tokenizer import Tokenizer
+
+        tokenizer = Tokenizer.from_dir(shipped_models()["tinycode-mdm"])
+    return [infill_task(t, mode, seed, tokenizer) for t in load_tasks(f"tinycode:{split}", **options)]
 
 
 def load_humaneval_infilling(path: str | os.PathLike) -> list[InfillTask]:

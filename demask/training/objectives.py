@@ -113,7 +113,8 @@ def masked_diffusion_loss(
     the keys at or before it and each later key whose uniform ``keys`` (B, S, S) is below
     ``visible``. ``span`` (B, S) bool (fill-in-the-middle training): a row with any True
     there has only those targets (a middle; the targets around it stay visible), so its
-    loss is the ELBO of the middle given prefix and suffix.
+    loss is the ELBO of the middle given prefix and suffix (rows whose ``span`` is all False
+    keep every target).
     """
     targets = scored_positions(batch, shifted)  # (B, S)
     if span is not None:
@@ -296,9 +297,11 @@ class MaskedDiffusion(Objective):
         keys = noise.get("keys")
         assert self.config.mask_token_id is not None  # checked in __init__
         span = None
-        if "span" in noise:
-            span = middle_spans(scored_positions(batch, self.config.shift_logits), noise["span"].to(device),
-                                self.infill_rate)  # fmt: skip
+        if "span" in noise:  # a middle is code: never the end token or the pad filling after it
+            content = scored_positions(batch, self.config.shift_logits) & ~batch.fill_mask
+            if self.config.eos_token_id is not None:
+                content &= batch.input_ids != self.config.eos_token_id
+            span = middle_spans(content, noise["span"].to(device), self.infill_rate)
         return masked_diffusion_loss(
             model,
             batch,

@@ -171,6 +171,11 @@ class UpdateLoop:
         desc: str = "train",
         weights: WeightsIO | None = None,
     ) -> None:
+        if getattr(model, "quantized", None):
+            raise ValueError(
+                f"the model was loaded as {model.quantized} for inference; its quantized layers cannot be trained: "
+                "load it in float32 or bfloat16 (dtype in the recipe)"
+            )
         self.train, self.model, self.tokenizer = train, model, tokenizer
         self.callbacks, self.extra_files, self.max_seconds = list(callbacks), extra_files, max_seconds
         self.weights = weights
