@@ -122,16 +122,22 @@ class LLM:
         seed: the decoding's random seed (None: fresh randomness); options: DecodeConfig
         fields (``temperature``, ``policy``, ``policy_options``, ``block_length``, ``cache``,
         ``max_new_tokens`` ...); on_step: called with each step's record (see ``stream``)."""
-        from demask.decoding import generate
-
         encoded, single = self._encode(prompt)
         config = self.decode_config(max(len(e) for e in encoded), **options)
+        out = self.decode(encoded, config, seed=seed, on_step=on_step)
+        texts = [self.tokenizer.decode(c) for c in out.completions]
+        return texts[0] if single else texts
+
+    def decode(self, prompts: Sequence[Sequence[int]], config: Any, *, seed: int | None = 0, on_step: Any = None):
+        """The token-level call under ``generate``: ``prompts`` as token ids, a whole
+        DecodeConfig; returns the DecodeOutput (completions, NFE, trace when config.trace)."""
+        from demask.decoding import generate
+
+        encoded = [list(p) for p in prompts]
         self._check_room(encoded, config.gen_length)
         device = next(self.model.parameters()).device
         gen = None if seed is None else torch.Generator(device=device).manual_seed(seed)
-        out = generate(self.model, encoded, config, generator=gen, on_step=on_step)
-        texts = [self.tokenizer.decode(c) for c in out.completions]
-        return texts[0] if single else texts
+        return generate(self.model, encoded, config, generator=gen, on_step=on_step)
 
     def stream(self, prompt: str, *, seed: int | None = 0, **options: Any) -> Iterator[StreamState]:
         """The denoising of one prompt as it happens: a :class:`StreamState` after every forward

@@ -38,6 +38,8 @@ LABELS = {
 # A GRPO-trained model ships here only when it beats the SFT one on the demo's decoder
 # (docs/grpo.md has the comparisons); `demask demo --grpo DIR` adds the row for any checkpoint.
 GRPO_SHIPPED = ASSETS / "tinycode-grpo"
+POLICY_SHIPPED = ASSETS / "tinycode-policy"
+"""A learned unmasking policy for tinycode-mdm (docs/learned_policy.md): a row of its own."""
 WITHIN = 0.01
 """The fast row: the most tokens/s within this much pass@1 of the best (validation split)."""
 
@@ -76,7 +78,19 @@ def default_policies(dirs: dict[str, Path], gen_length: int) -> list[DemoPolicy]
         if chosen["fast"] != chosen["best"]:
             fast = names.get("fast", "fast")
             rows.append(DemoPolicy(f"{label}: {fast} (fastest within {WITHIN})", chosen["fast"], model=key))
+        if key == "diffusion" and model_dir == SHIPPED["diffusion"] and (POLICY_SHIPPED / "config.json").is_file():
+            rows.append(learned_policy_row(POLICY_SHIPPED, gen_length, label))
     return rows
+
+
+def learned_policy_row(path: Path, gen_length: int, label: str) -> DemoPolicy:
+    """The row of a trained policy folder: its block length (None: full diffusion, no cache;
+    else semi-AR with the dual cache, as it was trained)."""
+    block = json.loads((path / "config.json").read_text()).get("block_length")
+    decode = {"gen_length": gen_length, "policy": "learned", "policy_options": {"path": str(path)},
+              "block_length": block, "cache": "dual" if block else "none"}  # fmt: skip
+    mode = f"blocks of {block}" if block else "full diffusion"
+    return DemoPolicy(f"{label}: learned policy ({mode})", decode, model="diffusion")
 
 
 @dataclass

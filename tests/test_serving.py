@@ -282,3 +282,25 @@ def test_fill_in_the_middle_through_suffix(server, llm):
         server.client.completions.create(model="tinycode-mdm", prompt=prefix, suffix=suffix, stream=True)
     with pytest.raises(openai.BadRequestError, match="context"):
         server.client.completions.create(model="tinycode-mdm", prompt=prefix, suffix=suffix, max_tokens=400)
+
+
+def test_batcher_waits_to_gather_and_abandons_queued_jobs(llm):
+    from demask.decoding import DecodeConfig
+
+    ids = llm.tokenizer.encode(PROMPTS[0])
+    config = DecodeConfig(gen_length=8)
+    b = Batcher(llm.model, max_rows=8, wait_ms=300)
+    try:
+        futures = [b.submit([ids], config) for _ in range(3)]  # sent within the wait: one decode
+        assert [f.result(60).batch_rows for f in futures] == [3, 3, 3]
+        blocker = b.call(lambda: __import__("time").sleep(0.3))  # holds the thread
+        queued = b.submit([ids], config)
+        Batcher.abandon(queued)
+        blocker.result(10)
+        assert queued.cancelled()
+        with pytest.raises(ValueError, match="wait_ms"):
+            Batcher(llm.model, wait_ms=-1)
+    finally:
+        b.close()
+    with pytest.raises(RuntimeError, match="shutting down"):
+        b.submit([ids], config)

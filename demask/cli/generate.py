@@ -104,13 +104,13 @@ def generate_command(given: dict[tuple[str, ...], Any], settings: list[str], **l
 
 
 def generate_text(config: GenerateConfig, decode: DecodeConfig) -> None:
-    from demask.decoding import generate
-    from demask.model import load_pretrained
+    import demask
 
-    model, tokenizer = load_pretrained(config.checkpoint, dtype=config.dtype, device=config.device)
+    llm = demask.load(config.checkpoint, dtype=config.dtype, device=config.device)
+    tokenizer = llm.tokenizer
     ids = tokenizer.encode(config.prompt)
     start = time.perf_counter()
-    out = generate(model, [ids], decode)
+    out = llm.decode([ids], decode, seed=decode.seed)
     seconds = time.perf_counter() - start
     completion = out.completions[0]
     typer.echo(tokenizer.decode(completion))
