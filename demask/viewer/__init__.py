@@ -1,0 +1,1 @@
+"""`demask view`: a decode replayed in the browser (see demask.viewer.app)."""
