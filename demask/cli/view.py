@@ -48,7 +48,9 @@ def view_command(
         trace = load_replay(replay) if replay is not None else None
         import uvicorn
 
-        app = create_viewer_app({m: (lambda m=m: demask.load(m)) for m in models}, trace)
+        import functools
+
+        app = create_viewer_app({m: functools.partial(demask.load, m) for m in models}, trace)
         typer.echo(f"demask view on http://{host}:{port}/  (Ctrl-C stops)", err=True)
         uvicorn.run(app, host=host, port=port, log_level="warning")
 

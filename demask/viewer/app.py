@@ -45,7 +45,8 @@ def trace_json(llm: Any, prompt: str, name: str = "", seed: int = 0, **options: 
     length = config.gen_length
     ids = out.tokens[0, out.prompt_length : out.prompt_length + length].tolist()
     row = out.trace.row(0) if out.trace is not None else None
-    step_of, conf = [-1] * length, [None] * length
+    step_of: list[int] = [-1] * length
+    conf: list[float | None] = [None] * length
     steps = []
     for s, st in enumerate(row.steps if row is not None else []):
         for p, c in zip(st.positions, st.confidences):
