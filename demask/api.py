@@ -28,7 +28,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -63,6 +63,8 @@ class LLM:
     name: str = ""
     decoders: dict[str, Any] = field(default_factory=dict)
     """The model's decoders.json (empty when it ships none)."""
+    completion_length: int | None = None
+    """The completion length the checkpoint was trained for (its recipe.yaml), when known."""
 
     # ------------------------------------------------------------------ decoding options
     @property
@@ -193,13 +195,14 @@ class LLM:
 
     def infill(
         self,
-        prefix: str | Sequence[str],
-        suffix: str | Sequence[str],
+        prefix: str | Sequence[int] | Sequence[str] | Sequence[Sequence[int]],
+        suffix: str | Sequence[int] | Sequence[str] | Sequence[Sequence[int]],
         *,
         max_new_tokens: int | None = None,
         lengths: Sequence[int] | None = None,
         score: str = "mean",
         end: bool = True,
+        layout: int | None = None,
         seed: int | None = 0,
         **options: Any,
     ):
@@ -212,13 +215,20 @@ class LLM:
         total). Prefix and suffix are kept byte for byte: only the middle is returned.
         Options are DecodeConfig fields; the default decoder is one token per step by
         confidence over the whole middle (no blocks, no cache). A full-attention diffusion
-        model only: an autoregressive or block-causal one never sees the suffix. ``end``: the
-        suffix ends the text, so the model's end token follows it (as every training sequence
-        ends); False when more text follows that the model is not shown."""
+        model only: an autoregressive or block-causal one never sees the suffix.
+
+        The row is laid out as the model was trained (docs/infilling.md): with ``end`` the
+        suffix ends the text, so the end token follows it, then pad tokens up to ``layout``
+        tokens after the prefix (default: the completion length the checkpoint was trained
+        for, when its recipe.yaml says; a model trained on fixed-length completions reads
+        the length of the rest as a position signal). Prefix and suffix may be given as token
+        ids instead of text, for exact control of the tokenization at their boundaries (a
+        prompt and the start of its solution are tokenized apart in training)."""
         from demask.decoding import generate
 
-        pairs = self._infill_inputs(prefix, suffix)
-        single = isinstance(prefix, str)
+        single = isinstance(prefix, str) or (isinstance(prefix, (list, tuple)) and bool(prefix)
+                                             and isinstance(prefix[0], int))  # fmt: skip
+        pre, suf = self._infill_inputs(prefix, suffix)
         if score not in ("mean", "sum"):
             raise ValueError(f"score must be 'mean' or 'sum', got {score!r}")
         if max_new_tokens is not None:
@@ -227,9 +237,12 @@ class LLM:
             candidates = list(lengths) if lengths is not None else list(range(1, 33))
         if not candidates or min(candidates) < 1:
             raise ValueError(f"middle lengths must be positive token counts, got {candidates}")
-        pre = [self.tokenizer.encode(p) for p, _ in pairs]
-        eos = self.config.eos_token_id
-        suf = [self.tokenizer.encode(s) + ([eos] if end and eos is not None else []) for _, s in pairs]
+        if any(not p for p in pre):
+            raise ValueError("an empty prefix: infilling needs at least one token before the middle")
+        eos, pad = self.config.eos_token_id, self.config.pad_token_id
+        if end and eos is not None:
+            suf = [[*s, eos] for s in suf]
+        layout = layout if layout is not None else (self.completion_length if end else None)
         rooms = [self.context_length - len(a) - len(b) for a, b in zip(pre, suf)]
         if min(candidates) > min(rooms):
             raise ValueError(
@@ -237,18 +250,20 @@ class LLM:
                 f"{self.context_length} for the middle; ask for at most {max(min(rooms), 0)} "
                 "(max_new_tokens or lengths)"
             )
-        if any(not p for p in pre):
-            raise ValueError("an empty prefix: infilling needs at least one token before the middle")
         device = next(self.model.parameters()).device
-        best: list[tuple[float, list[int]]] = [(-float("inf"), [])] * len(pairs)
+        best: list[tuple[float, list[int]]] = [(-float("inf"), [])] * len(pre)
         for m in candidates:
             defaults = {"policy": "confidence", "steps": None, "block_length": None, "cache": "none"}
             config = self.decode_config(0, **{**defaults, **options, "gen_length": m})
             if len(candidates) > 1:
                 config = config.replace(trace=True)
-            for rows in self._infill_groups(pre, suf, m):  # batches whose padded layout fits the context
+            padded = suf
+            if layout is not None and pad is not None:  # the rest of the row as long as in training
+                ctx = self.context_length  # never past the context
+                padded = [s + [pad] * max(0, min(layout, ctx - len(a)) - m - len(s)) for a, s in zip(pre, suf)]
+            for rows in self._infill_groups(pre, padded, m):  # batches whose padded layout fits the context
                 gen = None if seed is None else torch.Generator(device=device).manual_seed(seed)
-                sub_pre, sub_suf = [pre[i] for i in rows], [suf[i] for i in rows]
+                sub_pre, sub_suf = [pre[i] for i in rows], [padded[i] for i in rows]
                 out = generate(self.model, sub_pre, config, generator=gen, suffixes=sub_suf)
                 middles = out.tokens[:, out.prompt_length : out.prompt_length + m].tolist()
                 for j, (i, tokens) in enumerate(zip(rows, middles)):
@@ -278,19 +293,27 @@ class LLM:
             groups.append([i])
         return groups
 
-    def _infill_inputs(self, prefix: Any, suffix: Any) -> list[tuple[str, str]]:
-        if isinstance(prefix, str) and isinstance(suffix, str):
-            return [(prefix, suffix)]
-        ok = (
-            isinstance(prefix, (list, tuple)) and isinstance(suffix, (list, tuple)) and len(prefix) == len(suffix) > 0
-            and all(isinstance(x, str) for x in [*prefix, *suffix])
-        )  # fmt: skip
-        if not ok:
-            raise TypeError(
-                "infill takes prefix and suffix as two str, or two equally long non-empty lists of str; got "
-                f"{type(prefix).__name__} and {type(suffix).__name__}"
-            )
-        return list(zip(prefix, suffix))
+    def _infill_inputs(self, prefix: Any, suffix: Any) -> tuple[list[list[int]], list[list[int]]]:
+        """Token ids of each prefix and suffix: text is encoded, token ids kept."""
+
+        def one(x: Any) -> list[int] | None:
+            if isinstance(x, str):
+                return self.tokenizer.encode(x) if x else []
+            if isinstance(x, (list, tuple)) and all(isinstance(t, int) for t in x):
+                return list(x)
+            return None
+
+        pair = one(prefix), one(suffix)
+        if pair[0] is not None and pair[1] is not None:
+            return [pair[0]], [pair[1]]
+        if isinstance(prefix, (list, tuple)) and isinstance(suffix, (list, tuple)) and len(prefix) == len(suffix) > 0:
+            pres, sufs = [one(x) for x in prefix], [one(x) for x in suffix]
+            if all(x is not None for x in pres + sufs):
+                return cast(list[list[int]], pres), cast(list[list[int]], sufs)
+        raise TypeError(
+            "infill takes prefix and suffix as two str (or two token-id lists), or two equally long non-empty lists "
+            f"of those; got {type(prefix).__name__} and {type(suffix).__name__}"
+        )
 
     def chat(self, messages: list[dict[str, str]], **options: Any) -> str:
         """The model's reply to ``messages``, through the tokenizer's chat template."""
@@ -314,4 +337,6 @@ def load(spec: str | Path, *, dtype: str | None = None, device: str = "cpu") -> 
     model.eval()
     decoders_file = Path(path) / "decoders.json"
     decoders = json.loads(decoders_file.read_text()) if decoders_file.is_file() else {}
-    return LLM(model, tokenizer, str(spec), decoders)
+    from demask.model.hub import saved_completion_length
+
+    return LLM(model, tokenizer, str(spec), decoders, saved_completion_length(path))

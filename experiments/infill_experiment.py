@@ -28,25 +28,30 @@ sys.path.insert(0, str(ROOT))
 
 
 def infill_sampler(llm: Any, tasks: list, rule: str):
-    """A Sampler for the evaluation runner: prompt = prefix; completion = middle + suffix."""
+    """A Sampler for the evaluation runner: prompt = prefix; completion = middle + suffix.
+    Prefix and suffix go in as the token ids a model saw in training (InfillTask.token_inputs)
+    and the row is padded to the model's training layout."""
     from demask.evaluation.samples import SampleOutput
 
     by_prefix = {t.prefix: t for t in tasks}
     if len(by_prefix) != len(tasks):
         raise ValueError("two infilling tasks share a prefix: the sampler could not tell them apart")
+    base = llm.completion_length or 48
 
     def sample(prompts: list[str], seeds: list[int]) -> list[SampleOutput]:
         chosen = [by_prefix[p] for p in prompts]
-        if rule == "oracle":  # one decode per oracle length
-            middles: list[str] = [""] * len(chosen)
-            lengths = {i: len(llm.tokenizer.encode(t.middle)) for i, t in enumerate(chosen)}
-            for m in sorted(set(lengths.values())):
-                rows = [i for i, n in lengths.items() if n == m]
-                got = llm.infill([chosen[i].prefix for i in rows], [chosen[i].suffix for i in rows], max_new_tokens=m)
-                for i, text in zip(rows, got):
-                    middles[i] = text
-        else:
-            middles = llm.infill([t.prefix for t in chosen], [t.suffix for t in chosen], score=rule)
+        inputs = [t.token_inputs(llm.tokenizer) for t in chosen]
+        middles: list[str] = [""] * len(chosen)
+        # one call per layout (and per oracle length): rows of a call share them
+        keys = {}
+        for i, (t, (_, _, before)) in enumerate(zip(chosen, inputs)):
+            m = len(llm.tokenizer.encode(t.middle)) if rule == "oracle" else None
+            keys.setdefault((m, base - before), []).append(i)
+        for (m, layout), rows in keys.items():
+            got = llm.infill([inputs[i][0] for i in rows], [inputs[i][1] for i in rows], layout=layout,
+                             max_new_tokens=m, score="mean" if rule == "oracle" else rule)  # fmt: skip
+            for i, text in zip(rows, got):
+                middles[i] = text
         return [SampleOutput(completion=mid + t.suffix) for mid, t in zip(middles, chosen)]
 
     return sample

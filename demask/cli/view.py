@@ -46,9 +46,9 @@ def view_command(
             typer.echo(f"wrote {save}: {data['nfe']} forward passes, {len(data['steps'])} steps")
             return
         trace = load_replay(replay) if replay is not None else None
-        import uvicorn
-
         import functools
+
+        import uvicorn
 
         app = create_viewer_app({m: functools.partial(demask.load, m) for m in models}, trace)
         typer.echo(f"demask view on http://{host}:{port}/  (Ctrl-C stops)", err=True)

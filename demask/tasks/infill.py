@@ -38,9 +38,23 @@ class InfillTask:
     tests: tuple[str, ...]
     entry_point: str
     setup: str = ""
+    prompt_chars: int | None = None
+    """How much of ``prefix`` is the task's prompt (a model tokenizes the prompt and the
+    solution apart in training; None: all of it)."""
 
     def program(self, middle: str) -> str:
         return self.prefix + middle + self.suffix
+
+    def token_inputs(self, tokenizer: Any) -> tuple[list[int], list[int], int]:
+        """Prefix and suffix as token ids the way a model tokenized them in training (the prompt
+        and the solution apart) and the layout: tokens after the prompt's end minus the
+        prefix's share, for :meth:`demask.api.LLM.infill`'s ``layout`` (add the completion
+        length the model was trained for)."""
+        cut = len(self.prefix) if self.prompt_chars is None else self.prompt_chars
+        head, before = self.prefix[:cut], self.prefix[cut:]
+        before_ids = tokenizer.encode(before) if before else []
+        suffix_ids = tokenizer.encode(self.suffix) if self.suffix else []
+        return tokenizer.encode(head) + before_ids, suffix_ids, len(before_ids)
 
     def as_task(self) -> Task:
         """An evaluation task: prompt = prefix, reference completion = middle + suffix."""
@@ -95,7 +109,7 @@ def infill_task(task: Task, mode: str = "line", seed: int = 0, tokenizer: Any = 
         before, left, middle, right, after = solution[:a], "", solution[a:z], "", solution[z:]
     return InfillTask(
         f"{task.task_id}/{mode}", task.prompt + before + left, right + after, middle, task.tests,
-        task.entry_point, task.setup,
+        task.entry_point, task.setup, prompt_chars=len(task.prompt),
     )  # fmt: skip
 
 

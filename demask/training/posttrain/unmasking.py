@@ -284,6 +284,47 @@ def split_rows(steps: PolicySteps, n_rows: int) -> list[PolicySteps]:
             for i in range(n_rows)]  # fmt: skip
 
 
+# ---------------------------------------------------------------------- warm start
+def expert_steps(
+    dllm: nn.Module, tokenizer: Any, tasks: Sequence[Task], decode: DecodeConfig, threshold: float, batch: int = 64
+) -> PolicySteps:
+    """The threshold heuristic's decisions on ``tasks`` (greedy tokens), as policy steps: the
+    features it saw and the positions it committed (its forced position included)."""
+    from demask.decoding import generate
+
+    policy_block = decode.block_length or decode.gen_length
+    expert = LearnedPolicy(threshold_expert(threshold), deterministic=True)
+    config = decode.replace(policy=expert, policy_options={}, temperature=0.0, trace=True)
+    parts = []
+    for lo in range(0, len(tasks), batch):
+        prompts = [tokenizer.encode(t.prompt) for t in tasks[lo : lo + batch]]
+        out = generate(dllm, prompts, config, generator=torch.Generator().manual_seed(lo))
+        parts.append(steps_from_trace(out.trace, lo, expert=True, policy_block=policy_block))
+    return PolicySteps.cat(parts)
+
+
+def imitate(net: PolicyNet, steps: PolicySteps, updates: int, lr: float = 1e-3, seed: int = 0,
+            batch: int = 512) -> list[float]:  # fmt: skip
+    """Behaviour cloning: fit ``net``'s commit probabilities to the expert's actions (binary
+    cross-entropy over each step's masked positions of the block). Returns the losses."""
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)
+    losses = []
+    net.train()
+    for _ in range(updates):
+        idx = torch.randint(0, len(steps), (min(batch, len(steps)),), generator=gen)
+        p = net.probabilities(steps.masked[idx], steps.confidence[idx], steps.time[idx]).clamp(1e-6, 1 - 1e-6)
+        where = steps.masked[idx] & steps.block[idx]
+        target = steps.action[idx].float()
+        loss = torch.nn.functional.binary_cross_entropy(p[where], target[where])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    net.eval()
+    return losses
+
+
 # ---------------------------------------------------------------------- the trainer
 @dataclass
 class UnmaskingConfig:
@@ -307,6 +348,13 @@ class UnmaskingConfig:
     timeout_s: float = 3.0
     sandbox_workers: int | None = None
     max_seconds: float | None = None
+    imitate_threshold: float | None = None
+    """Warm start (demask's addition; the paper starts from p = 0.12 everywhere): before RL,
+    fit the network to the threshold heuristic's decisions at this threshold (behaviour
+    cloning on its traces over ``imitate_prompts`` training prompts, ``imitate_steps``
+    updates); None: no warm start."""
+    imitate_prompts: int = 256
+    imitate_steps: int = 300
 
     def __post_init__(self) -> None:
         for name in ("group_size", "prompts_per_step", "inner_iterations"):
@@ -578,6 +626,12 @@ def run_policy_recipe(recipe: PolicyRecipe, *, resume: bool = False, log: Callab
             policy_callback(dllm, eval_tasks, tokenizer, decode, out, batch_size=e.batch_size, seed=e.seed)
         )
     p = recipe.policy
+    if p.imitate_threshold is not None and not resume:
+        picked = global_batch_indices(len(tasks), min(p.imitate_prompts, len(tasks)), recipe.train.seed, 10**6)
+        steps = expert_steps(dllm, tokenizer, [tasks[int(i)] for i in picked], decode, p.imitate_threshold)
+        losses = imitate(net, steps, p.imitate_steps, seed=recipe.train.seed)
+        log(f"warm start: imitated threshold {p.imitate_threshold} on {len(steps)} steps of {len(picked)} prompts; "
+            f"BCE {losses[0]:.3f} -> {sum(losses[-20:]) / len(losses[-20:]):.3f}")  # fmt: skip
     log(
         f"policy: {net.num_parameters() / 1e3:.0f}K parameters for {recipe.dllm}; {len(tasks)} prompts from "
         f"{recipe.tasks}; G={p.group_size} (+{p.experts} experts), {p.prompts_per_step} prompts/round, "
