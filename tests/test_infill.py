@@ -135,3 +135,34 @@ def test_every_cache_mode_keeps_the_suffix_and_policies_see_only_the_middle(cach
     p = out.prompt_length
     assert out.tokens[0, p + 4 :].tolist() == [4, 7, 5] and out.tokens[1, p + 4 :].tolist() == [8, PAD, PAD]
     assert seen and set(seen) == {4}
+
+
+def test_training_layout_end_token_and_padding(mdm):
+    """The suffix gets the end token and pads up to the layout (no further than the context);
+    token-id inputs are taken as they are."""
+    calls = []
+    real = demask.api.LLM._infill_groups
+
+    def spy(self, pre, suf, m):
+        calls.append((m, [list(s) for s in suf]))
+        return real(self, pre, suf, m)
+
+    demask.api.LLM._infill_groups = spy
+    try:
+        eos, pad = mdm.config.eos_token_id, mdm.config.pad_token_id
+        mdm.infill([5, 6, 7], [8, 9], max_new_tokens=3, layout=10)
+        assert calls[-1] == (3, [[8, 9, eos] + [pad] * 4])  # 3 + 3 + 4 = 10 after the prefix
+        mdm.infill([5, 6, 7], [8, 9], max_new_tokens=3, end=False)
+        assert calls[-1] == (3, [[8, 9]])
+        assert mdm.completion_length == 48  # the shipped recipe's, the default layout
+    finally:
+        demask.api.LLM._infill_groups = real
+
+
+def test_token_inputs_tokenize_prompt_and_solution_apart():
+    tok = demask.load("tinycode-mdm").tokenizer
+    task = tinycode_infill("validation", "line")[1]
+    pre, suf, before = task.token_inputs(tok)
+    prompt = task.prefix[: task.prompt_chars]
+    assert pre[: len(tok.encode(prompt))] == tok.encode(prompt) and len(pre) == len(tok.encode(prompt)) + before
+    assert tok.decode(pre) + task.middle + tok.decode(suf) == task.prefix + task.middle + task.suffix

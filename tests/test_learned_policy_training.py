@@ -167,3 +167,24 @@ def test_expert_steps_are_scored_over_the_policys_block_not_the_experts():
     expert_steps = batch.traces[1]
     assert bool(expert_steps.expert.all()) and bool(expert_steps.block.all())  # the policy acts on all 8
     assert not bool(batch.traces[0].expert.any())
+
+
+def test_behaviour_cloning_fits_the_threshold_experts_decisions():
+    """The warm start: on the threshold expert's traces of a tiny model, imitation lowers the
+    cross-entropy and the network then commits where the expert did (and not elsewhere)."""
+    from demask.training.posttrain.unmasking import expert_steps, imitate
+
+    dllm = tiny_model().eval()
+    tasks = [Task(str(i), "abcdefg"[: 1 + i % 6], (), "f") for i in range(12)]
+    steps = expert_steps(dllm, _Tok(), tasks, DecodeConfig(gen_length=8, block_length=4), threshold=0.5, batch=4)
+    assert len(steps) > 0 and bool(steps.expert.all())
+    net = PolicyNet(PolicyNetConfig(block_length=4, gen_length=8))
+    losses = imitate(net, steps, 150, lr=3e-3)
+    assert sum(losses[-10:]) / 10 < 0.5 * losses[0]
+    with torch.no_grad():
+        p = net.probabilities(steps.masked, steps.confidence, steps.time)
+    where = steps.masked & steps.block
+    agree = float(((p > 0.5) == steps.action)[where].float().mean())
+    rate = float(steps.action[where].float().mean())
+    base = max(rate, 1 - rate)  # what ignoring the features would reach
+    assert agree > base + 0.05, f"agreement {agree:.2f}, no better than always answering the majority ({base:.2f})"
