@@ -202,7 +202,7 @@ class LLM:
         lengths: Sequence[int] | None = None,
         score: str = "mean",
         end: bool = True,
-        layout: int | None = None,
+        layout: int | Sequence[int] | None = None,
         seed: int | None = 0,
         **options: Any,
     ):
@@ -220,7 +220,7 @@ class LLM:
         The row is laid out as the model was trained (docs/infilling.md): with ``end`` the
         suffix ends the text, so the end token follows it, then pad tokens up to ``layout``
         tokens after the prefix (default: the completion length the checkpoint was trained
-        for, when its recipe.yaml says; a model trained on fixed-length completions reads
+        for, when its recipe.yaml says; one per row for a batch; a model trained on fixed-length completions reads
         the length of the rest as a position signal). Prefix and suffix may be given as token
         ids instead of text, for exact control of the tokenization at their boundaries (a
         prompt and the start of its solution are tokenized apart in training)."""
@@ -242,7 +242,10 @@ class LLM:
         eos, pad = self.config.eos_token_id, self.config.pad_token_id
         if end and eos is not None:
             suf = [[*s, eos] for s in suf]
-        layout = layout if layout is not None else (self.completion_length if end else None)
+        given = layout if layout is not None else (self.completion_length if end else None)
+        layouts: list[int | None] = list(given) if isinstance(given, (list, tuple)) else [given] * len(pre)
+        if len(layouts) != len(pre):
+            raise ValueError(f"{len(layouts)} layouts for {len(pre)} rows: give one per row or one for all")
         rooms = [self.context_length - len(a) - len(b) for a, b in zip(pre, suf)]
         if min(candidates) > min(rooms):
             raise ValueError(
@@ -258,9 +261,10 @@ class LLM:
             if len(candidates) > 1:
                 config = config.replace(trace=True)
             padded = suf
-            if layout is not None and pad is not None:  # the rest of the row as long as in training
-                ctx = self.context_length  # never past the context
-                padded = [s + [pad] * max(0, min(layout, ctx - len(a)) - m - len(s)) for a, s in zip(pre, suf)]
+            if pad is not None:  # the rest of the row as long as in training, never past the context
+                ctx = self.context_length
+                padded = [s if n is None else s + [pad] * max(0, min(n, ctx - len(a)) - m - len(s))
+                          for a, s, n in zip(pre, suf, layouts)]  # fmt: skip
             for rows in self._infill_groups(pre, padded, m):  # batches whose padded layout fits the context
                 gen = None if seed is None else torch.Generator(device=device).manual_seed(seed)
                 sub_pre, sub_suf = [pre[i] for i in rows], [padded[i] for i in rows]

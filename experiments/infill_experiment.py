@@ -42,14 +42,13 @@ def infill_sampler(llm: Any, tasks: list, rule: str):
         chosen = [by_prefix[p] for p in prompts]
         inputs = [t.token_inputs(llm.tokenizer) for t in chosen]
         middles: list[str] = [""] * len(chosen)
-        # one call per layout (and per oracle length): rows of a call share them
-        keys = {}
-        for i, (t, (_, _, before)) in enumerate(zip(chosen, inputs)):
-            m = len(llm.tokenizer.encode(t.middle)) if rule == "oracle" else None
-            keys.setdefault((m, base - before), []).append(i)
-        for (m, layout), rows in keys.items():
-            got = llm.infill([inputs[i][0] for i in rows], [inputs[i][1] for i in rows], layout=layout,
-                             max_new_tokens=m, score="mean" if rule == "oracle" else rule)  # fmt: skip
+        groups: dict[int | None, list[int]] = {}  # one call per oracle length (one in all otherwise)
+        for i, t in enumerate(chosen):
+            groups.setdefault(len(llm.tokenizer.encode(t.middle)) if rule == "oracle" else None, []).append(i)
+        for m, rows in groups.items():
+            got = llm.infill([inputs[i][0] for i in rows], [inputs[i][1] for i in rows],
+                             layout=[base - inputs[i][2] for i in rows], max_new_tokens=m,
+                             score="mean" if rule == "oracle" else rule)  # fmt: skip
             for i, text in zip(rows, got):
                 middles[i] = text
         return [SampleOutput(completion=mid + t.suffix) for mid, t in zip(middles, chosen)]
