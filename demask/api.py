@@ -243,7 +243,9 @@ class LLM:
         if end and eos is not None:
             suf = [[*s, eos] for s in suf]
         given = layout if layout is not None else (self.completion_length if end else None)
-        layouts: list[int | None] = list(given) if isinstance(given, (list, tuple)) else [given] * len(pre)
+        layouts: list[int | None] = (
+            list(given) if isinstance(given, (list, tuple)) else [cast(int | None, given)] * len(pre)
+        )
         if len(layouts) != len(pre):
             raise ValueError(f"{len(layouts)} layouts for {len(pre)} rows: give one per row or one for all")
         rooms = [self.context_length - len(a) - len(b) for a, b in zip(pre, suf)]
