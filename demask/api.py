@@ -200,7 +200,7 @@ class LLM:
         *,
         max_new_tokens: int | None = None,
         lengths: Sequence[int] | None = None,
-        score: str = "mean",
+        score: str = "first",
         end: bool = True,
         layout: int | Sequence[int] | None = None,
         seed: int | None = 0,
@@ -209,10 +209,11 @@ class LLM:
         """The middle between ``prefix`` and ``suffix`` (or one per pair of lists, as a batch).
 
         ``max_new_tokens``: a middle of exactly that many tokens. Without it the length is
-        the model's choice: the middle is decoded at every length of ``lengths`` (default 1
-        to 32 tokens) and the one whose committed tokens the model was surest of wins
-        (``score`` "mean": highest mean log-probability of its tokens at commit; "sum": the
-        total). Prefix and suffix are kept byte for byte: only the middle is returned.
+        the model's choice among ``lengths`` (default 1 to 32 tokens), by ``score``:
+        "first" (one forward per length): the highest mean log top-1 probability over a fully
+        masked middle of that length, then one decode at the chosen length; "mean" / "sum"
+        (a whole decode per length): the highest mean / total log-probability of the tokens
+        at their commit. Prefix and suffix are kept byte for byte: only the middle is returned.
         Options are DecodeConfig fields; the default decoder is one token per step by
         confidence over the whole middle (no blocks, no cache). A full-attention diffusion
         model only: an autoregressive or block-causal one never sees the suffix.
@@ -229,8 +230,8 @@ class LLM:
         single = isinstance(prefix, str) or (isinstance(prefix, (list, tuple)) and bool(prefix)
                                              and isinstance(prefix[0], int))  # fmt: skip
         pre, suf = self._infill_inputs(prefix, suffix)
-        if score not in ("mean", "sum"):
-            raise ValueError(f"score must be 'mean' or 'sum', got {score!r}")
+        if score not in ("first", "mean", "sum"):
+            raise ValueError(f"score must be 'first', 'mean' or 'sum', got {score!r}")
         if max_new_tokens is not None:
             candidates = [max_new_tokens]
         else:
@@ -257,46 +258,64 @@ class LLM:
             )
         device = next(self.model.parameters()).device
         best: list[tuple[float, list[int]]] = [(-float("inf"), [])] * len(pre)
-        for m in candidates:
+
+        def run(m: int, rows: list[int], one_shot: bool) -> None:
+            """Decode a middle of m tokens for ``rows``; keep each row's best-scoring one."""
             defaults = {"policy": "confidence", "steps": None, "block_length": None, "cache": "none"}
             config = self.decode_config(0, **{**defaults, **options, "gen_length": m})
+            if one_shot:  # every position committed by the first forward: its confidences
+                config = config.replace(policy="confidence", policy_options={}, steps=1, block_length=None)
             if len(candidates) > 1:
                 config = config.replace(trace=True)
-            padded = suf
+            padded = {i: suf[i] for i in rows}
             if pad is not None:  # the rest of the row as long as in training, never past the context
                 ctx = self.context_length
-                padded = [s if n is None else s + [pad] * max(0, min(n, ctx - len(a)) - m - len(s))
-                          for a, s, n in zip(pre, suf, layouts)]  # fmt: skip
-            for rows in self._infill_groups(pre, padded, m):  # batches whose padded layout fits the context
+                for i in rows:
+                    n = layouts[i]
+                    if n is not None:
+                        padded[i] = suf[i] + [pad] * max(0, min(n, ctx - len(pre[i])) - m - len(suf[i]))
+            for group in self._infill_groups(pre, padded, m, rows):  # batches that fit the context
                 gen = None if seed is None else torch.Generator(device=device).manual_seed(seed)
-                sub_pre, sub_suf = [pre[i] for i in rows], [padded[i] for i in rows]
-                out = generate(self.model, sub_pre, config, generator=gen, suffixes=sub_suf)
+                out = generate(self.model, [pre[i] for i in group], config, generator=gen,
+                               suffixes=[padded[i] for i in group])  # fmt: skip
                 middles = out.tokens[:, out.prompt_length : out.prompt_length + m].tolist()
-                for j, (i, tokens) in enumerate(zip(rows, middles)):
+                for j, (i, tokens) in enumerate(zip(group, middles)):
                     value = 0.0
                     if out.trace is not None:
                         logs = [math.log(max(c, 1e-12)) for st in out.trace.row(j).steps for c in st.confidences]
-                        value = sum(logs) / max(len(logs), 1) if score == "mean" else sum(logs)
+                        value = sum(logs) if score == "sum" else sum(logs) / max(len(logs), 1)
                     if value > best[i][0]:
                         best[i] = (value, tokens)
+
+        everyone = list(range(len(pre)))
+        for m in candidates:
+            run(m, everyone, one_shot=score == "first" and len(candidates) > 1)
+        if score == "first" and len(candidates) > 1:  # now decode each row at its chosen length
+            chosen: dict[int, list[int]] = {}
+            for i, (_, tokens) in enumerate(best):
+                if tokens:
+                    chosen.setdefault(len(tokens), []).append(i)
+            best = [(-float("inf"), [])] * len(pre)
+            for m, rows in chosen.items():
+                run(m, rows, one_shot=False)
         if any(not tokens for _, tokens in best):
             raise ValueError(f"no middle length of {candidates} fits the context for some prefix and suffix")
         texts = [self.tokenizer.decode(tokens) for _, tokens in best]
         return texts[0] if single else texts
 
-    def _infill_groups(self, pre: list[list[int]], suf: list[list[int]], m: int) -> list[list[int]]:
-        """The rows whose middle of ``m`` tokens fits, in batches (rows sorted by prefix length)
-        whose left- and right-padded layout (longest prefix + m + longest suffix) fits too."""
-        fits = sorted((i for i in range(len(pre)) if len(pre[i]) + m + len(suf[i]) <= self.context_length),
-                      key=lambda i: len(pre[i]))  # fmt: skip
+    def _infill_groups(
+        self, pre: list[list[int]], suf: dict[int, list[int]], m: int, rows: list[int]
+    ) -> list[list[int]]:
+        """Of ``rows``, those whose middle of ``m`` tokens fits, in batches (sorted by prefix
+        length) whose left- and right-padded layout (longest prefix + m + longest suffix) fits too."""
+        ctx = self.context_length
+        fits = sorted((i for i in rows if len(pre[i]) + m + len(suf[i]) <= ctx), key=lambda i: len(pre[i]))
         groups: list[list[int]] = []
         for i in fits:
-            if groups:
-                g = groups[-1]
-                if len(pre[i]) + m + max(len(suf[k]) for k in [*g, i]) <= self.context_length:
-                    g.append(i)
-                    continue
-            groups.append([i])
+            if groups and len(pre[i]) + m + max(len(suf[k]) for k in [*groups[-1], i]) <= ctx:
+                groups[-1].append(i)
+            else:
+                groups.append([i])
         return groups
 
     def _infill_inputs(self, prefix: Any, suffix: Any) -> tuple[list[list[int]], list[list[int]]]:

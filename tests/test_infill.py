@@ -80,6 +80,8 @@ def test_facade_returns_the_middle_only(mdm):
         mdm.infill(pre, suf, max_new_tokens=500)
     with pytest.raises(ValueError, match="score"):
         mdm.infill(pre, suf, score="max")
+    one_shot = mdm.infill(pre, suf, lengths=[2, 4, 6])  # "first": one forward per length, then one decode
+    assert one_shot in [mdm.infill(pre, suf, max_new_tokens=m) for m in (2, 4, 6)]
 
 
 def test_tinycode_infill_tasks_reassemble_and_their_references_pass():
@@ -143,9 +145,9 @@ def test_training_layout_end_token_and_padding(mdm):
     calls = []
     real = demask.api.LLM._infill_groups
 
-    def spy(self, pre, suf, m):
-        calls.append((m, [list(s) for s in suf]))
-        return real(self, pre, suf, m)
+    def spy(self, pre, suf, m, rows):
+        calls.append((m, [list(suf[i]) for i in rows]))
+        return real(self, pre, suf, m, rows)
 
     demask.api.LLM._infill_groups = spy
     try:
