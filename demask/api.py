@@ -200,7 +200,7 @@ class LLM:
         *,
         max_new_tokens: int | None = None,
         lengths: Sequence[int] | None = None,
-        score: str = "first",
+        score: str = "mean",
         end: bool = True,
         layout: int | Sequence[int] | None = None,
         seed: int | None = 0,
@@ -209,11 +209,12 @@ class LLM:
         """The middle between ``prefix`` and ``suffix`` (or one per pair of lists, as a batch).
 
         ``max_new_tokens``: a middle of exactly that many tokens. Without it the length is
-        the model's choice among ``lengths`` (default 1 to 32 tokens), by ``score``:
-        "first" (one forward per length): the highest mean log top-1 probability over a fully
-        masked middle of that length, then one decode at the chosen length; "mean" / "sum"
-        (a whole decode per length): the highest mean / total log-probability of the tokens
-        at their commit. Prefix and suffix are kept byte for byte: only the middle is returned.
+        the model's choice among ``lengths`` (default 1 to 32 tokens): the middle is decoded
+        at every length and the one whose tokens the model was surest of wins (``score``
+        "mean": the highest mean log-probability of its tokens at their commit; "sum": the
+        highest total). A one-forward shortcut (scoring each length by the first step's
+        confidences) picked a single token every time on TinyCode (docs/infilling.md).
+        Prefix and suffix are kept byte for byte: only the middle is returned.
         Options are DecodeConfig fields; the default decoder is one token per step by
         confidence over the whole middle (no blocks, no cache). A full-attention diffusion
         model only: an autoregressive or block-causal one never sees the suffix.
@@ -230,8 +231,8 @@ class LLM:
         single = isinstance(prefix, str) or (isinstance(prefix, (list, tuple)) and bool(prefix)
                                              and isinstance(prefix[0], int))  # fmt: skip
         pre, suf = self._infill_inputs(prefix, suffix)
-        if score not in ("first", "mean", "sum"):
-            raise ValueError(f"score must be 'first', 'mean' or 'sum', got {score!r}")
+        if score not in ("mean", "sum"):
+            raise ValueError(f"score must be 'mean' or 'sum', got {score!r}")
         if max_new_tokens is not None:
             candidates = [max_new_tokens]
         else:
@@ -259,12 +260,10 @@ class LLM:
         device = next(self.model.parameters()).device
         best: list[tuple[float, list[int]]] = [(-float("inf"), [])] * len(pre)
 
-        def run(m: int, rows: list[int], one_shot: bool) -> None:
+        def run(m: int, rows: list[int]) -> None:
             """Decode a middle of m tokens for ``rows``; keep each row's best-scoring one."""
             defaults = {"policy": "confidence", "steps": None, "block_length": None, "cache": "none"}
             config = self.decode_config(0, **{**defaults, **options, "gen_length": m})
-            if one_shot:  # every position committed by the first forward: its confidences
-                config = config.replace(policy="confidence", policy_options={}, steps=1, block_length=None)
             if len(candidates) > 1:
                 config = config.replace(trace=True)
             padded = {i: suf[i] for i in rows}
@@ -287,17 +286,8 @@ class LLM:
                     if value > best[i][0]:
                         best[i] = (value, tokens)
 
-        everyone = list(range(len(pre)))
         for m in candidates:
-            run(m, everyone, one_shot=score == "first" and len(candidates) > 1)
-        if score == "first" and len(candidates) > 1:  # now decode each row at its chosen length
-            chosen: dict[int, list[int]] = {}
-            for i, (_, tokens) in enumerate(best):
-                if tokens:
-                    chosen.setdefault(len(tokens), []).append(i)
-            best = [(-float("inf"), [])] * len(pre)
-            for m, rows in chosen.items():
-                run(m, rows, one_shot=False)
+            run(m, list(range(len(pre))))
         if any(not tokens for _, tokens in best):
             raise ValueError(f"no middle length of {candidates} fits the context for some prefix and suffix")
         texts = [self.tokenizer.decode(tokens) for _, tokens in best]

@@ -7,8 +7,9 @@ fine-tuned model vs the shipped one, and the AR twin that only sees the prefix.
 
 Per (model, mode, length rule) a ``demask eval`` folder under ``--out`` (rerunning skips what
 is done): greedy, one sample per task; the program is prefix + middle + suffix. Length rules:
-``oracle`` (the reference middle's token count), ``mean``/``sum`` (every length 1-32 decoded,
-the likeliest by mean / total log-probability of the committed tokens; chosen on validation).
+``oracle`` (the reference middle's token count), ``mean``/``sum`` (every length of
+``--lengths``, 1-24, decoded, the likeliest by mean / total log-probability of the committed
+tokens; chosen on validation).
 The AR twin (``--ar NAME``) decodes from the prefix alone; its middle is its completion up to
 the first line break (for ``line``: with the break and the next line's indentation, as the
 token-aligned reference middles end; for ``span``: without). Pass@1 with 95% intervals;
@@ -27,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def infill_sampler(llm: Any, tasks: list, rule: str):
+def infill_sampler(llm: Any, tasks: list, rule: str, lengths: list[int] | None = None):
     """A Sampler for the evaluation runner: prompt = prefix; completion = middle + suffix.
     Prefix and suffix go in as the token ids a model saw in training (InfillTask.token_inputs)
     and the row is padded to the model's training layout."""
@@ -47,7 +48,7 @@ def infill_sampler(llm: Any, tasks: list, rule: str):
             groups.setdefault(len(llm.tokenizer.encode(t.middle)) if rule == "oracle" else None, []).append(i)
         for m, rows in groups.items():
             got = llm.infill([inputs[i][0] for i in rows], [inputs[i][1] for i in rows],
-                             layout=[base - inputs[i][2] for i in rows], max_new_tokens=m,
+                             layout=[base - inputs[i][2] for i in rows], max_new_tokens=m, lengths=lengths,
                              score="mean" if rule == "oracle" else rule)  # fmt: skip
             for i, text in zip(rows, got):
                 middles[i] = text
@@ -94,6 +95,7 @@ def main() -> None:
     ap.add_argument("--modes", nargs="+", default=["line", "span"])
     ap.add_argument("--scores", nargs="+", default=["oracle", "mean", "sum"])
     ap.add_argument("--max-tasks", type=int, default=None)
+    ap.add_argument("--lengths", default="1-24", help="candidate middle lengths of the mean/sum rules (LO-HI)")
     ap.add_argument("--out", type=Path, default=ROOT / "runs/infill")
     ap.add_argument("--docs", type=Path, default=None)
     args = ap.parse_args()
@@ -111,7 +113,9 @@ def main() -> None:
             llm = demask.load(path, dtype="float32")
             for rule in args.scores:
                 key = f"{label}/{rule}"
-                per[key] = run_point(infill_sampler(llm, tasks, rule), tasks,
+                lo, _, hi = args.lengths.partition("-")
+                candidates = list(range(int(lo), int(hi) + 1))
+                per[key] = run_point(infill_sampler(llm, tasks, rule, candidates), tasks,
                                      args.out / args.split / mode / key.replace("/", "-"),
                                      {"model": path, "rule": rule, "mode": mode})  # fmt: skip
         if args.ar:
