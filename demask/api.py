@@ -200,7 +200,7 @@ class LLM:
         *,
         max_new_tokens: int | None = None,
         lengths: Sequence[int] | None = None,
-        score: str = "mean",
+        score: str = "joint",
         end: bool = True,
         layout: int | Sequence[int] | None = None,
         seed: int | None = 0,
@@ -212,8 +212,10 @@ class LLM:
         the model's choice among ``lengths`` (default 1 to 32 tokens): the middle is decoded
         at every length and the one whose tokens the model was surest of wins (``score``
         "mean": the highest mean log-probability of its tokens at their commit; "sum": the
-        highest total). A one-forward shortcut (scoring each length by the first step's
-        confidences) picked a single token every time on TinyCode (docs/infilling.md).
+        highest total; "joint": the total plus the log-probability of the suffix given the
+        middle, the suffix masked and scored in one more forward). A one-forward shortcut
+        (scoring each length by the first step's confidences) picked a single token every time
+        on TinyCode (docs/infilling.md).
         Prefix and suffix are kept byte for byte: only the middle is returned.
         Options are DecodeConfig fields; the default decoder is one token per step by
         confidence over the whole middle (no blocks, no cache). A full-attention diffusion
@@ -231,8 +233,8 @@ class LLM:
         single = isinstance(prefix, str) or (isinstance(prefix, (list, tuple)) and bool(prefix)
                                              and isinstance(prefix[0], int))  # fmt: skip
         pre, suf = self._infill_inputs(prefix, suffix)
-        if score not in ("mean", "sum"):
-            raise ValueError(f"score must be 'mean' or 'sum', got {score!r}")
+        if score not in ("mean", "sum", "joint"):
+            raise ValueError(f"score must be 'mean', 'sum' or 'joint', got {score!r}")
         if max_new_tokens is not None:
             candidates = [max_new_tokens]
         else:
@@ -278,11 +280,14 @@ class LLM:
                 out = generate(self.model, [pre[i] for i in group], config, generator=gen,
                                suffixes=[padded[i] for i in group])  # fmt: skip
                 middles = out.tokens[:, out.prompt_length : out.prompt_length + m].tolist()
+                tail = self._suffix_logprob(group, pre, middles, padded, suf) if score == "joint" else None
                 for j, (i, tokens) in enumerate(zip(group, middles)):
                     value = 0.0
                     if out.trace is not None:
                         logs = [math.log(max(c, 1e-12)) for st in out.trace.row(j).steps for c in st.confidences]
-                        value = sum(logs) if score == "sum" else sum(logs) / max(len(logs), 1)
+                        value = sum(logs) / max(len(logs), 1) if score == "mean" else sum(logs)
+                    if tail is not None:
+                        value += tail[j]
                     if value > best[i][0]:
                         best[i] = (value, tokens)
 
@@ -292,6 +297,31 @@ class LLM:
             raise ValueError(f"no middle length of {candidates} fits the context for some prefix and suffix")
         texts = [self.tokenizer.decode(tokens) for _, tokens in best]
         return texts[0] if single else texts
+
+    @torch.no_grad()
+    def _suffix_logprob(
+        self, group: list[int], pre: list[list[int]], middles: list[list[int]], padded: dict[int, list[int]],
+        suf: list[list[int]],
+    ) -> list[float]:  # fmt: skip
+        """Per row of ``group``: log p(suffix | prefix, middle), the suffix (and its end token)
+        masked all at once and scored in one forward."""
+        from demask.decoding.batch import build_batch
+        from demask.model.transformer import token_logits
+
+        mask_id = self.config.mask_token_id
+        rows = [pre[i] + middles[j] + [mask_id] * len(suf[i]) + padded[i][len(suf[i]) :] for j, i in enumerate(group)]
+        pad = self.config.pad_token_id if self.config.pad_token_id is not None else 0
+        device = next(self.model.parameters()).device
+        batch = build_batch(rows, 0, mask_id, pad, device)
+        logits = token_logits(self.model(batch.tokens, attention_mask=batch.attention, position_ids=batch.positions),
+                              bool(self.config.shift_logits)).float().log_softmax(-1)  # fmt: skip
+        out = []
+        for j, i in enumerate(group):
+            start = batch.prompt_length - len(rows[j]) + len(pre[i]) + len(middles[j])
+            cols = torch.arange(start, start + len(suf[i]), device=device)
+            target = torch.tensor(suf[i], device=device)
+            out.append(float(logits[j, cols, target].sum()))
+        return out
 
     def _infill_groups(
         self, pre: list[list[int]], suf: dict[int, list[int]], m: int, rows: list[int]

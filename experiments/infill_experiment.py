@@ -8,8 +8,9 @@ fine-tuned model vs the shipped one, and the AR twin that only sees the prefix.
 Per (model, mode, length rule) a ``demask eval`` folder under ``--out`` (rerunning skips what
 is done): greedy, one sample per task; the program is prefix + middle + suffix. Length rules:
 ``oracle`` (the reference middle's token count), ``mean``/``sum`` (every length of
-``--lengths``, 1-24, decoded, the likeliest by mean / total log-probability of the committed
-tokens; chosen on validation).
+``--lengths``, 1-20, decoded, the likeliest by mean / total log-probability of the committed
+tokens), ``joint`` (the total plus the suffix's log-probability given the middle; chosen on
+validation).
 The AR twin (``--ar NAME``) decodes from the prefix alone; its middle is its completion up to
 the first line break (for ``line``: with the break and the next line's indentation, as the
 token-aligned reference middles end; for ``span``: without). Pass@1 with 95% intervals;
@@ -95,7 +96,7 @@ def main() -> None:
     ap.add_argument("--modes", nargs="+", default=["line", "span"])
     ap.add_argument("--scores", nargs="+", default=["oracle", "mean", "sum"])
     ap.add_argument("--max-tasks", type=int, default=None)
-    ap.add_argument("--lengths", default="1-24", help="candidate middle lengths of the mean/sum rules (LO-HI)")
+    ap.add_argument("--lengths", default="1-20", help="candidate middle lengths of the mean/sum/joint rules (LO-HI)")
     ap.add_argument("--out", type=Path, default=ROOT / "runs/infill")
     ap.add_argument("--docs", type=Path, default=None)
     args = ap.parse_args()

@@ -72,6 +72,7 @@ def main() -> None:
     ap.add_argument("--policy", action="append", default=[], help="LABEL=DIR of a trained policy (repeatable)")
     ap.add_argument("--betas", type=float, nargs="+", default=[1.0])
     ap.add_argument("--heuristics", nargs="*", default=list(SWEEPS))
+    ap.add_argument("--settings", nargs="*", default=None, help="only these heuristic settings (labels, e.g. 'tau 0.9')")
     ap.add_argument("--out", type=Path, default=ROOT / "runs/frontier")
     ap.add_argument("--docs", type=Path, default=None)
     args = ap.parse_args()
@@ -94,6 +95,8 @@ def main() -> None:
         for label, decode in SWEEPS[name]:
             if name == "confidence" and mode["block_length"] and (L // decode["steps"]) not in (1, 2, 4, 8):
                 continue  # semi-AR: steps must split evenly over the 6 blocks
+            if args.settings is not None and label not in args.settings:
+                continue
             got = point(
                 model, tok, tasks, {**mode, **decode}, base / f"{name}-{label.replace(' ', '_').replace('/', '_')}"
             )
