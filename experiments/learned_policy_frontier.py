@@ -72,7 +72,7 @@ def main() -> None:
     ap.add_argument("--policy", action="append", default=[], help="LABEL=DIR of a trained policy (repeatable)")
     ap.add_argument("--betas", type=float, nargs="+", default=[1.0])
     ap.add_argument("--heuristics", nargs="*", default=list(SWEEPS))
-    ap.add_argument("--settings", nargs="*", default=None, help="only these heuristic settings (labels, e.g. 'tau 0.9')")
+    ap.add_argument("--settings", nargs="*", default=None, help="only these heuristic settings ('tau 0.9')")
     ap.add_argument("--out", type=Path, default=ROOT / "runs/frontier")
     ap.add_argument("--docs", type=Path, default=None)
     args = ap.parse_args()
