@@ -139,3 +139,17 @@ def test_bf16_only_where_the_cpu_has_it_natively(tmp_path, monkeypatch):
     assert inference_dtype(plain) == "float32"  # AVX-512 alone: bf16 would be emulated
     assert inference_dtype(native) == "bfloat16"
     assert inference_dtype(tmp_path / "missing") in ("float32", "bfloat16")  # oneDNN's check decides
+
+
+@pytest.mark.skipif(not (SHIPPED["diffusion"] / "config.json").is_file(), reason="no shipped diffusion model")
+def test_demo_shows_the_shipped_learned_policy(tmp_path):
+    from demask.demo import POLICY_SHIPPED
+
+    rows = default_policies(SHIPPED, 48)
+    learned = [r for r in rows if r.decode.get("policy") == "learned"]
+    assert (POLICY_SHIPPED / "config.json").is_file() and len(learned) == 1
+    assert learned[0].model == "diffusion" and learned[0].decode["block_length"] is None  # full diffusion
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--max-tasks", "3", "--policy", learned[0].name])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads((tmp_path / "results.json").read_text())["policies"]
+    assert row["policy"] == learned[0].name and row["nfe_per_token"] < 0.5
