@@ -110,11 +110,16 @@ class LLM:
 
     def _check_room(self, encoded: list[list[int]], gen_length: int) -> None:
         longest = max(len(e) for e in encoded)
-        if longest + gen_length > self.context_length:
+        total, room = longest + gen_length, self.context_length - longest
+        if total > self.context_length:
+            fix = (
+                f"pass max_new_tokens (gen_length) <= {room} or a shorter prompt"
+                if room > 0
+                else "shorten the prompt: it alone fills the context"
+            )
             raise ValueError(
-                f"a prompt of {longest} tokens plus {gen_length} new tokens exceeds {self.name or 'the model'}'s "
-                f"context of {self.context_length}; pass max_new_tokens <= {self.context_length - longest} "
-                "or a shorter prompt"
+                f"a prompt of {longest} tokens plus {gen_length} new tokens is {total} tokens, more than the model's "
+                f"context of {self.context_length}{f' ({self.name})' if self.name else ''}; {fix}"
             )
 
     # ------------------------------------------------------------------ text in, text out

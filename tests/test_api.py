@@ -34,7 +34,10 @@ def test_bad_inputs_are_clear_errors(block):
         block.generate(42)
     with pytest.raises(TypeError, match="with other items"):
         block.generate([PROMPTS[0], 7])
-    with pytest.raises(ValueError, match="exceeds .* context of 160; pass max_new_tokens <="):
+    too_long = block.tokenizer.decode(block.tokenizer.encode(PROMPTS[0] * 4)[:130])  # fits alone, not with 48 more
+    with pytest.raises(ValueError, match="more than the model.s context of 160 .* pass max_new_tokens"):
+        block.generate(too_long)
+    with pytest.raises(ValueError, match="it alone fills the context"):
         block.generate(PROMPTS[0] * 4)
     with pytest.raises(TypeError, match="load takes a model name"):
         demask.load(3)
