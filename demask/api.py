@@ -142,7 +142,7 @@ class LLM:
 
         encoded = [list(p) for p in prompts]
         self._check_room(encoded, config.gen_length)
-        device = next(self.model.parameters()).device
+        device = next((p.device for p in self.model.parameters()), torch.device("cpu"))
         gen = None if seed is None else torch.Generator(device=device).manual_seed(seed)
         return generate(self.model, encoded, config, generator=gen, on_step=on_step)
 
