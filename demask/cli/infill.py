@@ -29,16 +29,11 @@ def infill_command(
 ) -> None:
     """Fill in the middle between PREFIX and SUFFIX with a diffusion model."""
     with reported_errors():
-        import yaml
-
         import demask
+        from demask.config import apply_settings
+        from demask.decoding.config import DecodeConfig
 
-        options = {}
-        for item in settings:
-            key, eq, value = item.partition("=")
-            if not eq:
-                raise ValueError(f"--set {item!r} is not KEY=VALUE (e.g. --set policy=threshold)")
-            options[key.strip()] = yaml.safe_load(value)
+        options = apply_settings({}, settings, DecodeConfig, example="policy=threshold")
         candidates = None
         if lengths is not None:
             lo, dash, hi = lengths.partition("-")

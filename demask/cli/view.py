@@ -27,20 +27,15 @@ def view_command(
 ) -> None:
     """Replay a decode in the browser, step by step."""
     with reported_errors():
-        import yaml
-
         import demask
+        from demask.config import apply_settings
+        from demask.decoding.config import DecodeConfig
         from demask.viewer.app import create_viewer_app, load_replay, trace_json
 
         if save is not None:
             if prompt is None:
                 raise ValueError("--save needs --prompt (the text to decode)")
-            options = {}
-            for item in settings:
-                key, eq, value = item.partition("=")
-                if not eq:
-                    raise ValueError(f"--set {item!r} is not KEY=VALUE")
-                options[key.strip()] = yaml.safe_load(value)
+            options = apply_settings({}, settings, DecodeConfig, example="policy=threshold")
             data = trace_json(demask.load(models[0]), prompt, models[0], **options)
             save.write_text(json.dumps(data, indent=1) + "\n")
             typer.echo(f"wrote {save}: {data['nfe']} forward passes, {len(data['steps'])} steps")
