@@ -3,6 +3,7 @@
 from demask.analysis.arness import (
     commit_order,
     first_step_profile,
+    first_step_rows,
     global_arness,
     local_arness,
     position_profile,
@@ -12,6 +13,7 @@ from demask.analysis.arness import (
 __all__ = [
     "commit_order",
     "first_step_profile",
+    "first_step_rows",
     "global_arness",
     "local_arness",
     "position_profile",

@@ -110,9 +110,20 @@ def first_step_profile(
     """The entropy sink: confidence/entropy per position at the first step (all masked).
 
     One forward of the masked-diffusion ``model`` over every prompt followed by
-    ``gen_length`` mask tokens; see :func:`position_profile`. A confidence-based decoder
-    commits where this profile is high first (for most models: right after the prompt).
+    ``gen_length`` mask tokens; the mean over prompts of :func:`first_step_rows`. A
+    confidence-based decoder commits where this profile is high first (for most models:
+    right after the prompt).
     """
+    rows = first_step_rows(model, prompts, gen_length)
+    return {"confidence": rows["confidence"].mean(0), "entropy": rows["entropy"].mean(0)}
+
+
+@torch.no_grad()
+def first_step_rows(
+    model: torch.nn.Module, prompts: Sequence[Sequence[int]], gen_length: int
+) -> dict[str, torch.Tensor]:
+    """Per prompt, the top-1 probability and the entropy at every completion position of the
+    first step: {"confidence": (B, L), "entropy": (B, L)} in float32."""
     from demask.decoding.batch import build_batch
     from demask.model.config import ModelConfig
     from demask.model.transformer import token_logits
@@ -126,5 +137,5 @@ def first_step_profile(
     logits = model(
         batch.tokens, attention_mask=batch.attention if batch.has_padding else None, position_ids=batch.positions
     )
-    aligned = token_logits(logits, cfg.shift_logits)[:, batch.prompt_length :]
-    return position_profile(aligned)
+    probs = token_logits(logits, cfg.shift_logits)[:, batch.prompt_length :].float().softmax(-1)
+    return {"confidence": probs.amax(-1), "entropy": -torch.special.xlogy(probs, probs).sum(-1)}

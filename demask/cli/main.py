@@ -27,7 +27,7 @@ def _root(
 
 # Each module defines `register(app)`; the list is the whole command table.
 COMMAND_MODULES = (
-    "generate", "evaluate", "compare", "train", "demo", "grpo", "rrtf", "policy", "serve", "infill", "view",
+    "generate", "evaluate", "compare", "train", "demo", "grpo", "rrtf", "policy", "serve", "infill", "view", "analyze",
     "recipes", "info",
 )  # fmt: skip
 

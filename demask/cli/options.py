@@ -1,9 +1,9 @@
 """The one command-line convention: a command is a config dataclass.
 
-Each simple field (int, float, str, bool, a list of str; also inside ``X | None``) becomes an
-option named after it (``gen_length`` -> ``--gen-length``, a bool ``--x/--no-x``), with the
-field's docstring as its help and the dataclass's default shown, never retyped. Fields of
-nested dataclass blocks listed in ``flatten`` become options too, under their own names
+Each simple field (int, float, str, bool, a list of str, int or float: a repeated option; also
+inside ``X | None``) becomes an option named after it (``gen_length`` -> ``--gen-length``, a bool
+``--x/--no-x``), with the field's docstring as its help and the dataclass's default shown, never
+retyped. Fields of nested dataclass blocks listed in ``flatten`` become options too, under their own names
 (``--lr`` for ``train.lr``). Every command also takes ``--set dotted.key=value`` (repeatable,
 YAML values) for any field, including those without an option (dicts such as
 ``policy_options``). The command receives the options that were given, by dotted path, and
@@ -53,8 +53,8 @@ def _option_type(hint: Any) -> Any:
         usable = [a for a in inner if a is not None]
         # ``str | UnmaskingPolicy``: the command line can only name it
         return usable[0] if len(usable) == 1 else None
-    if origin is list and typing.get_args(hint) == (str,):
-        return list[str]
+    if origin is list and typing.get_args(hint) in ((str,), (int,), (float,)):
+        return hint  # a repeated option
     return None
 
 

@@ -422,6 +422,7 @@ def _evaluate_locked(
                     "nfe": int(output.nfe),
                     "num_tokens": int(output.num_tokens),
                     "seconds": float(output.seconds),
+                    **(output.extra or {}),
                     **(exec_fields(result, config.max_error_chars) if result is not None else _NOT_RUN),
                 }
                 write_record(f, record)

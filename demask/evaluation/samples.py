@@ -25,12 +25,15 @@ class SampleOutput:
     nfe: forward passes spent on this sample (for a batch, the row's own count).
     num_tokens: completion length in tokens, after cutting at the end token.
     seconds: this sample's share of generation wall time (a batch's time / its size).
+    extra: JSON-able fields written into the sample's record as they are (e.g. the AR-ness
+        of its decoding order, demask.analysis); they must not clash with the record's own.
     """
 
     completion: str
     nfe: int = 0
     num_tokens: int = 0
     seconds: float = 0.0
+    extra: dict[str, Any] | None = None
 
 
 class Sampler(Protocol):
