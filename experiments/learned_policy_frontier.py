@@ -45,7 +45,9 @@ MODES: dict[str, dict[str, Any]] = {
 }
 
 
-def point(model: Any, tok: Any, tasks: list, decode: dict[str, Any], out: Path) -> dict[str, float]:
+def point(
+    model: Any, tok: Any, tasks: list, decode: dict[str, Any], out: Path, gen_length: int = L
+) -> dict[str, float]:
     import torch
 
     from demask.decoding import DecodeConfig
@@ -57,7 +59,7 @@ def point(model: Any, tok: Any, tasks: list, decode: dict[str, Any], out: Path) 
     if results_file.is_file():
         res = json.loads(results_file.read_text())
     else:
-        config = DecodeConfig.from_dict({"gen_length": L, "temperature": 0.0, **decode})
+        config = DecodeConfig.from_dict({"gen_length": gen_length, "temperature": 0.0, **decode})
         with torch.no_grad(), Sandbox(SandboxConfig(workers=2, timeout_s=3.0)) as sandbox:
             res = evaluate(tasks, decoding_sampler(model, tok, config), 1, out, sandbox, batch_size=64,
                            run_info={"decode": json.loads(json.dumps(decode))}, progress=False)  # fmt: skip
@@ -75,6 +77,15 @@ def main() -> None:
     ap.add_argument("--settings", nargs="*", default=None, help="only these heuristic settings ('tau 0.9')")
     ap.add_argument("--out", type=Path, default=ROOT / "runs/frontier")
     ap.add_argument("--docs", type=Path, default=None)
+    ap.add_argument(
+        "--gen-length", type=int, default=L, help="completion length (transfer: 96 on a policy trained at 48)"
+    )
+    ap.add_argument(
+        "--max-prompt-tokens",
+        type=int,
+        default=None,
+        help="only the tasks whose prompt has at most this many tokens (room for a longer completion)",
+    )
     args = ap.parse_args()
 
     import matplotlib
@@ -88,17 +99,26 @@ def main() -> None:
     model, tok = load_pretrained(args.model, dtype="float32")
     model.eval()
     tasks = load_tasks(f"tinycode:{args.split}")
+    if args.max_prompt_tokens is not None:
+        tasks = [t for t in tasks if len(tok.encode(t.prompt)) <= args.max_prompt_tokens]
     mode = MODES[args.mode]
-    base = args.out / f"{args.model}-{args.mode}-{args.split}"
+    gl = args.gen_length
+    base = (
+        args.out / f"{args.model}-{args.mode}-{args.split}"
+        if gl == L
+        else args.out / f"{args.model}-{args.mode}-{args.split}-L{gl}-p{args.max_prompt_tokens}"
+    )
     curves: dict[str, list[dict[str, Any]]] = {}
     for name in args.heuristics:
         for label, decode in SWEEPS[name]:
-            if name == "confidence" and mode["block_length"] and (L // decode["steps"]) not in (1, 2, 4, 8):
+            if name == "confidence" and (
+                gl != L or (mode["block_length"] and (L // decode["steps"]) not in (1, 2, 4, 8))
+            ):
                 continue  # semi-AR: steps must split evenly over the 6 blocks
             if args.settings is not None and label not in args.settings:
                 continue
             got = point(
-                model, tok, tasks, {**mode, **decode}, base / f"{name}-{label.replace(' ', '_').replace('/', '_')}"
+                model, tok, tasks, {**mode, **decode}, base / f"{name}-{label.replace(' ', '_').replace('/', '_')}", gl
             )
             curves.setdefault(name, []).append({"setting": label, **got})
             print(f"{args.mode} {args.split} {name} {label}: {got}", flush=True)
@@ -106,17 +126,18 @@ def main() -> None:
         label, _, path = spec.partition("=")
         for beta in args.betas:
             decode = {**mode, "policy": "learned", "policy_options": {"path": path, "beta": beta}}
-            got = point(model, tok, tasks, decode, base / f"learned-{label.replace(' ', '_')}-beta{beta:g}")
+            got = point(model, tok, tasks, decode, base / f"learned-{label.replace(' ', '_')}-beta{beta:g}", gl)
             curves.setdefault(f"learned ({label})", []).append({"setting": f"beta {beta:g}", **got})
             print(f"{args.mode} {args.split} learned {label} beta {beta}: {got}", flush=True)
     docs = args.docs or ROOT / f"docs/frontier_{args.mode}_{args.split}"
-    docs.with_suffix(".json").write_text(json.dumps({"model": args.model, "mode": args.mode, "split": args.split,
-                                                      "curves": curves}, indent=1) + "\n")  # fmt: skip
+    table = {"model": args.model, "mode": args.mode, "split": args.split, "gen_length": gl, "num_tasks": len(tasks),
+             "curves": curves}  # fmt: skip
+    docs.with_suffix(".json").write_text(json.dumps(table, indent=1) + "\n")
     fig, ax = plt.subplots(figsize=(6.5, 4.0))
     for name, pts in curves.items():
         pts = sorted(pts, key=lambda p: p["nfe"])
         ax.plot([p["nfe"] for p in pts], [p["pass@1"] for p in pts], "o-", label=name, ms=4)
-    ax.set_xlabel("mean NFE per completion (L = 48)")
+    ax.set_xlabel(f"mean NFE per completion (L = {gl})")
     ax.set_ylabel(f"pass@1 ({args.split}, greedy)")
     ax.set_title(f"{args.model}, {args.mode}: NFE vs pass@1")
     ax.legend(fontsize=8)

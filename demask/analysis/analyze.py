@@ -178,7 +178,20 @@ def setting_summary(results: dict[str, Any], records: Sequence[dict[str, Any]]) 
         "num_tasks": results.get("num_tasks"),
         "num_samples": results.get("num_samples"),
         "per_task_pass": {tid: sum(bool(r.get("passed")) for r in recs) / len(recs) for tid, recs in per_task.items()},
+        "per_task_global_arness": _per_task_mean(per_task, arness("global", 1)),
     }
+
+
+def _per_task_mean(
+    per_task: dict[str, list[dict[str, Any]]], value: Callable[[dict[str, Any]], float | None]
+) -> dict[str, float]:
+    """Each task's mean of ``value`` over its samples (tasks without a value left out)."""
+    out = {}
+    for tid, recs in per_task.items():
+        vals = [v for v in map(value, recs) if v is not None]
+        if vals:
+            out[tid] = sum(vals) / len(vals)
+    return out
 
 
 def frontier_sweeps(gen_length: int, block_length: int | None) -> dict[str, list[tuple[str, dict[str, Any]]]]:

@@ -27,8 +27,8 @@ def _root(
 
 # Each module defines `register(app)`; the list is the whole command table.
 COMMAND_MODULES = (
-    "generate", "evaluate", "compare", "train", "demo", "grpo", "rrtf", "policy", "serve", "infill", "view", "analyze",
-    "recipes", "info",
+    "generate", "evaluate", "compare", "train", "demo", "grpo", "rrtf", "policy", "serve", "infill", "view",
+    "analyze", "reproduce", "recipes", "info",
 )  # fmt: skip
 
 for _name in COMMAND_MODULES:
