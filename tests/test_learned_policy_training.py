@@ -188,3 +188,16 @@ def test_behaviour_cloning_fits_the_threshold_experts_decisions():
     rate = float(steps.action[where].float().mean())
     base = max(rate, 1 - rate)  # what ignoring the features would reach
     assert agree > base + 0.05, f"agreement {agree:.2f}, no better than always answering the majority ({base:.2f})"
+
+
+def test_max_updates_stops_early_but_keeps_the_schedule_of_max_steps(tmp_path):
+    dllm, net = tiny_model().eval(), PolicyNet(PolicyNetConfig(block_length=4, output_bias=0.0))
+    tasks = [Task(f"t{i}", f"p{i}", ("assert True",), "f") for i in range(4)]
+    config = UnmaskingConfig(group_size=2, prompts_per_step=2, inner_iterations=2, max_updates=2,
+                             decode={"gen_length": 8, "block_length": 4})  # fmt: skip
+    train = TrainConfig(max_steps=20, lr=1e-3, warmup_steps=4, min_lr_ratio=0.1, log_every=1, progress=False,
+                        out_dir=str(tmp_path))  # fmt: skip
+    loop = train_unmasking_policy(config, train, net, dllm, _Tok(), tasks, reward_fn=NFEOnly())
+    assert loop.done == 2 and loop.stopping  # one round of mu = 2 updates, then stopped
+    assert loop.last_row["lr"] == pytest.approx(1e-3 * 2 / 4)  # still warming up over 4 of 20 steps
+    assert load_policy(loop.last_checkpoint) is not None  # the last round is saved

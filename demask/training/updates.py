@@ -152,6 +152,9 @@ class UpdateLoop:
     check_resume: called with the saved trainer state before anything is loaded; raises when
         the run cannot continue it (another seed, data set, batch size ...).
     max_seconds: stop after the first unit that ends past this many seconds of this call.
+    max_updates: stop after the first unit that ends at or past this many updates (the
+        learning-rate schedule still spans ``train.max_steps``): a budget in updates that,
+        unlike ``max_seconds``, does not depend on how busy the machine is.
     weights: checkpoint reading and writing for a model that is not a Transformer.
     """
 
@@ -168,6 +171,7 @@ class UpdateLoop:
         refuse_fsdp: str | None = None,
         check_resume: Callable[[dict[str, Any]], None] | None = None,
         max_seconds: float | None = None,
+        max_updates: int | None = None,
         desc: str = "train",
         weights: WeightsIO | None = None,
     ) -> None:
@@ -178,7 +182,7 @@ class UpdateLoop:
             )
         self.train, self.model, self.tokenizer = train, model, tokenizer
         self.callbacks, self.extra_files, self.max_seconds = list(callbacks), extra_files, max_seconds
-        self.weights = weights
+        self.weights, self.max_updates = weights, max_updates
         self.info, self.strategy, self.out, checkpoint = start_run(train, resume, refuse_fsdp=refuse_fsdp)
         seed_everything(train.seed)
         self.saved: dict[str, Any] | None = None
@@ -332,7 +336,8 @@ class UpdateLoop:
         if info.world_size > 1 and self.max_seconds is not None:  # every process stops after the same unit
             over = bool(all_reduce_mean(torch.tensor([float(over)], device=info.device), info)[0] > 0)
         self.stopped_on_time = over
-        stopping = over or self._interrupt.requested
+        enough = self.max_updates is not None and self.done >= self.max_updates
+        stopping = over or enough or self._interrupt.requested
         last = self.done if stopping else t.max_steps
         row: dict[str, float] = {}
         if metrics is not None and crossed(prev, self.done, t.log_every, last):
@@ -363,4 +368,6 @@ class UpdateLoop:
         self.stopping = stopping or self._interrupt.requested
         if over and log_line is not None and info.is_main:
             log_line(f"stopping after {self.done} updates: max_seconds={self.max_seconds} reached")
+        elif enough and log_line is not None and info.is_main:
+            log_line(f"stopping after {self.done} updates: max_updates={self.max_updates} reached")
         return row

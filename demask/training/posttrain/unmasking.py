@@ -348,6 +348,10 @@ class UnmaskingConfig:
     timeout_s: float = 3.0
     sandbox_workers: int | None = None
     max_seconds: float | None = None
+    """Stop after the first round that ends past this many seconds (the schedule still spans train.max_steps)."""
+    max_updates: int | None = None
+    """Stop after the first round that ends at or past this many updates (the schedule still
+    spans train.max_steps): a budget that does not depend on the machine's load."""
     imitate_threshold: float | None = None
     """Warm start (demask's addition; the paper starts from p = 0.12 everywhere): before RL,
     fit the network to the threshold heuristic's decisions at this threshold (behaviour
@@ -446,6 +450,7 @@ def train_unmasking_policy(
         resume=resume,
         refuse_fsdp="the policy trainer runs on one process",
         max_seconds=config.max_seconds,
+        max_updates=config.max_updates,
         desc="policy",
         weights=PolicyWeights(net.config),
     )

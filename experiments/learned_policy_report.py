@@ -1,0 +1,141 @@
+"""Learned unmasking policies on held-out TinyCode: seeds and settings against the heuristics.
+
+Each ``--group LABEL=RUN[,RUN...]`` is one training setting (alpha, experts ...) whose runs are
+seeds: every run's last checkpoint is evaluated at ``--beta`` (greedy, one sample per task) on
+``--split`` in ``--mode`` (a ``demask eval`` folder under ``--out``; reruns skip finished
+ones). The heuristics are the finished points of ``experiments/learned_policy_frontier.py``
+under ``runs/frontier/<model>-<mode>-<split>/`` (run that first).
+
+For every run: pass@1 and mean NFE, and the paired difference (over tasks) with the best
+heuristic whose mean NFE is at most ``--nfe-slack`` times the run's. For every group: the mean
+over its seeds with a 95% t-interval over seeds (one seed: the interval over tasks). Writes
+``<docs>.json`` and ``<docs>.png`` (the heuristics' curves and each group's seeds).
+
+    python experiments/learned_policy_report.py --split test --mode full \\
+        --group "alpha 1=runs/polw-full-a1,runs/polw-full-a1-s1,runs/polw-full-a1-s2" \\
+        --group "alpha 3=runs/polw-full-a3" --docs docs/learned_policy_seeds_test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "experiments"))
+
+
+def per_task(folder: Path) -> dict[str, float]:
+    res = json.loads((folder / "results.json").read_text())
+    return {tid: e["c"] / e["n"] for tid, e in res["tasks"].items() if e["n"]}
+
+
+def mean_nfe(folder: Path) -> float:
+    return float(json.loads((folder / "results.json").read_text())["generation"]["mean_nfe"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--split", choices=("validation", "test"), default="validation")
+    ap.add_argument("--mode", choices=("semi-ar", "full"), default="full")
+    ap.add_argument("--model", default="tinycode-mdm")
+    ap.add_argument("--group", action="append", default=[], help="LABEL=RUN_DIR[,RUN_DIR...] (repeatable)")
+    ap.add_argument("--beta", type=float, default=1.0)
+    ap.add_argument("--nfe-slack", type=float, default=1.05)
+    ap.add_argument("--out", type=Path, default=ROOT / "runs/frontier")
+    ap.add_argument("--docs", type=Path, required=True)
+    args = ap.parse_args()
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from learned_policy_frontier import MODES, point
+
+    from demask.evaluation.stats import mean_interval, paired_difference
+    from demask.model import load_pretrained
+    from demask.tasks import load_tasks
+    from demask.training.checkpointing import latest_checkpoint
+
+    base = args.out / f"{args.model}-{args.mode}-{args.split}"
+    heuristics = {}
+    for folder in sorted(base.glob("*")):
+        if folder.name.startswith("learned") or not (folder / "results.json").is_file():
+            continue
+        heuristics[folder.name] = {"pass": per_task(folder), "nfe": mean_nfe(folder)}
+    if not heuristics:
+        raise SystemExit(f"no heuristic points under {base}: run experiments/learned_policy_frontier.py first")
+
+    model, tok = load_pretrained(args.model, dtype="float32")
+    model.eval()
+    tasks = load_tasks(f"tinycode:{args.split}")
+    groups: dict[str, Any] = {}
+    for spec in args.group:
+        label, _, runs = spec.partition("=")
+        seeds = []
+        for run in runs.split(","):
+            ckpt = latest_checkpoint(run)
+            if ckpt is None:
+                raise SystemExit(f"{run}: no checkpoint")
+            folder = base / f"run-{Path(run).name}-{ckpt.name}-beta{args.beta:g}"
+            decode = {**MODES[args.mode], "policy": "learned", "policy_options": {"path": str(ckpt), "beta": args.beta}}
+            point(model, tok, tasks, decode, folder)
+            mine = per_task(folder)
+            nfe = mean_nfe(folder)
+            cheap = {k: h for k, h in heuristics.items() if h["nfe"] <= nfe * args.nfe_slack}
+            pool = cheap or {min(heuristics, key=lambda k: heuristics[k]["nfe"]): None}
+            best = max(pool, key=lambda k: sum(heuristics[k]["pass"].values()))
+            d = paired_difference(heuristics[best]["pass"], mine)
+            seeds.append({"run": run, "checkpoint": str(ckpt), "pass@1": sum(mine.values()) / len(mine), "nfe": nfe,
+                          "vs": best, "vs_nfe": heuristics[best]["nfe"], "diff": d.diff.mean,
+                          "diff_ci95": d.diff.half_width})  # fmt: skip
+            print(
+                f"{label} {run}: pass@1 {seeds[-1]['pass@1']:.3f} at NFE {nfe:.2f}; vs {best} "
+                f"({heuristics[best]['nfe']:.2f}): {d.diff.mean:+.3f} +- {d.diff.half_width:.3f}",
+                flush=True,
+            )
+        p = mean_interval([s["pass@1"] for s in seeds])
+        n = mean_interval([s["nfe"] for s in seeds])
+        dd = mean_interval([s["diff"] for s in seeds])
+        groups[label] = {"seeds": seeds, "pass@1": [p.mean, p.half_width], "nfe": [n.mean, n.half_width],
+                         "diff_vs_best_heuristic": [dd.mean, dd.half_width] if len(seeds) > 1 else
+                         [seeds[0]["diff"], seeds[0]["diff_ci95"]]}  # fmt: skip
+        vs = groups[label]["diff_vs_best_heuristic"]
+        print(
+            f"{label}: pass@1 {p.mean:.3f} +- {p.half_width:.3f}, NFE {n.mean:.2f}, "
+            f"vs best heuristic {vs[0]:+.3f} +- {vs[1]:.3f}"
+        )
+
+    table = {"model": args.model, "mode": args.mode, "split": args.split, "beta": args.beta,
+             "heuristics": {k: {"pass@1": sum(h["pass"].values()) / len(h["pass"]), "nfe": h["nfe"]}
+                            for k, h in heuristics.items()}, "groups": groups}  # fmt: skip
+    args.docs.with_suffix(".json").write_text(json.dumps(table, indent=1) + "\n")
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    by_kind: dict[str, list[tuple[float, float]]] = {}
+    for k, h in table["heuristics"].items():
+        by_kind.setdefault(k.split("-")[0] if not k.startswith("entropy") else "entropy-bound", []).append(
+            (h["nfe"], h["pass@1"])
+        )
+    for kind, pts in by_kind.items():
+        pts.sort()
+        ax.plot([x for x, _ in pts], [y for _, y in pts], "o-", ms=3, alpha=0.7, label=kind)
+    for label, g in groups.items():
+        xs = [s["nfe"] for s in g["seeds"]]
+        ys = [s["pass@1"] for s in g["seeds"]]
+        ax.plot(xs, ys, "*", ms=10, label=f"learned: {label} ({len(xs)} seed{'s' * (len(xs) > 1)})")
+    ax.set_xlabel("mean NFE per completion (L = 48)")
+    ax.set_ylabel(f"pass@1 ({args.split}, greedy)")
+    ax.set_title(f"{args.model}, {args.mode}: learned policies (beta {args.beta:g}) vs heuristics")
+    ax.set_xlim(right=min(ax.get_xlim()[1], 12))
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(args.docs.with_suffix(".png"), dpi=120)
+    print(f"wrote {args.docs.with_suffix('.json')} and .png")
+
+
+if __name__ == "__main__":
+    main()
