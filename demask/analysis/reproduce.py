@@ -41,6 +41,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from demask.evaluation.stats import mean_interval
+
 CLAIM_KEYS = ("a", "b", "c", "d", "e", "f")
 VERDICTS = ("reproduced", "not reproduced", "inconclusive")
 ESTIMATORS = ("coupled", "decoupled", "full_mask", "d1")
@@ -298,8 +300,6 @@ def _variance_rows(tok: Any, tasks: Sequence[Any], n: int, eos: int | None) -> l
 
 
 def claim_a(ctx: Context) -> dict[str, Any]:
-    from demask.evaluation.stats import mean_interval
-
     b = ctx.budget
     cache = ctx.out / "a" / "variance.json"
     if cache.is_file():
@@ -331,7 +331,9 @@ def claim_a(ctx: Context) -> dict[str, Any]:
         f"{b.variance_seeds} mask seeds per row; ratio with a bootstrap interval over rows. full_mask is "
         "deterministic (variance 0) and d1 masks the prompt only: they estimate other quantities."
     ]
-    bars = {name: mean_interval(var[name]).mean for name in ESTIMATORS}
+    panels: list[tuple[dict[str, tuple[float, float]], str]] = [
+        ({n: _pair(mean_interval(var[n])) for n in ESTIMATORS if n != "d1"}, "variance of the sequence log-prob")
+    ]
     if b.grpo_seconds:
         decoder = shipped_decoder(MDM)
         base = per_task_pass(ctx.eval("a-sft", MDM, decoder))
@@ -341,6 +343,9 @@ def claim_a(ctx: Context) -> dict[str, Any]:
             ctx.cli(f"a-grpo-{est}", ["grpo", "--recipe", "tinycode/grpo_estimators", "--estimator", est,
                                       "--out", run_dir, "--max-seconds", b.grpo_seconds, "--seed", 0])  # fmt: skip
             after[est] = per_task_pass(ctx.eval(f"a-grpo-{est}", str(_latest(run_dir)), decoder))
+        scores = {"SFT": _pair(mean_interval(base.values()))}
+        scores.update({e: _pair(mean_interval(after[e].values())) for e in ESTIMATORS})
+        panels.append((scores, "greedy pass@1 after GRPO"))
         for est in ESTIMATORS:
             d = paired(base, after[est])
             measurements.append({"name": f"pass@1 after GRPO ({est}) minus the SFT model", **d})
@@ -354,7 +359,7 @@ def claim_a(ctx: Context) -> dict[str, Any]:
         )
     else:
         notes.append("GRPO training was not run (--quick): the verdict rests on the variance alone.")
-    _bar_figure(ctx.figure("a"), bars, "variance of the sequence log-prob estimate", "claim a: estimator variance")
+    _bar_figure(ctx.figure("a"), panels, "claim a: log-prob estimators (d1's variance is off the scale: see the table)")
     return {"verdict": combine(parts), "measurements": measurements, "notes": notes, "figure": "claim-a.png"}
 
 
@@ -452,8 +457,6 @@ def claim_d(ctx: Context) -> dict[str, Any]:
     pool = cheap or {min(points, key=lambda k: points[k]["nfe"]): points[min(points, key=lambda k: points[k]["nfe"])]}
     best = max(pool, key=lambda k: sum(pool[k]["pass"].values()))
     d = paired(pool[best]["pass"], mine["pass"])
-    from demask.evaluation.stats import mean_interval
-
     measurements = [{"name": "learned policy: pass@1", **_iv(mean_interval(mine["pass"].values())),
                      "nfe": mine["nfe"]}]  # fmt: skip
     for label, p in points.items():
@@ -468,6 +471,10 @@ def claim_d(ctx: Context) -> dict[str, Any]:
     ]
     return {"verdict": verdict(d["mean"], d["ci95"], +1), "measurements": measurements, "notes": notes,
             "figure": "claim-d.png"}  # fmt: skip
+
+
+def _pair(iv: Any) -> tuple[float, float]:
+    return (iv.mean, iv.half_width)
 
 
 def _iv(iv: Any) -> dict[str, float]:
@@ -497,11 +504,9 @@ def claim_e(ctx: Context) -> dict[str, Any]:
         {"name": "RRTF minus the untrained student", **paired(base, trained["rrtf"])},
         {"name": "SFT minus the untrained student", **paired(base, trained["sft"])},
     ]
-    from demask.evaluation.stats import mean_interval
-
-    bars = {"student": mean_interval(base.values()).mean, "SFT": mean_interval(trained["sft"].values()).mean,
-            "RRTF": mean_interval(trained["rrtf"].values()).mean}  # fmt: skip
-    _bar_figure(ctx.figure("e"), bars, "greedy pass@1", "claim e: RRTF vs SFT")
+    bars = {"student": _pair(mean_interval(base.values())), "SFT": _pair(mean_interval(trained["sft"].values())),
+            "RRTF": _pair(mean_interval(trained["rrtf"].values()))}  # fmt: skip
+    _bar_figure(ctx.figure("e"), [(bars, "greedy pass@1 (95% CI over tasks)")], "claim e: RRTF vs SFT")
     notes = [
         f"Student tinycode-mdm, teachers tinycode-ar and tinycode-block (recipe tinycode/rrtf) on "
         f"{b.rrtf_prompts} fresh prompts x {b.rrtf_samples} samples x temperatures {list(b.rrtf_temperatures)}; "
@@ -531,9 +536,12 @@ def claim_f(ctx: Context) -> dict[str, Any]:
     faster = "reproduced" if ratio["low"] > 1 else "not reproduced" if ratio["high"] < 1 else "inconclusive"
     worse = q["mean"] + q["ci95"] < 0
     result = "not reproduced" if faster == "reproduced" and worse else faster
-    bars = {"AR tokens/s": runs[AR]["generation"]["tokens_per_second"],
-            "diffusion tokens/s": runs[BLOCK]["generation"]["tokens_per_second"]}  # fmt: skip
-    _bar_figure(ctx.figure("f"), bars, "tokens per second (demask eval, batch 32)", "claim f: decoding speed")
+    speeds = {"autoregressive": (runs[AR]["generation"]["tokens_per_second"], 0.0),
+              "diffusion": (runs[BLOCK]["generation"]["tokens_per_second"], 0.0)}  # fmt: skip
+    quality = {"autoregressive": _pair(mean_interval(per_task_pass(runs[AR]).values())),
+               "diffusion": _pair(mean_interval(per_task_pass(runs[BLOCK]).values()))}  # fmt: skip
+    _bar_figure(ctx.figure("f"), [(speeds, "tokens per second (demask eval, batch 32)"), (quality, "greedy pass@1")],
+                "claim f: tinycode-ar vs tinycode-block")  # fmt: skip
     notes = [
         "Both evaluated by `demask eval` on the same tasks, batch 32, fp32, one after the other on this machine "
         "(the sandbox runs the previous batch's programs meanwhile, for both); the AR twin with its KV cache, the "
@@ -571,14 +579,17 @@ CLAIMS: dict[str, tuple[str, Callable[[Context], dict[str, Any]]]] = {
 # ------------------------------------------------------------------------------ figures, report
 
 
-def _bar_figure(path: Path, values: Mapping[str, float], ylabel: str, title: str) -> None:
+def _bar_figure(path: Path, panels: Sequence[tuple[Mapping[str, tuple[float, float]], str]], title: str) -> None:
+    """One bar panel per (values, y label); a value is (mean, 95% half-width)."""
     from demask.analysis.figures import _plt
 
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 3.4))
-    ax.bar(list(values), list(values.values()))
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.4), squeeze=False)
+    for ax, (values, ylabel) in zip(axes[0], panels):
+        ax.bar(list(values), [m for m, _ in values.values()], yerr=[h for _, h in values.values()], capsize=3)
+        ax.set_ylabel(ylabel)
+        ax.tick_params(axis="x", labelsize=8)
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -586,7 +597,6 @@ def _bar_figure(path: Path, values: Mapping[str, float], ylabel: str, title: str
 
 def _frontier_figure(path: Path, points: Mapping[str, Mapping[str, Any]]) -> None:
     from demask.analysis.figures import _plt
-    from demask.evaluation.stats import mean_interval
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 4))
