@@ -139,3 +139,23 @@ def test_analyze_command_end_to_end_and_resumed(tmp_path):
     assert again.exit_code == 0, again.output
     assert "loading" not in again.output  # everything read back from disk: no model loaded
     assert json.loads((tmp_path / "an" / "analysis.json").read_text())["sections"] == report["sections"]
+
+
+def test_analyze_refuses_bad_names_before_decoding_and_keys_folders_by_seed(tmp_path):
+    from helpers import tiny_checkpoint
+
+    from demask.cli.main import app
+
+    tiny_checkpoint(tmp_path / "ckpt", max_position_embeddings=128)
+    tasks = write_tasks_jsonl(tmp_path / "tasks.jsonl", TASKS)
+    base = ["analyze", "--checkpoint", str(tmp_path / "ckpt"), "--tasks", str(tasks), "--out", str(tmp_path / "an"),
+            "--gen-length", "8", "--workers", "1"]  # fmt: skip
+    bad = CliRunner().invoke(app, [*base, "--policies", "confidnce"])
+    assert bad.exit_code == 2 and "confidence" in bad.output  # did you mean
+    assert not (tmp_path / "an").exists()  # refused before anything was decoded
+    missing = CliRunner().invoke(app, [*base, "--learned-policy", str(tmp_path), "--sections", "frontier"])
+    assert missing.exit_code == 2 and "not a policy folder" in missing.output
+    one = [*base, "--sections", "temperature", "--temperatures", "1.0", "--n-samples", "1"]
+    assert CliRunner().invoke(app, one).exit_code == 0
+    assert CliRunner().invoke(app, [*one, "--seed", "1"]).exit_code == 0
+    assert len(list((tmp_path / "an" / "evals").glob("*/samples.jsonl"))) == 2  # another seed: other samples

@@ -88,8 +88,9 @@ class AnalyzeConfig:
     progress: bool | None = None
     """Progress bars (None: on a terminal only)."""
     decode: DecodeConfig = field(default_factory=DecodeConfig)
-    """The base decoding settings every section varies (gen_length default: the checkpoint's own;
-    a block-diffusion checkpoint decodes in its own blocks unless told otherwise)."""
+    """The base decoding settings every section varies (`demask analyze` sets gen_length to the
+    checkpoint's own completion length unless given; a block-diffusion checkpoint decodes in its
+    own blocks unless told otherwise)."""
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.sections if s not in SECTIONS]
@@ -230,16 +231,13 @@ class Analysis:
 
     def __init__(self, config: AnalyzeConfig, log: Callable[[str], None] = print) -> None:
         from demask.model import read_config
-        from demask.model.hub import resolve_checkpoint, saved_completion_length
+        from demask.model.hub import resolve_checkpoint
 
         self.config, self.log = config, log
         self.out = Path(config.out)
         self.checkpoint = resolve_checkpoint(config.checkpoint)
         self.model_config = read_config(self.checkpoint)
         decode = replace(config.decode, trace=False, temperature=0.0)
-        length = saved_completion_length(config.checkpoint)
-        if length and decode.gen_length == DecodeConfig.gen_length:  # not given: the checkpoint's own
-            decode = replace(decode, gen_length=length)
         block = self.model_config.block_size
         if block is not None and decode.block_length is None and decode.gen_length % block == 0:
             decode = replace(decode, block_length=block)  # a block model decodes in its own blocks
@@ -285,15 +283,19 @@ class Analysis:
     ) -> dict[str, Any]:
         """Evaluate the base decode updated with ``options`` (resumable); its summary."""
         from demask.config import to_dict
-        from demask.evaluation.runner import evaluate
+        from demask.evaluation.runner import evaluate, tasks_fingerprint
         from demask.evaluation.samples import read_samples
         from demask.execution import Sandbox, SandboxConfig
 
         decode = {**to_dict(self.decode), **options}
-        decode.pop("trace", None)
+        for unused in ("trace", "seed"):  # the evaluation seeds every sample itself
+            decode.pop(unused, None)
         config = DecodeConfig.from_dict(decode)
+        if not config.policy_type.adaptive and decode.get("steps") is None:
+            decode["steps"] = config.gen_length  # one setting, one folder: steps None means L
         spec = self.config.checkpoint if which == "checkpoint" else str(self.config.baseline)
-        run_info = {"checkpoint": spec, "dtype": self.config.dtype, "decode": json.loads(json.dumps(decode))}
+        run_info = {"checkpoint": spec, "dtype": self.config.dtype, "decode": json.loads(json.dumps(decode)),
+                    "seed": self.config.seed, "tasks": tasks_fingerprint(self.tasks)}  # fmt: skip
         folder = self.out / "evals" / _slug(which, run_info)  # one folder per distinct setting
         results_file = folder / "results.json"
         done = results_file.is_file() and _finished(results_file, len(self.tasks), n_samples)
@@ -319,7 +321,32 @@ class Analysis:
         return {"label": label, "folder": str(folder), "decode": decode, **setting_summary(results, records)}
 
     # ---- sections
+    def check(self) -> None:
+        """Refuse bad option values before hours of decoding, not when their section comes."""
+        from demask.decoding.policies import policy_class
+        from demask.model import read_config
+        from demask.model.hub import resolve_checkpoint
+
+        c = self.config
+        sweeps = frontier_sweeps(self.decode.gen_length, self.decode.block_length)
+        unknown = [h for h in c.frontier if h not in sweeps]
+        if "frontier" in c.sections and unknown:
+            raise ValueError(f"no frontier sweep for {', '.join(unknown)}; choose from {', '.join(sweeps)}")
+        for name in c.policies:
+            policy_class(name)  # an unknown name: "did you mean"
+        if c.learned_policy is not None and not (Path(c.learned_policy) / "config.json").is_file():
+            raise FileNotFoundError(
+                f"--learned-policy {c.learned_policy} is not a policy folder (no config.json): give a "
+                "`demask policy-train` checkpoint, e.g. runs/policy-full/checkpoint-0000200"
+            )
+        if c.baseline is not None and read_config(resolve_checkpoint(c.baseline)).causal:
+            raise ValueError(
+                f"--baseline {c.baseline} is autoregressive; the sink and halving sections compare diffusion "
+                "models: give the diffusion checkpoint before post-training"
+            )
+
     def run(self) -> dict[str, Any]:
+        self.check()
         self.out.mkdir(parents=True, exist_ok=True)
         causal = bool(self.model_config.causal)
         report: dict[str, Any] = {
@@ -334,6 +361,9 @@ class Analysis:
         for name in self.config.sections:
             if causal and name != "temperature":
                 report["skipped"][name] = "the checkpoint is autoregressive: it decodes left to right, one token a step"
+                continue
+            if name == "heatmap" and not self._policy_options():
+                report["skipped"][name] = "no policy to draw (give --policies or --learned-policy)"
                 continue
             if name == "halving" and self.decode.policy_type.adaptive:
                 report["skipped"][name] = f"the base policy {self.decode.policy_name!r} chooses its own steps"
@@ -392,7 +422,12 @@ class Analysis:
         return out
 
     def _sink_profile(self, which: str) -> dict[str, Any]:
-        cached = self.out / f"sink-{which}.json"
+        from demask.evaluation.runner import tasks_fingerprint
+
+        spec = self.config.checkpoint if which == "checkpoint" else str(self.config.baseline)
+        key = {"checkpoint": spec, "dtype": self.config.dtype, "gen_length": self.decode.gen_length,
+               "tasks": tasks_fingerprint(self.tasks)}  # fmt: skip
+        cached = self.out / "evals" / f"sink-{_slug(which, key)}.json"
         if cached.is_file():
             return json.loads(cached.read_text())
         import torch
@@ -414,7 +449,10 @@ class Analysis:
         from demask.evaluation.stats import mean_interval
 
         gap = mean_interval((head - rest).tolist())
-        half = 1.96 * c.std(0) / math.sqrt(max(c.shape[0], 1))
+        from demask.evaluation.stats import t95
+
+        n = c.shape[0]
+        half = t95(n - 1) * c.std(0) / math.sqrt(n) if n > 1 else torch.zeros(c.shape[1])
         profile = {
             "confidence": c.mean(0).tolist(),
             "confidence_ci95": half.tolist(),
@@ -448,9 +486,6 @@ class Analysis:
 
     def _frontier(self, report: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         sweeps = frontier_sweeps(self.decode.gen_length, self.decode.block_length)
-        unknown = [h for h in self.config.frontier if h not in sweeps]
-        if unknown:
-            raise ValueError(f"no frontier sweep for {', '.join(unknown)}; choose from {', '.join(sweeps)}")
         curves: dict[str, list[dict[str, Any]]] = {}
         for name in self.config.frontier:
             for label, opts in sweeps[name]:

@@ -7,6 +7,7 @@ intervals and links to the pictures.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ def _plt() -> Any:
 
 
 def _iv(x: dict[str, Any] | None, digits: int = 3) -> str:
-    if not x or x.get("mean") is None:
+    if not x or x.get("mean") is None or math.isnan(x["mean"]):
         return "n/a"
     return f"{x['mean']:.{digits}f} ± {x['ci95']:.{digits}f}"
 
@@ -111,7 +112,7 @@ def draw_frontier(curves: dict[str, list[dict[str, Any]]], path: Path) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 4.0))
     for name, pts in curves.items():
-        pts = sorted(pts, key=lambda p: p["nfe"])
+        pts = sorted((p for p in pts if p["nfe"] is not None), key=lambda p: p["nfe"])
         ax.errorbar([p["nfe"] for p in pts], [p["pass@1"]["mean"] for p in pts],
                     yerr=[p["pass@1"]["ci95"] for p in pts], fmt="o-", ms=4, capsize=2, label=name)  # fmt: skip
     ax.set_xlabel("mean NFE per completion")
@@ -163,7 +164,7 @@ def summary_markdown(report: dict[str, Any]) -> str:
             lines.append(
                 f"| {r['temperature']:g} | {_iv(r['local_arness']['@1'])} | {_iv(r['global_arness']['@1'])} | "
                 f"{_iv(r['local_arness']['@2'])} | {_iv(r['global_arness']['@2'])} | {_iv(r['pass@1'])} | "
-                f"{passk} | {r['mean_nfe'] or 0:.1f} |"
+                f"{passk} | {_num(r['mean_nfe'], 1)} |"
             )
         lines += _picture(fig, "temperature")
     if "policies" in s:
@@ -176,7 +177,7 @@ def summary_markdown(report: dict[str, Any]) -> str:
         for r in s["policies"]:
             lines.append(
                 f"| {r['policy']} | {_iv(r['local_arness']['@1'])} | {_iv(r['global_arness']['@1'])} | "
-                f"{_iv(r['pass@1'])} | {r['mean_nfe'] or 0:.1f} |"
+                f"{_iv(r['pass@1'])} | {_num(r['mean_nfe'], 1)} |"
             )
         lines += _picture(fig, "policies")
     if "sink" in s:
@@ -200,11 +201,15 @@ def summary_markdown(report: dict[str, Any]) -> str:
         lines += ["## NFE vs pass@1", "", "| policy | setting | mean NFE | pass@1 |", "|---|---|---|---|"]
         for name, pts in s["frontier"].items():
             for p in pts:
-                lines.append(f"| {name} | {p['setting']} | {p['nfe']:.2f} | {_iv(p['pass@1'])} |")
+                lines.append(f"| {name} | {p['setting']} | {_num(p['nfe'], 2)} | {_iv(p['pass@1'])} |")
         lines += _picture(fig, "frontier")
     for name, why in report.get("skipped", {}).items():
         lines.append(f"- section {name} skipped: {why}")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _num(x: float | None, digits: int) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
 
 
 def _picture(fig: dict[str, str], name: str) -> list[str]:
