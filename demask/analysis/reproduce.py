@@ -71,7 +71,7 @@ class Budget:
 QUICK = Budget(tasks=64, variance_rows=12, variance_seeds=16, grpo_seconds=0, temperature_tasks=48,
                temperatures=(0.0, 0.2, 1.2), temperature_samples=4, sink_tasks=64, rrtf_prompts=32, rrtf_samples=2,
                rrtf_temperatures=(1.0,), rrtf_steps=16)  # fmt: skip
-FULL = Budget(tasks=None, variance_rows=48, variance_seeds=32, grpo_seconds=240, temperature_tasks=160,
+FULL = Budget(tasks=160, variance_rows=48, variance_seeds=32, grpo_seconds=240, temperature_tasks=160,
               temperatures=(0.0, 0.2, 0.6, 1.2), temperature_samples=8, sink_tasks=324,
               rrtf_prompts=160, rrtf_samples=4, rrtf_temperatures=(0.5, 1.0), rrtf_steps=100)  # fmt: skip
 
@@ -393,7 +393,8 @@ def claim_a(ctx: Context) -> dict[str, Any]:
         for est in ESTIMATORS:
             run_dir = ctx.out / "a" / f"grpo-{est}"
             args = ["grpo", "--recipe", "tinycode/grpo_estimators", "--estimator", est, "--out", run_dir,
-                    "--max-seconds", b.grpo_seconds, "--seed", 0, "--resume"]  # fmt: skip
+                    "--max-seconds", b.grpo_seconds, "--seed", 0, "--resume",
+                    "--set", "train.precision=fp32"]  # fmt: skip (fp32: CPUs without native bf16 run it faster)
             ctx.cli(f"a-grpo-{est}", args)
             after[est] = per_task_pass(ctx.eval(f"a-grpo-{est}", str(_latest(run_dir)), decoder))
         scores = {"SFT": _pair(mean_interval(base.values()))}
