@@ -396,7 +396,8 @@ def claim_a(ctx: Context) -> dict[str, Any]:
             run_dir = ctx.out / "a" / f"grpo-{est}"
             # fp32: a CPU without native bf16 trains faster in it
             args = ["grpo", "--recipe", "tinycode/grpo_estimators", "--estimator", est, "--out", run_dir,
-                    "--max-seconds", b.grpo_seconds, "--seed", 0, "--resume", "--set", "train.precision=fp32"]  # fmt: skip
+                    "--max-seconds", b.grpo_seconds, "--seed", 0, "--resume",
+                    "--set", "train.precision=fp32"]  # fmt: skip
             ctx.cli(f"a-grpo-{est}", args)
             after[est] = per_task_pass(ctx.eval(f"a-grpo-{est}", str(_latest(run_dir)), decoder))
         scores = {"SFT": _pair(mean_interval(base.values()))}
