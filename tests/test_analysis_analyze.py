@@ -159,3 +159,6 @@ def test_analyze_refuses_bad_names_before_decoding_and_keys_folders_by_seed(tmp_
     assert CliRunner().invoke(app, one).exit_code == 0
     assert CliRunner().invoke(app, [*one, "--seed", "1"]).exit_code == 0
     assert len(list((tmp_path / "an" / "evals").glob("*/samples.jsonl"))) == 2  # another seed: other samples
+    sink_only = [*base[:6], str(tmp_path / "sink"), *base[7:], "--sections", "sink"]
+    assert CliRunner().invoke(app, sink_only).exit_code == 0  # a section that decodes nothing, alone
+    assert "sink" in json.loads((tmp_path / "sink" / "analysis.json").read_text())["sections"]

@@ -526,6 +526,7 @@ def _plain(decode: DecodeConfig) -> dict[str, Any]:
 def _write(path: Path, obj: Any) -> None:
     from demask.evaluation.runner import write_json
 
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, obj)
 
 
