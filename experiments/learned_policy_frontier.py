@@ -105,7 +105,7 @@ def main() -> None:
     gl = args.gen_length
     base = (
         args.out / f"{args.model}-{args.mode}-{args.split}"
-        if gl == L
+        if gl == L and args.max_prompt_tokens is None  # another task subset or length: other folders
         else args.out / f"{args.model}-{args.mode}-{args.split}-L{gl}-p{args.max_prompt_tokens}"
     )
     curves: dict[str, list[dict[str, Any]]] = {}

@@ -64,7 +64,7 @@ def main() -> None:
     base = args.out / f"{args.model}-{args.mode}-{args.split}"
     heuristics = {}
     for folder in sorted(base.glob("*")):
-        if folder.name.startswith("learned") or not (folder / "results.json").is_file():
+        if folder.name.startswith(("learned", "run-")) or not (folder / "results.json").is_file():  # policies
             continue
         heuristics[folder.name] = {"pass": per_task(folder), "nfe": mean_nfe(folder)}
     if not heuristics:
