@@ -130,7 +130,8 @@ def main() -> None:
     ax.set_xlabel("mean NFE per completion (L = 48)")
     ax.set_ylabel(f"pass@1 ({args.split}, greedy)")
     ax.set_title(f"{args.model}, {args.mode}: learned policies (beta {args.beta:g}) vs heuristics")
-    ax.set_xlim(right=min(ax.get_xlim()[1], 12))
+    most = max(s["nfe"] for g in groups.values() for s in g["seeds"])
+    ax.set_xlim(right=min(ax.get_xlim()[1], most + 5))  # not out to one token per step
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(args.docs.with_suffix(".png"), dpi=120)
