@@ -118,6 +118,7 @@ def test_analyze_command_end_to_end_and_resumed(tmp_path):
             "--baseline", str(tmp_path / "ckpt"), "--heatmap-tasks", "2"]  # fmt: skip
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
+    assert torch.is_grad_enabled()  # the analysis leaves the process as it found it
     report = json.loads((tmp_path / "an" / "analysis.json").read_text())
     assert set(report["sections"]) == {"temperature", "policies", "sink", "heatmap", "halving", "frontier"}
     hot = report["sections"]["temperature"][1]

@@ -264,16 +264,13 @@ class Analysis:
 
     def model(self, which: str = "checkpoint") -> tuple[Any, Any]:
         if which not in self._models:
-            import torch
-
             from demask.model import load_pretrained
 
             spec = self.config.checkpoint if which == "checkpoint" else self.config.baseline
             assert spec is not None
             self.log(f"analyze: loading {spec}")
             model, tok = load_pretrained(spec, dtype=self.config.dtype, device=self.config.device)
-            model.eval()
-            torch.set_grad_enabled(False)
+            model.eval()  # generate() and the sink's forward run without gradients
             self._models[which] = (model, tok)
         return self._models[which]
 
