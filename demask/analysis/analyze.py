@@ -28,6 +28,7 @@ construction, so their sink/heatmap/halving/frontier sections are skipped (said 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -36,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from demask.config import to_dict
 from demask.decoding.config import DecodeConfig
 
 SECTIONS = ("temperature", "policies", "sink", "heatmap", "halving", "frontier")
@@ -244,6 +246,17 @@ class Analysis:
         self.decode = decode
         self._models: dict[str, tuple[Any, Any]] = {}
         self._tasks: list[Any] | None = None
+        self._stack = contextlib.ExitStack()  # the sandbox, started by the first setting that runs tests
+        self._sandbox: Any = None
+
+    def sandbox(self) -> Any:
+        if self._sandbox is None:
+            from demask.execution import Sandbox, SandboxConfig
+
+            self._sandbox = self._stack.enter_context(
+                Sandbox(SandboxConfig.pool(self.config.timeout, self.config.workers))
+            )
+        return self._sandbox
 
     # ---- inputs, loaded when first needed
     @property
@@ -279,10 +292,8 @@ class Analysis:
         self, label: str, options: dict[str, Any], n_samples: int = 1, which: str = "checkpoint"
     ) -> dict[str, Any]:
         """Evaluate the base decode updated with ``options`` (resumable); its summary."""
-        from demask.config import to_dict
         from demask.evaluation.runner import evaluate, tasks_fingerprint
         from demask.evaluation.samples import read_samples
-        from demask.execution import Sandbox, SandboxConfig
 
         decode = {**to_dict(self.decode), **options}
         for unused in ("trace", "seed"):  # the evaluation seeds every sample itself
@@ -298,20 +309,19 @@ class Analysis:
         done = results_file.is_file() and _finished(results_file, len(self.tasks), n_samples)
         if not done:
             self.log(f"analyze: {label} ({folder.name})")
-            with Sandbox(SandboxConfig.pool(self.config.timeout, self.config.workers)) as sandbox:
-                results = evaluate(
-                    self.tasks,
-                    traced_sampler(lambda: self.model(which), config),
-                    n_samples,
-                    folder,
-                    sandbox,
-                    seed=self.config.seed,
-                    batch_size=self.config.batch_size,
-                    timeout_s=self.config.timeout,
-                    ks=sorted({*(2**i for i in range(n_samples.bit_length()) if 2**i <= n_samples), n_samples}),
-                    run_info=run_info,
-                    progress=self.config.progress,
-                )
+            results = evaluate(
+                self.tasks,
+                traced_sampler(lambda: self.model(which), config),
+                n_samples,
+                folder,
+                self.sandbox(),
+                seed=self.config.seed,
+                batch_size=self.config.batch_size,
+                timeout_s=self.config.timeout,
+                ks=sorted({*(2**i for i in range(n_samples.bit_length()) if 2**i <= n_samples), n_samples}),
+                run_info=run_info,
+                progress=self.config.progress,
+            )
         else:
             results = json.loads(results_file.read_text())
         records = [r for _, r in read_samples(folder / "samples.jsonl").records if r["sample_index"] < n_samples]
@@ -343,6 +353,10 @@ class Analysis:
             )
 
     def run(self) -> dict[str, Any]:
+        with self._stack:
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
         self.check()
         self.out.mkdir(parents=True, exist_ok=True)
         causal = bool(self.model_config.causal)
@@ -351,7 +365,7 @@ class Analysis:
             "baseline": self.config.baseline,
             "tasks": self.config.tasks,
             "num_tasks": len(self.tasks),
-            "decode": json.loads(json.dumps(_plain(self.decode))),
+            "decode": json.loads(json.dumps(to_dict(self.decode))),
             "sections": {},
             "skipped": {},
         }
@@ -512,12 +526,6 @@ def _records(folder: str) -> list[dict[str, Any]]:
     from demask.evaluation.samples import read_samples
 
     return [r for _, r in read_samples(Path(folder) / "samples.jsonl").records]
-
-
-def _plain(decode: DecodeConfig) -> dict[str, Any]:
-    from demask.config import to_dict
-
-    return to_dict(decode)
 
 
 def _write(path: Path, obj: Any) -> None:

@@ -22,6 +22,21 @@ def _plt() -> Any:
     return plt
 
 
+def save_figure(fig: Any, path: Path) -> None:
+    """Lay out, write (110 dpi) and close a figure."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+
+
+def label_axes(ax: Any, xlabel: str, ylabel: str, title: str, legend: bool = True) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if legend:
+        ax.legend(fontsize=8)
+
+
 def _iv(x: dict[str, Any] | None, digits: int = 3) -> str:
     if not x or x.get("mean") is None or math.isnan(x["mean"]):
         return "n/a"
@@ -37,21 +52,13 @@ def draw_temperature(rows: list[dict[str, Any]], path: Path) -> None:
             means = [r[kind][k]["mean"] for r in rows]
             errs = [r[kind][k]["ci95"] for r in rows]
             a1.errorbar(temps, means, yerr=errs, fmt=style, ms=4, capsize=2, label=f"{kind.split('_')[0]} AR-ness{k}")
-    a1.set_xlabel("temperature")
-    a1.set_ylabel("AR-ness (95% CI over tasks)")
-    a1.set_title("decoding order vs temperature")
-    a1.legend(fontsize=8)
+    label_axes(a1, "temperature", "AR-ness (95% CI over tasks)", "decoding order vs temperature")
     keys = sorted({k for r in rows for k in r["pass_at_k"]}, key=lambda k: int(k.split("@")[1]))
     for key in keys:
         pts = [(r["temperature"], r["pass_at_k"][key]) for r in rows if key in r["pass_at_k"]]
         a2.plot([p[0] for p in pts], [p[1] for p in pts], "o-", ms=4, label=key)
-    a2.set_xlabel("temperature")
-    a2.set_ylabel("pass@k (same samples)")
-    a2.set_title("pass@k vs temperature")
-    a2.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    label_axes(a2, "temperature", "pass@k (same samples)", "pass@k vs temperature")
+    save_figure(fig, path)
 
 
 def draw_policies(rows: list[dict[str, Any]], path: Path) -> None:
@@ -63,12 +70,8 @@ def draw_policies(rows: list[dict[str, Any]], path: Path) -> None:
         ax.bar([i + off for i in x], [r[kind]["@1"]["mean"] for r in rows], width=0.4,
                yerr=[r[kind]["@1"]["ci95"] for r in rows], capsize=2, label=kind.replace("_", " ") + "@1")  # fmt: skip
     ax.set_xticks(list(x), names, fontsize=8)
-    ax.set_ylabel("AR-ness@1 (greedy)")
-    ax.set_title("decoding order by unmasking policy")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    label_axes(ax, "", "AR-ness@1 (greedy)", "decoding order by unmasking policy")
+    save_figure(fig, path)
 
 
 def draw_sink(section: dict[str, Any], path: Path) -> None:
@@ -80,13 +83,9 @@ def draw_sink(section: dict[str, Any], path: Path) -> None:
         xs = list(range(len(conf)))
         ax.plot(xs, conf, "-", label=which)
         ax.fill_between(xs, [c - h for c, h in zip(conf, half)], [c + h for c, h in zip(conf, half)], alpha=0.25)
-    ax.set_xlabel("completion position (all masked)")
-    ax.set_ylabel("first-step top-1 probability")
-    ax.set_title("the entropy sink: first-step confidence by position")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    label_axes(ax, "completion position (all masked)", "first-step top-1 probability",
+               "the entropy sink: first-step confidence by position")  # fmt: skip
+    save_figure(fig, path)
 
 
 def draw_heatmap(section: dict[str, Any], path: Path) -> None:
@@ -103,9 +102,7 @@ def draw_heatmap(section: dict[str, Any], path: Path) -> None:
         fig.colorbar(im, ax=ax, pad=0.01).set_label("step", fontsize=7)
     axes[-1, 0].set_xlabel("completion position (blank: filled by the early stop)")
     axes[0, 0].set_title("step at which each position was committed (one row per task)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def draw_frontier(curves: dict[str, list[dict[str, Any]]], path: Path) -> None:
@@ -115,13 +112,8 @@ def draw_frontier(curves: dict[str, list[dict[str, Any]]], path: Path) -> None:
         pts = sorted((p for p in pts if p["nfe"] is not None), key=lambda p: p["nfe"])
         ax.errorbar([p["nfe"] for p in pts], [p["pass@1"]["mean"] for p in pts],
                     yerr=[p["pass@1"]["ci95"] for p in pts], fmt="o-", ms=4, capsize=2, label=name)  # fmt: skip
-    ax.set_xlabel("mean NFE per completion")
-    ax.set_ylabel("pass@1 (greedy, 95% CI)")
-    ax.set_title("NFE vs pass@1 by unmasking policy")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    label_axes(ax, "mean NFE per completion", "pass@1 (greedy, 95% CI)", "NFE vs pass@1 by unmasking policy")
+    save_figure(fig, path)
 
 
 DRAWERS: dict[str, Callable[[Any, Path], None]] = {

@@ -141,21 +141,32 @@ def paired(base: Mapping[str, float], other: Mapping[str, float]) -> dict[str, f
     return {"mean": d.diff.mean, "ci95": d.diff.half_width, "n": d.n}
 
 
+def bootstrap(
+    n: int, statistic: Callable[[Sequence[int]], float], draws: int = 2000, seed: int = 0
+) -> dict[str, float]:
+    """``statistic`` of all ``n`` paired items with a percentile-bootstrap 95% interval over them
+    (resamples where the statistic is undefined, NaN, are dropped)."""
+    rng = random.Random(seed)
+    got = sorted(
+        v for v in (statistic([rng.randrange(n) for _ in range(n)]) for _ in range(draws)) if not math.isnan(v)
+    )
+    if not got:
+        return {"ratio": math.nan, "low": math.nan, "high": math.nan, "n": n}
+    return {"ratio": statistic(range(n)), "low": got[int(0.025 * len(got))], "high": got[int(0.975 * len(got)) - 1],
+            "n": n}  # fmt: skip
+
+
 def bootstrap_ratio(num: Sequence[float], den: Sequence[float], draws: int = 2000, seed: int = 0) -> dict[str, float]:
     """mean(num) / mean(den) over paired items with a percentile-bootstrap 95% interval
     (reported as the interval's ends: low, high)."""
     if len(num) != len(den) or not num:
         raise ValueError("bootstrap_ratio needs two equally long, non-empty sequences")
-    rng = random.Random(seed)
-    n = len(num)
-    ratios = []
-    for _ in range(draws):
-        idx = [rng.randrange(n) for _ in range(n)]
+
+    def ratio(idx: Sequence[int]) -> float:
         d = sum(den[i] for i in idx)
-        ratios.append(sum(num[i] for i in idx) / d if d else math.inf)
-    ratios.sort()
-    point = sum(num) / sum(den) if sum(den) else math.inf
-    return {"ratio": point, "low": ratios[int(0.025 * draws)], "high": ratios[int(0.975 * draws) - 1], "n": n}
+        return sum(num[i] for i in idx) / d if d else math.nan
+
+    return bootstrap(len(num), ratio, draws, seed)
 
 
 def per_task_pass(results: Mapping[str, Any], key: str = "pass@1") -> dict[str, float]:
@@ -613,13 +624,7 @@ def speed_ratio(
         ts, ss = sum(slow[i][0] for i in idx), sum(slow[i][1] for i in idx)
         return (tf / sf) / (ts / ss) if sf > 0 and ss > 0 and ts > 0 else math.nan
 
-    rng = random.Random(seed)
-    n = len(fast)
-    got = sorted(r for r in (ratio([rng.randrange(n) for _ in range(n)]) for _ in range(draws)) if not math.isnan(r))
-    if not got:
-        return {"ratio": math.nan, "low": math.nan, "high": math.nan, "n": n}
-    return {"ratio": ratio(range(n)), "low": got[int(0.025 * len(got))], "high": got[int(0.975 * len(got)) - 1],
-            "n": n}  # fmt: skip
+    return bootstrap(len(fast), ratio, draws, seed)
 
 
 def speed_verdict(ratio: Mapping[str, float], quality: Mapping[str, float], margin: float = EQUAL_QUALITY) -> str:
@@ -690,7 +695,7 @@ CLAIMS: dict[str, tuple[str, Callable[[Context], dict[str, Any]]]] = {
 
 def _bar_figure(path: Path, panels: Sequence[tuple[Mapping[str, tuple[float, float]], str]], title: str) -> None:
     """One bar panel per (values, y label); a value is (mean, 95% half-width)."""
-    from demask.analysis.figures import _plt
+    from demask.analysis.figures import _plt, save_figure
 
     plt = _plt()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.4), squeeze=False)
@@ -699,13 +704,11 @@ def _bar_figure(path: Path, panels: Sequence[tuple[Mapping[str, tuple[float, flo
         ax.set_ylabel(ylabel)
         ax.tick_params(axis="x", labelsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _frontier_figure(path: Path, points: Mapping[str, Mapping[str, Any]]) -> None:
-    from demask.analysis.figures import _plt
+    from demask.analysis.figures import _plt, label_axes, save_figure
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -713,13 +716,9 @@ def _frontier_figure(path: Path, points: Mapping[str, Mapping[str, Any]]) -> Non
         iv = mean_interval(p["pass"].values())
         ax.errorbar([p["nfe"]], [iv.mean], yerr=[iv.half_width], fmt="*" if "learned" in label else "o", ms=9,
                     capsize=3, label=label)  # fmt: skip
-    ax.set_xlabel("mean NFE per completion (L = 48)")
-    ax.set_ylabel("greedy pass@1 (95% CI)")
-    ax.set_title("claim d: full diffusion, learned policy vs heuristics")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    label_axes(ax, "mean NFE per completion (L = 48)", "greedy pass@1 (95% CI)",
+               "claim d: full diffusion, learned policy vs heuristics")  # fmt: skip
+    save_figure(fig, path)
 
 
 def _value(m: Mapping[str, Any]) -> str:
