@@ -38,6 +38,40 @@ def mean_nfe(folder: Path) -> float:
     return float(json.loads((folder / "results.json").read_text())["generation"]["mean_nfe"])
 
 
+def frontier_baseline(heuristics: dict[str, dict[str, Any]], nfe: float) -> tuple[dict[str, float], str]:
+    """The heuristics' frontier at ``nfe``, task by task: the upper concave hull of the points
+    (pass@1 against mean NFE; what decoding each task with one of two heuristics at random
+    achieves on average), linearly interpolated between the two hull points that bracket
+    ``nfe``; per task the same mix of their per-task scores, so a paired difference against it
+    is a difference of means with a valid interval. Beyond the last point: that point (more NFE
+    buys nothing measured); below the first: the first (cheaper than every heuristic).
+
+    >>> h = {"a": {"pass": {"t": 0.0, "u": 1.0}, "nfe": 2.0}, "b": {"pass": {"t": 1.0, "u": 1.0}, "nfe": 4.0}}
+    >>> frontier_baseline(h, 3.0)
+    ({'t': 0.5, 'u': 1.0}, 'a..b (0.50)')
+    """
+    mean = {k: sum(h["pass"].values()) / len(h["pass"]) for k, h in heuristics.items()}
+    pareto: list[str] = []  # increasing in NFE and in pass@1, then only the upper hull's corners
+    for k in sorted(heuristics, key=lambda k: (heuristics[k]["nfe"], -mean[k])):
+        if pareto and mean[k] <= mean[pareto[-1]]:
+            continue
+        while len(pareto) >= 2:
+            (x0, y0), (x1, y1) = ((heuristics[j]["nfe"], mean[j]) for j in pareto[-2:])
+            if (x1 - x0) * (mean[k] - y0) - (y1 - y0) * (heuristics[k]["nfe"] - x0) < 0:
+                break  # the last corner stays above the chord to k
+            pareto.pop()
+        pareto.append(k)
+    lo = [k for k in pareto if heuristics[k]["nfe"] <= nfe]
+    hi = [k for k in pareto if heuristics[k]["nfe"] > nfe]
+    if not lo or not hi:
+        k = lo[-1] if lo else hi[0]
+        return dict(heuristics[k]["pass"]), k
+    a, b = lo[-1], hi[0]
+    w = (nfe - heuristics[a]["nfe"]) / (heuristics[b]["nfe"] - heuristics[a]["nfe"])
+    pa, pb = heuristics[a]["pass"], heuristics[b]["pass"]
+    return {t: (1 - w) * pa[t] + w * pb[t] for t in pa}, f"{a}..{b} ({w:.2f})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--split", choices=("validation", "test"), default="validation")
@@ -48,7 +82,14 @@ def main() -> None:
     ap.add_argument("--nfe-slack", type=float, default=1.05)
     ap.add_argument("--out", type=Path, default=ROOT / "runs/frontier")
     ap.add_argument("--docs", type=Path, required=True)
+    ap.add_argument(
+        "--reuse-training-eval", action="store_true",
+        help="validation only: score a checkpoint by the evaluation its training run made of it (the same "
+             "168 tasks and decoder; RUN/eval/step-N/) instead of decoding again",
+    )  # fmt: skip
     args = ap.parse_args()
+    if args.reuse_training_eval and args.split != "validation":
+        raise SystemExit("--reuse-training-eval: a training run evaluates on validation only; drop it for --split test")
 
     import matplotlib
 
@@ -82,32 +123,44 @@ def main() -> None:
             if ckpt is None:
                 raise SystemExit(f"{run}: no checkpoint")
             folder = base / f"run-{Path(run).name}-{ckpt.name}-beta{args.beta:g}"
-            decode = {**MODES[args.mode], "policy": "learned", "policy_options": {"path": str(ckpt), "beta": args.beta}}
-            point(model, tok, tasks, decode, folder)
+            own = Path(run) / "eval" / f"step-{int(ckpt.name.rpartition('-')[2]):07d}"
+            if args.reuse_training_eval and args.beta == 1 and (own / "results.json").is_file():
+                folder = own
+            else:
+                options = {"path": str(ckpt), "beta": args.beta}
+                decode = {**MODES[args.mode], "policy": "learned", "policy_options": options}
+                point(model, tok, tasks, decode, folder)
             mine = per_task(folder)
             nfe = mean_nfe(folder)
             cheap = {k: h for k, h in heuristics.items() if h["nfe"] <= nfe * args.nfe_slack}
             pool = cheap or {min(heuristics, key=lambda k: heuristics[k]["nfe"]): None}
             best = max(pool, key=lambda k: sum(heuristics[k]["pass"].values()))
             d = paired_difference(heuristics[best]["pass"], mine)
+            line, between = frontier_baseline(heuristics, nfe)
+            f = paired_difference(line, mine)
             seeds.append({"run": run, "checkpoint": str(ckpt), "pass@1": sum(mine.values()) / len(mine), "nfe": nfe,
                           "vs": best, "vs_nfe": heuristics[best]["nfe"], "diff": d.diff.mean,
-                          "diff_ci95": d.diff.half_width})  # fmt: skip
+                          "diff_ci95": d.diff.half_width, "frontier_between": between,
+                          "diff_frontier": f.diff.mean, "diff_frontier_ci95": f.diff.half_width})  # fmt: skip
             print(
                 f"{label} {run}: pass@1 {seeds[-1]['pass@1']:.3f} at NFE {nfe:.2f}; vs {best} "
-                f"({heuristics[best]['nfe']:.2f}): {d.diff.mean:+.3f} +- {d.diff.half_width:.3f}",
+                f"({heuristics[best]['nfe']:.2f}): {d.diff.mean:+.3f} +- {d.diff.half_width:.3f}; "
+                f"vs the frontier ({between}): {f.diff.mean:+.3f} +- {f.diff.half_width:.3f}",
                 flush=True,
             )
         p = mean_interval([s["pass@1"] for s in seeds])
         n = mean_interval([s["nfe"] for s in seeds])
         dd = mean_interval([s["diff"] for s in seeds])
+        df = mean_interval([s["diff_frontier"] for s in seeds])
         groups[label] = {"seeds": seeds, "pass@1": [p.mean, p.half_width], "nfe": [n.mean, n.half_width],
                          "diff_vs_best_heuristic": [dd.mean, dd.half_width] if len(seeds) > 1 else
-                         [seeds[0]["diff"], seeds[0]["diff_ci95"]]}  # fmt: skip
-        vs = groups[label]["diff_vs_best_heuristic"]
+                         [seeds[0]["diff"], seeds[0]["diff_ci95"]],
+                         "diff_vs_frontier": [df.mean, df.half_width] if len(seeds) > 1 else
+                         [seeds[0]["diff_frontier"], seeds[0]["diff_frontier_ci95"]]}  # fmt: skip
+        vs, vf = groups[label]["diff_vs_best_heuristic"], groups[label]["diff_vs_frontier"]
         print(
             f"{label}: pass@1 {p.mean:.3f} +- {p.half_width:.3f}, NFE {n.mean:.2f}, "
-            f"vs best heuristic {vs[0]:+.3f} +- {vs[1]:.3f}"
+            f"vs best heuristic {vs[0]:+.3f} +- {vs[1]:.3f}, vs the frontier {vf[0]:+.3f} +- {vf[1]:.3f}"
         )
 
     table = {"model": args.model, "mode": args.mode, "split": args.split, "beta": args.beta,

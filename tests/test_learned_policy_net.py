@@ -69,3 +69,16 @@ def test_a_full_diffusion_policy_decodes_any_length_in_one_block_only(tmp_path):
     assert _decode(options, model, block_length=None).tokens.shape[1] == 3 + 8  # one block of 8
     with pytest.raises(ValueError, match="trained for full diffusion"):
         _decode(options, model, block_length=4)
+
+
+def test_a_policy_stored_in_fp16_is_half_the_size_and_loads_in_fp32(tmp_path):
+    net = random_policy_net(block_length=4)
+    save_policy(net, tmp_path / "fp32")
+    save_policy(net, tmp_path / "fp16", dtype=torch.float16)
+    size32 = (tmp_path / "fp32" / "model.safetensors").stat().st_size
+    size16 = (tmp_path / "fp16" / "model.safetensors").stat().st_size
+    assert size16 < 0.55 * size32
+    loaded = load_policy(tmp_path / "fp16")
+    for (name, a), b in zip(net.state_dict().items(), loaded.state_dict().values()):
+        assert b.dtype == torch.float32, name
+        assert torch.equal(b, a.half().float()), name  # exactly the fp16 rounding of the weights, nothing else

@@ -121,14 +121,16 @@ class PolicyNet(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-def save_policy(net: PolicyNet, directory: str | Path, **extra: Any) -> Path:
+def save_policy(net: PolicyNet, directory: str | Path, *, dtype: torch.dtype | None = None, **extra: Any) -> Path:
     """Write ``config.json`` and ``model.safetensors`` into ``directory``; ``extra`` keys go
-    into config.json beside the network's config (e.g. the training recipe's name)."""
+    into config.json beside the network's config (e.g. the training recipe's name). ``dtype``
+    stores the weights in another precision (``torch.float16`` halves a shipped policy);
+    :func:`load_policy` always computes in fp32."""
     from safetensors.torch import save_file
 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    state = {k: v.detach().to("cpu", dtype or v.dtype).contiguous() for k, v in net.state_dict().items()}
     save_file(state, str(out / (WEIGHTS_FILE + ".tmp")))
     (out / (CONFIG_FILE + ".tmp")).write_text(
         json.dumps({"kind": KIND, **asdict(net.config), **extra}, indent=1) + "\n"
@@ -159,5 +161,5 @@ def load_policy(directory: str | Path, device: str | torch.device = "cpu") -> Po
         )
     fields = set(PolicyNetConfig.__dataclass_fields__)
     net = PolicyNet(PolicyNetConfig(**{k: v for k, v in raw.items() if k in fields}))
-    net.load_state_dict(load_file(str(weights_path)))
+    net.load_state_dict(load_file(str(weights_path)))  # copied into the fp32 parameters whatever the stored dtype
     return net.to(device).eval()
