@@ -38,31 +38,38 @@ def mean_nfe(folder: Path) -> float:
     return float(json.loads((folder / "results.json").read_text())["generation"]["mean_nfe"])
 
 
+def hull(heuristics: dict[str, dict[str, Any]]) -> list[str]:
+    """The corners of the heuristics' frontier, by increasing NFE: the upper concave hull of
+    (mean NFE, pass@1) over the points that no cheaper point beats (what decoding each task
+    with one of two heuristics at random achieves on average lies on the chord between them)."""
+    mean = {k: sum(h["pass"].values()) / len(h["pass"]) for k, h in heuristics.items()}
+    corners: list[str] = []
+    for k in sorted(heuristics, key=lambda k: (heuristics[k]["nfe"], -mean[k])):
+        if corners and mean[k] <= mean[corners[-1]]:
+            continue
+        while len(corners) >= 2:
+            (x0, y0), (x1, y1) = ((heuristics[j]["nfe"], mean[j]) for j in corners[-2:])
+            if (x1 - x0) * (mean[k] - y0) - (y1 - y0) * (heuristics[k]["nfe"] - x0) < 0:
+                break  # the last corner stays above the chord to k
+            corners.pop()
+        corners.append(k)
+    return corners
+
+
 def frontier_baseline(heuristics: dict[str, dict[str, Any]], nfe: float) -> tuple[dict[str, float], str]:
-    """The heuristics' frontier at ``nfe``, task by task: the upper concave hull of the points
-    (pass@1 against mean NFE; what decoding each task with one of two heuristics at random
-    achieves on average), linearly interpolated between the two hull points that bracket
-    ``nfe``; per task the same mix of their per-task scores, so a paired difference against it
-    is a difference of means with a valid interval. Beyond the last point: that point (more NFE
-    buys nothing measured); below the first: the first (cheaper than every heuristic).
+    """The heuristics' frontier (:func:`hull`) at ``nfe``, task by task: linearly interpolated
+    between the two corners that bracket ``nfe``, per task the same mix of their per-task
+    scores, so a paired difference against it is a difference of means with a valid interval.
+    Beyond the last corner: that corner (more NFE buys nothing measured); below the first: the
+    first (cheaper than every heuristic).
 
     >>> h = {"a": {"pass": {"t": 0.0, "u": 1.0}, "nfe": 2.0}, "b": {"pass": {"t": 1.0, "u": 1.0}, "nfe": 4.0}}
     >>> frontier_baseline(h, 3.0)
     ({'t': 0.5, 'u': 1.0}, 'a..b (0.50)')
     """
-    mean = {k: sum(h["pass"].values()) / len(h["pass"]) for k, h in heuristics.items()}
-    pareto: list[str] = []  # increasing in NFE and in pass@1, then only the upper hull's corners
-    for k in sorted(heuristics, key=lambda k: (heuristics[k]["nfe"], -mean[k])):
-        if pareto and mean[k] <= mean[pareto[-1]]:
-            continue
-        while len(pareto) >= 2:
-            (x0, y0), (x1, y1) = ((heuristics[j]["nfe"], mean[j]) for j in pareto[-2:])
-            if (x1 - x0) * (mean[k] - y0) - (y1 - y0) * (heuristics[k]["nfe"] - x0) < 0:
-                break  # the last corner stays above the chord to k
-            pareto.pop()
-        pareto.append(k)
-    lo = [k for k in pareto if heuristics[k]["nfe"] <= nfe]
-    hi = [k for k in pareto if heuristics[k]["nfe"] > nfe]
+    corners = hull(heuristics)
+    lo = [k for k in corners if heuristics[k]["nfe"] <= nfe]
+    hi = [k for k in corners if heuristics[k]["nfe"] > nfe]
     if not lo or not hi:
         k = lo[-1] if lo else hi[0]
         return dict(heuristics[k]["pass"]), k
@@ -176,6 +183,9 @@ def main() -> None:
     for kind, pts in by_kind.items():
         pts.sort()
         ax.plot([x for x, _ in pts], [y for _, y in pts], "o-", ms=3, alpha=0.7, label=kind)
+    corners = hull(heuristics)
+    ax.plot([heuristics[k]["nfe"] for k in corners], [table["heuristics"][k]["pass@1"] for k in corners],
+            "k--", lw=1, label="heuristics' frontier (upper hull)")  # fmt: skip
     for label, g in groups.items():
         xs = [s["nfe"] for s in g["seeds"]]
         ys = [s["pass@1"] for s in g["seeds"]]

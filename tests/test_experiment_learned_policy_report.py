@@ -44,3 +44,14 @@ def test_a_point_above_the_chord_stays_a_corner():
     line, between = f(h, 4.5)
     assert between == "b..c (0.50)"
     assert sum(line.values()) / 4 == pytest.approx(0.875)
+
+
+def test_the_hull_keeps_only_corners_above_the_chords():
+    h = {
+        "a": _point(2.0, [0, 0, 0, 1]),
+        "dominated": _point(3.0, [0, 0, 0, 0]),
+        "under": _point(4.0, [0, 0, 1, 1]),
+        "c": _point(6.0, [1, 1, 1, 1]),
+        "costly": _point(9.0, [1, 1, 1, 1]),  # no better than c at more NFE
+    }
+    assert _script().hull(h) == ["a", "c"]
