@@ -6,10 +6,13 @@ seeds: every run's last checkpoint is evaluated at ``--beta`` (greedy, one sampl
 ones). The heuristics are the finished points of ``experiments/learned_policy_frontier.py``
 under ``runs/frontier/<model>-<mode>-<split>/`` (run that first).
 
-For every run: pass@1 and mean NFE, and the paired difference (over tasks) with the best
-heuristic whose mean NFE is at most ``--nfe-slack`` times the run's. For every group: the mean
-over its seeds with a 95% t-interval over seeds (one seed: the interval over tasks). Writes
-``<docs>.json`` and ``<docs>.png`` (the heuristics' curves and each group's seeds).
+For every run: pass@1 and mean NFE, and two paired differences (over tasks): with the best
+heuristic whose mean NFE is at most ``--nfe-slack`` times the run's, and with the heuristics'
+frontier (their upper hull) interpolated to the run's NFE. For every group: the mean over its
+seeds with a 95% t-interval over seeds (one seed: the interval over tasks). Writes
+``<docs>.json``, ``<docs>.md`` (the table) and ``<docs>.png`` (the heuristics' curves, their
+hull and each group's seeds). ``--reuse-training-eval`` (validation) reads the evaluation a
+training run made of its last checkpoint instead of decoding again.
 
     python experiments/learned_policy_report.py --split test --mode full \\
         --group "alpha 1=runs/polw-full-a1,runs/polw-full-a1-s1,runs/polw-full-a1-s2" \\
@@ -77,6 +80,37 @@ def frontier_baseline(heuristics: dict[str, dict[str, Any]], nfe: float) -> tupl
     w = (nfe - heuristics[a]["nfe"]) / (heuristics[b]["nfe"] - heuristics[a]["nfe"])
     pa, pb = heuristics[a]["pass"], heuristics[b]["pass"]
     return {t: (1 - w) * pa[t] + w * pb[t] for t in pa}, f"{a}..{b} ({w:.2f})"
+
+
+def markdown(table: dict[str, Any]) -> str:
+    """The report's table: one row per run, one per group (mean over seeds, t-interval over
+    seeds), differences in points of pass@1 with their 95% intervals."""
+
+    def pts(d: float, h: float) -> str:
+        return f"{100 * d:+.1f} ± {100 * h:.1f}"
+
+    lines = [
+        f"{table['model']}, {table['mode']}, {table['split']} split, beta {table['beta']:g}",
+        "",
+        "| setting | run (last checkpoint) | pass@1 at mean NFE | minus the best heuristic at <= its NFE | "
+        "minus the heuristics' frontier there |",
+        "|---|---|---|---|---|",
+    ]
+    for label, g in table["groups"].items():
+        for s in g["seeds"]:
+            lines.append(
+                f"| {label} | {Path(s['run']).name} ({Path(s['checkpoint']).name.rpartition('-')[2].lstrip('0')}) "
+                f"| {s['pass@1']:.3f} at {s['nfe']:.2f} | {s['vs']} ({s['vs_nfe']:.2f}): "
+                f"{pts(s['diff'], s['diff_ci95'])} | {s['frontier_between']}: "
+                f"{pts(s['diff_frontier'], s['diff_frontier_ci95'])} |"
+            )
+        if len(g["seeds"]) > 1:
+            (p, ph), (n, nh) = g["pass@1"], g["nfe"]
+            lines.append(
+                f"| **{label}** | mean of {len(g['seeds'])} seeds | {p:.3f} ± {ph:.3f} at {n:.2f} ± {nh:.2f} | "
+                f"**{pts(*g['diff_vs_best_heuristic'])}** | **{pts(*g['diff_vs_frontier'])}** |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -174,6 +208,7 @@ def main() -> None:
              "heuristics": {k: {"pass@1": sum(h["pass"].values()) / len(h["pass"]), "nfe": h["nfe"]}
                             for k, h in heuristics.items()}, "groups": groups}  # fmt: skip
     args.docs.with_suffix(".json").write_text(json.dumps(table, indent=1) + "\n")
+    args.docs.with_suffix(".md").write_text(markdown(table))
     fig, ax = plt.subplots(figsize=(7, 4.2))
     by_kind: dict[str, list[tuple[float, float]]] = {}
     for k, h in table["heuristics"].items():
