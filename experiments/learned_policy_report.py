@@ -157,7 +157,7 @@ def main() -> None:
     tasks = load_tasks(f"tinycode:{args.split}")
     groups: dict[str, Any] = {}
     for spec in args.group:
-        label, _, runs = spec.partition("=")
+        label, _, runs = spec.rpartition("=")  # a label may contain "="
         seeds = []
         for run in runs.split(","):
             ckpt = latest_checkpoint(run)

@@ -9,7 +9,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("learned_policy_report", ROOT / "experiments/learned_policy_report.py")
+    path = ROOT / "experiments/learned_policy_report.py"
+    spec = importlib.util.spec_from_file_location("learned_policy_report", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
