@@ -37,6 +37,10 @@ def per_task(folder: Path) -> dict[str, float]:
     return {tid: e["c"] / e["n"] for tid, e in res["tasks"].items() if e["n"]}
 
 
+def mean_pass(per_task_pass: dict[str, float]) -> float:
+    return sum(per_task_pass.values()) / len(per_task_pass)
+
+
 def mean_nfe(folder: Path) -> float:
     return float(json.loads((folder / "results.json").read_text())["generation"]["mean_nfe"])
 
@@ -45,7 +49,7 @@ def hull(heuristics: dict[str, dict[str, Any]]) -> list[str]:
     """The corners of the heuristics' frontier, by increasing NFE: the upper concave hull of
     (mean NFE, pass@1) over the points that no cheaper point beats (what decoding each task
     with one of two heuristics at random achieves on average lies on the chord between them)."""
-    mean = {k: sum(h["pass"].values()) / len(h["pass"]) for k, h in heuristics.items()}
+    mean = {k: mean_pass(h["pass"]) for k, h in heuristics.items()}
     corners: list[str] = []
     for k in sorted(heuristics, key=lambda k: (heuristics[k]["nfe"], -mean[k])):
         if corners and mean[k] <= mean[corners[-1]]:
@@ -82,9 +86,22 @@ def frontier_baseline(heuristics: dict[str, dict[str, Any]], nfe: float) -> tupl
     return {t: (1 - w) * pa[t] + w * pb[t] for t in pa}, f"{a}..{b} ({w:.2f})"
 
 
+def over_seeds(seeds: list[dict[str, Any]], key: str) -> list[float]:
+    """Mean and 95% t half-width of ``key`` over the seeds; one seed: its own interval over tasks
+    (``key_ci95``) where it has one."""
+    from demask.evaluation.stats import mean_interval
+
+    if len(seeds) == 1 and key + "_ci95" in seeds[0]:
+        return [seeds[0][key], seeds[0][key + "_ci95"]]
+    m = mean_interval([s[key] for s in seeds])
+    return [m.mean, m.half_width]
+
+
 def markdown(table: dict[str, Any]) -> str:
     """The report's table: one row per run, one per group (mean over seeds, t-interval over
     seeds), differences in points of pass@1 with their 95% intervals."""
+
+    from demask.training.checkpointing import checkpoint_step
 
     def pts(d: float, h: float) -> str:
         return f"{100 * d:+.1f} ± {100 * h:.1f}"
@@ -99,7 +116,7 @@ def markdown(table: dict[str, Any]) -> str:
     for label, g in table["groups"].items():
         for s in g["seeds"]:
             lines.append(
-                f"| {label} | {Path(s['run']).name} ({Path(s['checkpoint']).name.rpartition('-')[2].lstrip('0')}) "
+                f"| {label} | {Path(s['run']).name} ({checkpoint_step(s['checkpoint'])}) "
                 f"| {s['pass@1']:.3f} at {s['nfe']:.2f} | {s['vs']} ({s['vs_nfe']:.2f}): "
                 f"{pts(s['diff'], s['diff_ci95'])} | {s['frontier_between']}: "
                 f"{pts(s['diff_frontier'], s['diff_frontier_ci95'])} |"
@@ -138,10 +155,10 @@ def main() -> None:
     import matplotlib.pyplot as plt
     from learned_policy_frontier import MODES, point
 
-    from demask.evaluation.stats import mean_interval, paired_difference
+    from demask.evaluation.stats import paired_difference
     from demask.model import load_pretrained
     from demask.tasks import load_tasks
-    from demask.training.checkpointing import latest_checkpoint
+    from demask.training.checkpointing import checkpoint_step, latest_checkpoint
 
     base = args.out / f"{args.model}-{args.mode}-{args.split}"
     heuristics = {}
@@ -164,7 +181,7 @@ def main() -> None:
             if ckpt is None:
                 raise SystemExit(f"{run}: no checkpoint")
             folder = base / f"run-{Path(run).name}-{ckpt.name}-beta{args.beta:g}"
-            own = Path(run) / "eval" / f"step-{int(ckpt.name.rpartition('-')[2]):07d}"
+            own = Path(run) / "eval" / f"step-{checkpoint_step(ckpt):07d}"
             if args.reuse_training_eval and args.beta == 1 and (own / "results.json").is_file():
                 folder = own
             else:
@@ -179,7 +196,7 @@ def main() -> None:
             d = paired_difference(heuristics[best]["pass"], mine)
             line, between = frontier_baseline(heuristics, nfe)
             f = paired_difference(line, mine)
-            seeds.append({"run": run, "checkpoint": str(ckpt), "pass@1": sum(mine.values()) / len(mine), "nfe": nfe,
+            seeds.append({"run": run, "checkpoint": str(ckpt), "pass@1": mean_pass(mine), "nfe": nfe,
                           "vs": best, "vs_nfe": heuristics[best]["nfe"], "diff": d.diff.mean,
                           "diff_ci95": d.diff.half_width, "frontier_between": between,
                           "diff_frontier": f.diff.mean, "diff_frontier_ci95": f.diff.half_width})  # fmt: skip
@@ -189,23 +206,19 @@ def main() -> None:
                 f"vs the frontier ({between}): {f.diff.mean:+.3f} +- {f.diff.half_width:.3f}",
                 flush=True,
             )
-        p = mean_interval([s["pass@1"] for s in seeds])
-        n = mean_interval([s["nfe"] for s in seeds])
-        dd = mean_interval([s["diff"] for s in seeds])
-        df = mean_interval([s["diff_frontier"] for s in seeds])
-        groups[label] = {"seeds": seeds, "pass@1": [p.mean, p.half_width], "nfe": [n.mean, n.half_width],
-                         "diff_vs_best_heuristic": [dd.mean, dd.half_width] if len(seeds) > 1 else
-                         [seeds[0]["diff"], seeds[0]["diff_ci95"]],
-                         "diff_vs_frontier": [df.mean, df.half_width] if len(seeds) > 1 else
-                         [seeds[0]["diff_frontier"], seeds[0]["diff_frontier_ci95"]]}  # fmt: skip
+
+        groups[label] = {"seeds": seeds, "pass@1": over_seeds(seeds, "pass@1"), "nfe": over_seeds(seeds, "nfe"),
+                         "diff_vs_best_heuristic": over_seeds(seeds, "diff"),
+                         "diff_vs_frontier": over_seeds(seeds, "diff_frontier")}  # fmt: skip
         vs, vf = groups[label]["diff_vs_best_heuristic"], groups[label]["diff_vs_frontier"]
+        (p, ph), (n, _) = groups[label]["pass@1"], groups[label]["nfe"]
         print(
-            f"{label}: pass@1 {p.mean:.3f} +- {p.half_width:.3f}, NFE {n.mean:.2f}, "
+            f"{label}: pass@1 {p:.3f} +- {ph:.3f}, NFE {n:.2f}, "
             f"vs best heuristic {vs[0]:+.3f} +- {vs[1]:.3f}, vs the frontier {vf[0]:+.3f} +- {vf[1]:.3f}"
         )
 
     table = {"model": args.model, "mode": args.mode, "split": args.split, "beta": args.beta,
-             "heuristics": {k: {"pass@1": sum(h["pass"].values()) / len(h["pass"]), "nfe": h["nfe"]}
+             "heuristics": {k: {"pass@1": mean_pass(h["pass"]), "nfe": h["nfe"]}
                             for k, h in heuristics.items()}, "groups": groups}  # fmt: skip
     args.docs.with_suffix(".json").write_text(json.dumps(table, indent=1) + "\n")
     args.docs.with_suffix(".md").write_text(markdown(table))

@@ -202,3 +202,11 @@ def test_log_has_the_documented_columns(tmp_path):
     assert list(rows[0])[:7] == ["step", "loss", "lr", "grad_norm", "tokens_per_s", "steps_per_s", "elapsed_s"]
     assert float(rows[1]["lr"]) == pytest.approx(3e-3 * 0.1)  # the cosine's end
     assert all(float(r["tokens_per_s"]) > 0 for r in rows)
+
+
+def test_checkpoint_step_reads_the_folder_name():
+    from demask.training.checkpointing import checkpoint_dir, checkpoint_step
+
+    assert checkpoint_step(checkpoint_dir("runs/x", 162)) == 162
+    with pytest.raises(ValueError, match="not a checkpoint folder"):
+        checkpoint_step("runs/x/latest")

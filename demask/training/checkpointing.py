@@ -47,6 +47,14 @@ def checkpoint_dir(out_dir: str | Path, step: int) -> Path:
     return Path(out_dir) / f"checkpoint-{step:07d}"
 
 
+def checkpoint_step(path: str | Path) -> int:
+    """The update count in a checkpoint folder's name (``checkpoint-0000162`` -> 162)."""
+    m = _NAME.match(Path(path).name)
+    if m is None:
+        raise ValueError(f"{path} is not a checkpoint folder (expected a name like checkpoint-0000200)")
+    return int(m.group(1))
+
+
 def atomic_write_bytes(path: Path, write: Any) -> None:
     """Call ``write(file_object)`` on a temporary file next to ``path``, then rename it."""
     path.parent.mkdir(parents=True, exist_ok=True)
